@@ -1,0 +1,54 @@
+"""Where to paint: padded, clipped face boxes and their ellipse or box masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from faceanon_video.types import Detections
+
+MASK_SHAPES = ("ellipse", "box")
+
+
+@dataclass
+class FaceRegion:
+    """A face's paint area: a clipped box ``[y0:y1, x0:x1]`` and, for ellipses, a bool mask of that size."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    face_width_px: float
+    mask: np.ndarray | None = None  # (y1-y0, x1-x0) bool; None paints the whole box
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+def face_regions(faces: Detections, frame_shape: tuple[int, ...], mask_scale: float = 1.3, shape: str = "ellipse") -> list[FaceRegion]:
+    """One region per face, grown by ``mask_scale`` around the box centre and clipped to the frame.
+
+    ``mask_scale`` 1.3 (deface's default) covers hair line, ears and chin that detector boxes leave out;
+    an ellipse of the grown box covers the face while leaving the corners (background) untouched.
+    """
+    height, width = frame_shape[:2]
+    regions = []
+    for x0, y0, x1, y1 in faces.xyxy:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half_w, half_h = (x1 - x0) * mask_scale / 2, (y1 - y0) * mask_scale / 2
+        bx0, by0 = max(0, int(np.floor(cx - half_w))), max(0, int(np.floor(cy - half_h)))
+        bx1, by1 = min(width, int(np.ceil(cx + half_w))), min(height, int(np.ceil(cy + half_h)))
+        if bx1 <= bx0 or by1 <= by0:
+            continue  # entirely outside the frame
+        mask = None
+        if shape == "ellipse":
+            mask = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
+            center = (int(round(cx - bx0)), int(round(cy - by0)))
+            axes = (max(1, int(np.ceil(half_w))), max(1, int(np.ceil(half_h))))
+            cv2.ellipse(mask, center, axes, 0, 0, 360, 255, thickness=-1)
+            mask = mask.astype(bool)
+        regions.append(FaceRegion(bx0, by0, bx1, by1, float(x1 - x0), mask))
+    return regions

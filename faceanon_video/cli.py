@@ -1,0 +1,172 @@
+"""Command line: argparse -> RunConfig -> pipeline. Nothing else lives here.
+
+    faceanon-video INPUT... [-o OUTPUT] [--mode blur|mosaic|solid|image|none|diffusion] ...
+    faceanon-video bench|eval|export|download-models ...   (see ``faceanon-video SUBCOMMAND --help``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from faceanon_video import __version__
+from faceanon_video.config import BACKENDS, MODES, RunConfig
+from faceanon_video.detect import DETECTORS
+from faceanon_video.errors import FaceanonError
+
+log = logging.getLogger("faceanon_video")
+
+#: ``faceanon-video NAME ...`` runs ``faceanon_video.commands.NAME`` (``add_arguments`` + ``main``).
+SUBCOMMANDS = {
+    "bench": "throughput and latency of each stage on a clip",
+    "eval": "measure leaks, background damage, recall and re-identification on annotated data",
+    "export": "export the diffusion models to ONNX (and TensorRT engines on a GPU host)",
+    "download-models": "fetch the diffusion weights into a local folder (needs internet; opt-in)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faceanon-video",
+        description="Anonymize every face in videos and images: detect, track, then blur/mosaic/fill or replace "
+        "with natural fake faces. Subcommands: " + "; ".join(f"{k}: {v}" for k, v in SUBCOMMANDS.items()) + ".",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, images, or folders of them")
+    parser.add_argument("-o", "--output", help="output file, or folder for several inputs (default: NAME_anonymized.EXT next to each input)")
+    parser.add_argument("--version", action="version", version=f"faceanon-video {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="load settings from a JSON run file (command-line options override it)")
+    parser.add_argument("--save-config", metavar="FILE", help="write the effective settings as a JSON run file")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+    anon = parser.add_argument_group("anonymization")
+    anon.add_argument("--mode", choices=MODES, default="blur", help="how faces are replaced")
+    anon.add_argument("--mask", choices=("ellipse", "box"), default="ellipse", help="shape of the replaced area")
+    anon.add_argument("--mask-scale", type=float, default=1.3, help="grow each face box by this factor (covers hair line, ears, chin)")
+    anon.add_argument("--replace-image", metavar="FILE", help="image pasted over faces with --mode image")
+
+    det = parser.add_argument_group("detection")
+    det.add_argument("--detector", choices=DETECTORS, default="yunet", help="yunet: fast, small faces; centerface: higher recall, ~4x slower")
+    det.add_argument("--thresh", type=float, default=None, help="detection score threshold (default: YuNet 0.5, CenterFace 0.3); lower catches more hard faces and more false positives")
+    det.add_argument("--min-face", type=float, default=24, dest="min_face_px", help="smallest face width in pixels that must be found; larger is faster")
+    det.add_argument("--workers", type=int, default=2, help="detection threads")
+
+    diff = parser.add_argument_group("diffusion (--mode diffusion; needs the 'diffusion' extra and local weights)")
+    diff.add_argument("--model-dir", default=os.environ.get("FACEANON_MODEL_DIR"), help="folder with unet/, referencenet/, conditioning_referencenet/, vae/, scheduler/, image_encoder/ (env FACEANON_MODEL_DIR)")
+    diff.add_argument("--engine-dir", help="folder of exported ONNX graphs / TensorRT engines (from 'faceanon-video export')")
+    diff.add_argument("--backend", choices=BACKENDS, default="auto", help="where the diffusion models run; auto takes the fastest available")
+    diff.add_argument("--steps", type=int, default=4, help="sampling steps (more: finer texture, slower)")
+    diff.add_argument("--scheduler", default="dpmsolver++", help="ddim, dpmsolver++, unipc or lcm")
+    diff.add_argument("--degree", type=float, default=1.25, help="anonymization degree: 0 keeps the identity, >1 pushes away from it")
+    diff.add_argument("--guidance-scale", type=float, default=4.0, help="classifier-free guidance")
+    diff.add_argument("--swap-source", metavar="IMAGE", help="face-swap mode: give every face this donor identity")
+
+    enc = parser.add_argument_group("encoding")
+    enc.add_argument("--crf", type=int, default=20, help="quality (lower is better and bigger; 18 is visually lossless)")
+    enc.add_argument("--preset", default="veryfast", help="x264 preset (ultrafast..veryslow): slower is smaller at equal quality")
+    enc.add_argument("--codec", default=None, help="video codec (default: libx264, libvpx-vp9 for .webm)")
+    enc.add_argument("--no-audio", action="store_true", help="drop audio and other streams instead of copying them")
+    enc.add_argument("--start", type=float, dest="start_s", help="start time in seconds")
+    enc.add_argument("--end", type=float, dest="end_s", help="end time in seconds")
+    return parser
+
+
+#: argparse dest -> RunConfig field, where the names differ.
+RENAMED = {"no_audio": ("keep_audio", lambda v: not v), "quiet": ("progress", lambda v: not v)}
+NOT_CONFIG = {"inputs", "output", "config", "save_config", "debug"}
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
+    base = RunConfig.from_file(args.config) if args.config else RunConfig()
+    values = vars(base)
+    for dest, value in vars(args).items():
+        if dest in NOT_CONFIG:
+            continue
+        # A run file's values hold unless the option was given on the command line.
+        if args.config and value == parser.get_default(dest):
+            continue
+        name, convert = RENAMED.get(dest, (dest, lambda v: v))
+        if name in values:
+            values[name] = convert(value)
+    return RunConfig(**{k: v for k, v in values.items()})
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="faceanon-video: %(levelname)s: %(message)s")
+    os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
+
+
+def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from faceanon_video.pipeline import FrameProcessor, expand_inputs, output_path_for, process_file
+
+    if not args.inputs:
+        parser.error("give at least one INPUT (a video, an image or a folder)")
+    config = config_from_args(args, parser)
+    if args.save_config:
+        with open(args.save_config, "w") as fh:
+            fh.write(config.to_json())
+    sources = expand_inputs(args.inputs)
+    several = len(sources) > 1
+    processor = None
+    failures = 0
+    for source in sources:
+        destination = output_path_for(source, args.output, several)
+        try:
+            if processor is not None:
+                processor.tracker.reset()
+            processor = processor or FrameProcessor(config)  # models load once for all inputs
+            summary = process_file(source, destination, config, processor=_fresh_counters(processor))
+        except FaceanonError as exc:
+            if not several:
+                raise
+            failures += 1
+            sys.stderr.write(f"faceanon-video: error: {exc}\n")
+            continue
+        if not args.quiet:
+            obscured = f", {summary.obscured_frames} frames obscured after a failure" if summary.obscured_frames else ""
+            sys.stdout.write(
+                f"{source} -> {destination}: {summary.frames} frames, {summary.faces} faces, "
+                f"{summary.fps:.1f} fps{obscured}\n"
+            )
+    return 1 if failures else 0
+
+
+def _fresh_counters(processor):
+    processor.frames = processor.faces = processor.obscured_frames = 0
+    processor.timings.clear()
+    return processor
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    setup_logging(debug)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            name = argv[0]
+            module = importlib.import_module(f"faceanon_video.commands.{name.replace('-', '_')}")
+            sub = argparse.ArgumentParser(prog=f"faceanon-video {name}", description=SUBCOMMANDS[name], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+            module.add_arguments(sub)
+            return int(module.main(sub.parse_args(argv[1:])) or 0)
+        parser = build_parser()
+        return run_main(parser.parse_args(argv), parser)
+    except FaceanonError as exc:
+        sys.stderr.write(f"faceanon-video: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("faceanon-video: interrupted; unfinished outputs were removed\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for users, the traceback with --debug
+        if debug:
+            raise
+        sys.stderr.write(f"faceanon-video: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""``RunConfig``: every setting of a run, shared by the CLI, the library API and saved run files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from faceanon_video.anonymize.regions import MASK_SHAPES
+from faceanon_video.detect import DETECTORS
+from faceanon_video.errors import ConfigError
+
+MODES = ("blur", "mosaic", "solid", "image", "none", "diffusion")
+BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+
+
+@dataclass
+class RunConfig:
+    # What to anonymize and how.
+    mode: str = "blur"
+    mask: str = "ellipse"
+    mask_scale: float = 1.3
+    replace_image: str | None = None  # for mode "image"
+
+    # Detection.
+    detector: str = "yunet"
+    thresh: float | None = None  # None: the detector's default (YuNet 0.5, CenterFace 0.3)
+    min_face_px: float = 24
+    workers: int = 2  # detection threads; frames are detected in parallel, tracked in order
+
+    # Tracking (see faceanon_video.track).
+    track: bool = True
+    detect_every: int = 1
+    lost_track_buffer: int = 15
+    key_file: str | None = None
+    save_tracks: str | None = None
+
+    # Diffusion (see faceanon_video.anonymize.diffusion).
+    model_dir: str | None = None
+    engine_dir: str | None = None
+    backend: str = "auto"
+    steps: int = 4
+    scheduler: str = "dpmsolver++"
+    degree: float = 1.25
+    guidance_scale: float = 4.0
+    swap_source: str | None = None
+
+    # Encoding.
+    crf: int = 20
+    preset: str = "veryfast"
+    codec: str | None = None  # None: H.264 (VP9 for .webm)
+    keep_audio: bool = True
+
+    # Input span (files).
+    start_s: float | None = None
+    end_s: float | None = None
+
+    # Behaviour.
+    overwrite: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.mask not in MASK_SHAPES:
+            raise ConfigError(f"unknown mask {self.mask!r}; choose from {', '.join(MASK_SHAPES)}")
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"unknown detector {self.detector!r}; choose from {', '.join(DETECTORS)}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.mask_scale < 1.0:
+            raise ConfigError("--mask-scale must be >= 1.0 (smaller masks leave face edges visible)")
+        if self.mode == "image" and not self.replace_image:
+            raise ConfigError("--mode image needs --replace-image FILE")
+        if self.detect_every < 1:
+            raise ConfigError("--detect-every must be >= 1")
+        if self.workers < 1:
+            raise ConfigError("--workers must be >= 1")
+        if self.thresh is not None and not 0 < self.thresh < 1:
+            raise ConfigError("--thresh must be between 0 and 1")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown settings in run file: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RunConfig:
+        return cls.from_json(Path(path).read_text())

@@ -1,0 +1,24 @@
+"""Face detectors. ``build_detector(name, ...)`` picks one by name."""
+
+from __future__ import annotations
+
+from faceanon_video.detect.base import Detector
+from faceanon_video.errors import ConfigError
+
+DETECTORS = ("yunet", "centerface")
+
+
+def build_detector(name: str = "yunet", threshold: float | None = None, min_face_px: float = 24) -> Detector:
+    """A detector by name; ``threshold=None`` uses the detector's own default."""
+    kwargs = {"min_face_px": min_face_px}
+    if threshold is not None:
+        kwargs["threshold"] = threshold
+    if name == "yunet":
+        from faceanon_video.detect.yunet import YuNetDetector
+
+        return YuNetDetector(**kwargs)
+    if name == "centerface":
+        from faceanon_video.detect.centerface import CenterFaceDetector
+
+        return CenterFaceDetector(**kwargs)
+    raise ConfigError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")

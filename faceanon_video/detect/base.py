@@ -1,0 +1,21 @@
+"""The detector interface: one verb, ``detect(frame) -> Detections``."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from faceanon_video.types import Detections
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds faces in a BGR image.
+
+    Implementations return boxes in the coordinates of the image they were given, with an empty
+    ``Detections`` (never None) when there are no faces. ``detect`` must be safe to call from one
+    worker thread at a time; the pipeline gives each thread its own detector.
+    """
+
+    def detect(self, bgr: np.ndarray) -> Detections: ...

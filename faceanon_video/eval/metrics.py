@@ -1,0 +1,286 @@
+"""What an anonymized frame is scored on: did every face get covered, did the background survive,
+and did the detector find the faces.
+
+Face coverage ("was this face substantially altered?")
+------------------------------------------------------
+A face is **covered** when at least ``covered_fraction`` (90 %) of the informative pixels of its
+face oval were altered, and **leaked** otherwise. Precisely:
+
+1. The ground-truth box is cropped from the original and the anonymized frame and both crops are
+   resized to ``canonical_px`` (64 px) square, grey. Measuring at one scale makes the verdict the
+   same for a 40 px and a 400 px face: a 10 px mosaic on a 400 px face (40 blocks across, still
+   recognisable) stays "unaltered" at 64 px, while it would destroy every pixel-level texture
+   at full resolution.
+2. Only the oval inscribed in the box counts: face boxes are rectangles around an oval face, the
+   corners hold hair and background, and ellipse-masked anonymizers leave them alone on purpose.
+3. A pixel is *altered* when the local SSIM (Wang et al. 2004, 7x7 Gaussian window, sigma 1.5)
+   between original and output is below ``ssim_altered_below`` (0.5). SSIM rather than a plain
+   pixel difference because a blur leaves the mean brightness of a face almost unchanged while
+   destroying its structure; and because video re-encoding (SSIM ~0.9+) must not count as
+   anonymization.
+4. Only *informative* pixels are counted: those whose local standard deviation in the original is
+   at least ``informative_std`` (3 grey levels). A blur cannot change a flat patch of cheek, and
+   such a patch carries no identity; counting it would call a thoroughly blurred face leaked. If
+   fewer than 10 % of the oval is informative (a featureless face), all oval pixels count.
+
+The 90 % bar makes a half-covered face (about 50 % altered) leaked, as it should be: half a face
+is enough to recognise someone. Re-identification with a face-recognition model
+(:mod:`faceanon_video.eval.identity`) is the complementary, model-based check.
+
+Background damage
+-----------------
+The fraction of pixels farther than ``margin`` from every ground-truth face (boxes scaled by
+``margin_scale`` about their centre, 2x by default, so a padded ellipse mask or a lagging track
+box is not blamed) whose colour changed by more than ``changed_above`` (24 of 255, after a
+light 3x3 Gaussian on both frames so codec noise does not count). A frame that the pipeline
+obscured entirely (fail-closed) scores ~100 %.
+
+Detection recall and precision
+------------------------------
+Detected boxes are matched one-to-one to ground-truth boxes by the Hungarian algorithm
+(``scipy.optimize.linear_sum_assignment``) on IoU; a pair is a true positive when its IoU is at
+least 0.5 (the PASCAL VOC criterion). Detections matched to an ignored ground-truth face are
+neither true nor false positives, and ignored faces are never counted as missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    "BackgroundDamage",
+    "CoverageSettings",
+    "DetectionCounts",
+    "background_damage",
+    "box_iou",
+    "face_altered_fraction",
+    "match_boxes",
+]
+
+
+@dataclass(frozen=True)
+class CoverageSettings:
+    """When a face counts as covered; see the module docstring for the reasoning."""
+
+    #: Fraction of the face's informative pixels that must be altered. Higher is stricter: 0.9
+    #: tolerates a thin unaltered rim (mask edge, feathering) but not an uncovered eye or mouth.
+    covered_fraction: float = 0.9
+    #: A pixel is altered when its local SSIM drops below this. Lower demands a more destructive
+    #: change: 0.5 is well below what lossy re-encoding produces (~0.9) and well above what a blur
+    #: strong enough to hide identity leaves (~0.1).
+    ssim_altered_below: float = 0.5
+    #: Side of the square both crops are resized to before comparing. Smaller judges coarser
+    #: structure (what identifies a face); larger also demands that fine texture be destroyed.
+    canonical_px: int = 64
+    #: Grey-level standard deviation (7x7 window, at canonical size) for a pixel to be informative.
+    informative_std: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.covered_fraction <= 1:
+            raise ValueError(f"covered_fraction must be in (0, 1], got {self.covered_fraction}")
+        if not -1 < self.ssim_altered_below <= 1:
+            raise ValueError(f"ssim_altered_below must be in (-1, 1], got {self.ssim_altered_below}")
+        if self.canonical_px < 16:
+            raise ValueError(f"canonical_px must be >= 16, got {self.canonical_px}")
+
+
+# SSIM's stabilising constants for 8-bit data (Wang et al. 2004: K1=0.01, K2=0.03, L=255).
+_C1 = (0.01 * 255) ** 2
+_C2 = (0.03 * 255) ** 2
+
+
+def _local_stats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian-windowed means, variances and covariance (7x7, sigma 1.5), as in the SSIM paper.
+
+    Hand-written with cv2.GaussianBlur rather than pulling in scikit-image for these few lines.
+    """
+
+    def blur(x):
+        return cv2.GaussianBlur(x, (7, 7), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = np.maximum(blur(a * a) - mu_a * mu_a, 0)
+    var_b = np.maximum(blur(b * b) - mu_b * mu_b, 0)
+    cov = blur(a * b) - mu_a * mu_b
+    return mu_a, mu_b, var_a, var_b, cov
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel SSIM of two same-sized grey images (float32 in 0..255), and the local standard
+    deviation of ``a``."""
+    mu_a, mu_b, var_a, var_b, cov = _local_stats(a, b)
+    ssim = ((2 * mu_a * mu_b + _C1) * (2 * cov + _C2)) / ((mu_a**2 + mu_b**2 + _C1) * (var_a + var_b + _C2))
+    return ssim, np.sqrt(var_a)
+
+
+#: The most a dark, low-contrast face is brightened before comparing; more would amplify noise.
+_MAX_GAIN = 8.0
+
+
+def _canonical_crop(bgr: np.ndarray, xyxy: np.ndarray, size: int) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    x0, y0 = int(np.floor(max(xyxy[0], 0))), int(np.floor(max(xyxy[1], 0)))
+    x1, y1 = int(np.ceil(min(xyxy[2], w))), int(np.ceil(min(xyxy[3], h)))
+    crop = cv2.cvtColor(bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    # INTER_AREA when shrinking (averages, no aliasing); INTER_LINEAR when enlarging small faces.
+    interp = cv2.INTER_AREA if crop.shape[0] * crop.shape[1] > size * size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp).astype(np.float32)
+
+
+def _oval_mask(size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    r = size / 2
+    return ((xx - r) / r) ** 2 + ((yy - r) / r) ** 2 <= 1.0
+
+
+def face_altered_fraction(
+    original_bgr: np.ndarray, anonymized_bgr: np.ndarray, xyxy: np.ndarray, settings: CoverageSettings = CoverageSettings()
+) -> np.ndarray:
+    """(n,) fraction of each face's informative oval pixels that were altered (see module docs).
+
+    A face is covered when its fraction is ``>= settings.covered_fraction``. Boxes entirely outside
+    the frame get NaN.
+    """
+    if original_bgr.shape != anonymized_bgr.shape:
+        raise ValueError(f"frames differ in shape: {original_bgr.shape} vs {anonymized_bgr.shape}")
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    h, w = original_bgr.shape[:2]
+    size = settings.canonical_px
+    oval = _oval_mask(size)
+    out = np.full(len(xyxy), np.nan, np.float64)
+    for i, box in enumerate(xyxy):
+        if min(box[2], w) - max(box[0], 0) < 1 or min(box[3], h) - max(box[1], 0) < 1:
+            continue
+        a = _canonical_crop(original_bgr, box, size)
+        b = _canonical_crop(anonymized_bgr, box, size)
+        # Stretch both crops by the original's contrast: a face in shadow is as identifiable as a
+        # lit one once brightened, and SSIM's constants would otherwise call any change to it small.
+        lo, hi = np.percentile(a, (1, 99))
+        gain = 255.0 / max(hi - lo, 255.0 / _MAX_GAIN)
+        a, b = (a - lo) * gain, (b - lo) * gain
+        ssim, std_a = ssim_map(a, b)
+        counted = oval & (std_a >= settings.informative_std)
+        if counted.sum() < 0.1 * oval.sum():
+            counted = oval
+        out[i] = float((ssim[counted] < settings.ssim_altered_below).mean())
+    return out
+
+
+@dataclass
+class BackgroundDamage:
+    """How much of the frame far from every face was changed."""
+
+    #: Fraction of far-from-face pixels whose colour changed by more than the threshold.
+    damaged_fraction: float
+    #: Mean absolute difference (0..255, all channels) over the far-from-face pixels.
+    mean_abs_diff: float
+    #: Number of far-from-face pixels (0 when faces fill the frame; then the two values are 0).
+    pixels: int
+
+
+def background_damage(
+    original_bgr: np.ndarray,
+    anonymized_bgr: np.ndarray,
+    face_xyxy: np.ndarray,
+    *,
+    margin_scale: float = 2.0,
+    changed_above: float = 24.0,
+) -> BackgroundDamage:
+    """Score changes outside the faces (see module docs). ``margin_scale`` trades blaming a padded
+    mask (small values) against missing damage next to faces (large values)."""
+    if original_bgr.shape != anonymized_bgr.shape:
+        raise ValueError(f"frames differ in shape: {original_bgr.shape} vs {anonymized_bgr.shape}")
+    h, w = original_bgr.shape[:2]
+    far = np.ones((h, w), bool)
+    for x0, y0, x1, y1 in np.asarray(face_xyxy, np.float32).reshape(-1, 4):
+        cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * margin_scale / 2, (y1 - y0) * margin_scale / 2
+        far[max(int(cy - hh), 0) : max(int(np.ceil(cy + hh)), 0), max(int(cx - hw), 0) : max(int(np.ceil(cx + hw)), 0)] = False
+    n = int(far.sum())
+    if n == 0:
+        return BackgroundDamage(0.0, 0.0, 0)
+    a = cv2.GaussianBlur(original_bgr, (3, 3), 0).astype(np.int16)
+    b = cv2.GaussianBlur(anonymized_bgr, (3, 3), 0).astype(np.int16)
+    diff = np.abs(a - b)
+    changed = diff.max(axis=2) > changed_above
+    return BackgroundDamage(float(changed[far].mean()), float(diff[far].mean()), n)
+
+
+def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) intersection over union of two sets of boxes."""
+    a = np.asarray(a_xyxy, np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, np.float64).reshape(-1, 4)
+    ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+@dataclass
+class DetectionCounts:
+    """True/false positives and misses, summed over images; ``+`` adds two counts."""
+
+    true_positives: int = 0
+    false_positives: int = 0
+    false_negatives: int = 0
+
+    def __add__(self, other: DetectionCounts) -> DetectionCounts:
+        return DetectionCounts(
+            self.true_positives + other.true_positives,
+            self.false_positives + other.false_positives,
+            self.false_negatives + other.false_negatives,
+        )
+
+    @property
+    def recall(self) -> float:
+        """Found faces / all (non-ignored) faces; NaN when there are no faces."""
+        total = self.true_positives + self.false_negatives
+        return self.true_positives / total if total else float("nan")
+
+    @property
+    def precision(self) -> float:
+        """Correct boxes / all (non-ignored) boxes; NaN when nothing was detected."""
+        total = self.true_positives + self.false_positives
+        return self.true_positives / total if total else float("nan")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "recall": self.recall, "precision": self.precision}
+
+
+def match_boxes(
+    gt_xyxy: np.ndarray,
+    det_xyxy: np.ndarray,
+    *,
+    iou_threshold: float = 0.5,
+    gt_ignore: np.ndarray | None = None,
+) -> tuple[DetectionCounts, np.ndarray]:
+    """Match detections to ground truth one-to-one (Hungarian on IoU).
+
+    Returns the counts and ``matched`` (len(gt),) int: the detection index matched to each ground
+    truth face, or -1.
+    """
+    gt = np.asarray(gt_xyxy, np.float32).reshape(-1, 4)
+    det = np.asarray(det_xyxy, np.float32).reshape(-1, 4)
+    ignore = np.zeros(len(gt), bool) if gt_ignore is None else np.asarray(gt_ignore, bool)
+    matched = np.full(len(gt), -1, np.int64)
+    if len(gt) and len(det):
+        iou = box_iou(gt, det)
+        rows, cols = linear_sum_assignment(-iou)
+        keep = iou[rows, cols] >= iou_threshold
+        matched[rows[keep]] = cols[keep]
+    det_used = np.zeros(len(det), bool)
+    det_used[matched[matched >= 0]] = True
+    tp = int(((matched >= 0) & ~ignore).sum())
+    fn = int(((matched < 0) & ~ignore).sum())
+    # A detection on an ignored face is neither right nor wrong; one that overlaps an ignored face
+    # without being its match is still a false positive.
+    fp = int((~det_used).sum())
+    return DetectionCounts(tp, fp, fn), matched

@@ -1,0 +1,403 @@
+"""The pipeline: decode -> detect -> track -> anonymize -> encode.
+
+No model code lives here: this module wires the stages together, runs them concurrently, and makes
+the two promises the tool is built on:
+
+* **fail closed**: a frame whose detection or anonymization raised is blacked out, never passed through;
+* **no half-written output**: the result is renamed into place only after the last frame is flushed.
+
+Concurrency: decoding and encoding each run in their own thread, detection in a small pool (frames are
+detected in parallel, then tracked and anonymized strictly in order). PyAV, OpenCV and onnxruntime
+release the GIL in their heavy calls, so the threads really do run on both cores. Queues are bounded
+so memory stays flat on long videos.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceanon_video.anonymize.base import Anonymizer
+from faceanon_video.anonymize.filters import CLASSIC_MODES, NoOp, obscure_whole_frame
+from faceanon_video.config import RunConfig
+from faceanon_video.detect import build_detector
+from faceanon_video.detect.base import Detector
+from faceanon_video.errors import FaceanonError, InputError
+from faceanon_video.io.decode import VideoReader
+from faceanon_video.io.encode import AtomicOutput, VideoWriter
+from faceanon_video.track.base import NoTracker, Tracker
+from faceanon_video.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "track", "anonymize", "encode")
+QUEUE_FRAMES = 8  # per queue: enough to smooth out uneven stage times, small enough for 4K frames in RAM
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed by the CLI and returned by ``process_file``."""
+
+    input: str
+    output: str | None
+    frames: int = 0
+    faces: int = 0
+    obscured_frames: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "fps": round(self.fps, 2)}
+
+
+# 1. Stage factories: the only place that maps settings to implementations.
+
+
+def build_tracker(config: RunConfig) -> Tracker:
+    return NoTracker()
+
+
+def build_anonymizer(config: RunConfig) -> Anonymizer:
+    if config.mode == "none":
+        return NoOp()
+    if config.mode == "diffusion":
+        from faceanon_video.anonymize.diffusion import build_diffusion_anonymizer
+
+        return build_diffusion_anonymizer(config)
+    kwargs = {"mask_scale": config.mask_scale, "mask_shape": config.mask}
+    if config.mode == "image":
+        kwargs["image_path"] = config.replace_image
+    return CLASSIC_MODES[config.mode](**kwargs)
+
+
+def detector_factory(config: RunConfig) -> Callable[[], Detector]:
+    return lambda: build_detector(config.detector, threshold=config.thresh, min_face_px=config.min_face_px)
+
+
+# 2. Per-frame processing, independent of where frames come from (files, cameras, streams).
+
+
+class FrameProcessor:
+    """detect -> track -> anonymize for one stream of frames, failing closed.
+
+    ``detect`` may run on several threads at once (each gets its own detector); ``finish`` (track +
+    anonymize) must be called in frame order. ``process`` does both for callers that need no overlap.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        make_detector: Callable[[], Detector] | None = None,
+        tracker: Tracker | None = None,
+        anonymizer: Anonymizer | None = None,
+    ) -> None:
+        self.config = config
+        self._make_detector = make_detector or detector_factory(config)
+        self._local = threading.local()
+        self.detector = self._thread_detector()  # built now so model errors surface before any frame
+        self.tracker = tracker or build_tracker(config)
+        self.anonymizer = anonymizer or build_anonymizer(config)
+        self.timings: dict[str, list[float]] = defaultdict(list)
+        self.frames = 0
+        self.faces = 0
+        self.obscured_frames = 0
+
+    def _thread_detector(self) -> Detector:
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = self._make_detector()
+        return detector
+
+    def should_detect(self, frame: Frame) -> bool:
+        """Whether the full-frame detector runs on this frame (every ``detect_every``-th frame)."""
+        return frame.index % self.config.detect_every == 0
+
+    def detect(self, frame: Frame) -> Detections | BaseException | None:
+        """Full-frame detection, or None on frames the schedule skips. Errors are returned, not raised,
+        so that ``finish`` can fail closed on exactly the frame they belong to."""
+        if not self.should_detect(frame):
+            return None
+        start = time.perf_counter()
+        try:
+            return self._thread_detector().detect(frame.bgr)
+        except Exception as exc:  # noqa: BLE001 - any failure must obscure the frame, not stop the run
+            return exc
+        finally:
+            self.timings["detect"].append(time.perf_counter() - start)
+
+    def finish(self, frame: Frame, detections: Detections | BaseException | None) -> Frame:
+        """Track and anonymize, in frame order. Never returns a frame with a face it failed to cover."""
+        self.frames += 1
+        try:
+            if isinstance(detections, BaseException):
+                raise detections
+            start = time.perf_counter()
+            faces = self.tracker.update(detections, frame)
+            mid = time.perf_counter()
+            self.faces += len(faces)
+            frame = self.anonymizer.apply(frame, faces)
+            self.timings["track"].append(mid - start)
+            self.timings["anonymize"].append(time.perf_counter() - mid)
+            return frame
+        except Exception as exc:  # noqa: BLE001 - fail closed: see module docstring
+            log.warning("frame %d obscured: %s: %s", frame.index, type(exc).__name__, exc)
+            self.obscured_frames += 1
+            return obscure_whole_frame(frame)
+
+    def process(self, frame: Frame) -> Frame:
+        return self.finish(frame, self.detect(frame))
+
+
+# 3. Files: a threaded run over one video, and the image path.
+
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event, producer: threading.Thread | None = None):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+            if producer is not None and not producer.is_alive() and q.empty():
+                return _Failed(RuntimeError(f"the {producer.name} thread stopped without finishing"))
+
+
+def process_video(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
+    """Anonymize one video file into ``destination`` (written atomically)."""
+    started = time.perf_counter()
+    # 1. Open the input: a missing or non-video file fails here, before anything is written.
+    reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s)
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    to_encode: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    encode_error: list[BaseException] = []
+    try:
+        # 2. Build the stages (models load here, before the output file is created).
+        processor = processor or FrameProcessor(config)
+        writer = VideoWriter(
+            destination,
+            fps=reader.info.fps,
+            time_base=reader.info.time_base,
+            templates=reader.copy_streams if config.keep_audio else [],
+            codec=config.codec,
+            crf=config.crf,
+            preset=config.preset,
+            metadata=dict(reader.container.metadata),
+        )
+    except BaseException:
+        reader.close()
+        raise
+    timings = processor.timings
+
+    # 3. Decode and encode threads around the in-order detect/track/anonymize loop.
+    def decode_loop() -> None:
+        try:
+            items = reader.items(packets=config.keep_audio)
+            while True:
+                start = time.perf_counter()
+                item = next(items, _END)
+                if isinstance(item, Frame):
+                    timings["decode"].append(time.perf_counter() - start)
+                if not _put(decoded, item, stop) or item is _END:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            _put(decoded, _Failed(exc), stop)
+
+    def encode_loop() -> None:
+        try:
+            while True:
+                item = _get(to_encode, stop)
+                if item is _END:
+                    return
+                start = time.perf_counter()
+                if isinstance(item, Frame):
+                    writer.write(item)
+                    timings["encode"].append(time.perf_counter() - start)
+                else:
+                    writer.write_packet(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            encode_error.append(exc)
+            stop.set()
+
+    decoder = threading.Thread(target=decode_loop, name="decode", daemon=True)
+    encoder = threading.Thread(target=encode_loop, name="encode", daemon=True)
+    pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="detect")
+    pending: deque[tuple[object, Future | None]] = deque()
+    progress = _progress_bar(reader.info.frame_count, str(source), config.progress)
+    success = False
+    try:
+        decoder.start()
+        encoder.start()
+
+        def emit_oldest() -> None:
+            item, future = pending.popleft()
+            if future is not None:
+                item = processor.finish(item, future.result())
+                progress.update(1)
+                progress.set_postfix(faces=processor.faces, refresh=False)
+            if not _put(to_encode, item, stop):
+                raise encode_error[0] if encode_error else KeyboardInterrupt
+
+        while True:
+            item = _get(decoded, stop, decoder)
+            if isinstance(item, _Failed):
+                raise item.exc
+            if item is _END:
+                break
+            future = pool.submit(processor.detect, item) if isinstance(item, Frame) else None
+            pending.append((item, future))
+            while len(pending) > config.workers * 2:
+                emit_oldest()
+        while pending:
+            emit_oldest()
+        _put(to_encode, _END, stop)
+        encoder.join()
+        if encode_error:
+            raise encode_error[0]
+        # 4. Finalize: flush the encoder and rename the file into place.
+        writer.close(success=True)
+        success = True
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        progress.close()
+        decoder.join(timeout=5)
+        encoder.join(timeout=5)
+        if not success:
+            writer.close(success=False)
+        reader.close()
+    return _summary(source, destination, processor, time.perf_counter() - started)
+
+
+def process_image(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
+    """Anonymize one still image (written atomically, same format as the destination's extension)."""
+    started = time.perf_counter()
+    bgr = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{source}: not a readable image")
+    processor = processor or FrameProcessor(config)
+    frame = processor.process(Frame(bgr=bgr, index=0))
+    output = AtomicOutput(destination)
+    ok, encoded = cv2.imencode(Path(destination).suffix or ".png", frame.bgr)
+    if not ok:
+        raise InputError(f"{destination}: cannot write this image format")
+    try:
+        output.temp.write_bytes(encoded.tobytes())
+        output.commit()
+    except BaseException:
+        output.discard()
+        raise
+    return _summary(source, destination, processor, time.perf_counter() - started)
+
+
+def _summary(source, destination, processor: FrameProcessor, seconds: float) -> RunSummary:
+    return RunSummary(
+        input=str(source),
+        output=str(destination),
+        frames=processor.frames,
+        faces=processor.faces,
+        obscured_frames=processor.obscured_frames,
+        seconds=seconds,
+        stage_seconds={k: float(np.sum(v)) for k, v in processor.timings.items()},
+    )
+
+
+def _progress_bar(total: int, name: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, desc=Path(name).name[:30], unit="frame", disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+# 4. Inputs and outputs: which files, and where their results go.
+
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def is_image(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, and the videos/images directly inside any directory given."""
+    paths: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
+            if not found:
+                raise InputError(f"{path}: no video or image files in this folder")
+            paths.extend(found)
+        elif not path.exists() and "://" not in name:
+            raise InputError(f"{path}: no such file")
+        else:
+            paths.append(path)
+    return paths
+
+
+def output_path_for(source: Path, output: str | None, several: bool) -> Path:
+    """``NAME_anonymized.EXT`` next to the input, inside ``output`` if that is a folder, or ``output`` itself."""
+    default_name = f"{source.stem}_anonymized{source.suffix}"
+    if output is None:
+        return source.with_name(default_name)
+    out = Path(output)
+    if several or out.is_dir():
+        if not out.is_dir():
+            raise InputError(f"{out}: with several inputs, -o must be an existing folder")
+        return out / default_name
+    return out
+
+
+def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
+    if destination.resolve() == source.resolve():
+        raise InputError(f"{destination}: refusing to overwrite the input")
+    if destination.exists() and not config.overwrite:
+        raise InputError(f"{destination}: already exists (use --overwrite to replace it)")
+    run = process_image if is_image(source) else process_video
+    return run(source, destination, config, processor)
+
+
+__all__ = [
+    "FaceanonError",
+    "FrameProcessor",
+    "RunSummary",
+    "STAGES",
+    "build_anonymizer",
+    "build_tracker",
+    "expand_inputs",
+    "output_path_for",
+    "process_file",
+    "process_image",
+    "process_video",
+]

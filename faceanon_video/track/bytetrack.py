@@ -1,0 +1,334 @@
+"""ByteTrack-style multi-face tracker (Zhang et al., "ByteTrack: Multi-Object Tracking by Associating
+Every Detection Box", ECCV 2022), tuned for anonymization: a face must never be dropped to save a box.
+
+Per frame:
+1. Predict every track one frame ahead with a constant-velocity Kalman filter (``kalman.py``).
+2. Stage 1: confirmed tracks (including ones coasting through misses) <- high-score detections, by
+   buffered IoU (C-BIoU, Yang et al., WACV 2023: boxes are enlarged before IoU so fast or small
+   faces whose boxes no longer overlap can still match) fused with the detection score.
+3. Stage 2: still-unmatched confirmed tracks <- low-score detections. Blurred, dim or turned faces
+   score low; ByteTrack's insight is that these boxes are worth keeping when they continue a track,
+   while on their own they are mostly clutter.
+4. Stage 3: tentative (new, unconfirmed) tracks <- remaining high-score detections.
+5. Unmatched high-score detections start tentative tracks; a tentative track missed once is dropped
+   (a blinking false positive), a confirmed one coasts on its predicted box for ``lost_track_buffer``
+   frames and is still anonymized (``predicted=True``).
+
+Privacy invariants (tested): every input detection with ``score >= high_thresh`` is in the output,
+confirmed or not; a track's output box is its smoothed box grown with its speed and, while
+coasting, with the filter's position uncertainty (``smoothing.py``).
+
+Track ids start at 1 for each video (``reset()``) and increase in creation order, so the same input
+gives the same ids and, with the same key, the same seeds (``seeds.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+
+import lap
+import numpy as np
+
+from faceanon_video.track.kalman import BoxKalman, cxcywh_to_xyxy
+from faceanon_video.track.seeds import TrackSeeder, random_key
+from faceanon_video.track.smoothing import OneEuro, grow_boxes, move_landmarks
+from faceanon_video.types import Detections, Frame
+
+__all__ = ["ByteTracker", "buffered_iou"]
+
+log = logging.getLogger(__name__)
+
+
+def buffered_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray, buffer: float) -> np.ndarray:
+    """(n, m) IoU after enlarging every box by ``buffer`` times its size on each side (C-BIoU)."""
+
+    def enlarge(xyxy):
+        pad = buffer * (xyxy[:, 2:] - xyxy[:, :2])
+        return np.concatenate([xyxy[:, :2] - pad, xyxy[:, 2:] + pad], axis=1)
+
+    a, b = enlarge(np.asarray(a_xyxy, np.float64)), enlarge(np.asarray(b_xyxy, np.float64))
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def _assign(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal one-to-one matching (Jonker-Volgenant via ``lap``); pairs below the gate stay unmatched."""
+    if similarity.size == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    _, row_to_col, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - min_similarity)
+    rows = np.flatnonzero(row_to_col >= 0)
+    return rows, row_to_col[rows].astype(np.intp)
+
+
+@dataclass
+class _Tracks:
+    """Live tracks as parallel arrays (one row per track), so every step is one vectorised op."""
+
+    track_id: np.ndarray  # (n,) int64
+    mean: np.ndarray  # (n, 8) Kalman state
+    cov: np.ndarray  # (n, 8, 8)
+    hits: np.ndarray  # (n,) matched detections so far
+    confirmed: np.ndarray  # (n,) bool
+    since_seen: np.ndarray  # (n,) frames since the last matched detection (0 = detected now)
+    score: np.ndarray  # (n,) last detection score
+    box: np.ndarray  # (n, 4) smoothed xyxy (One-Euro state)
+    box_rate: np.ndarray  # (n, 4)
+    landmarks: np.ndarray  # (n, 5, 2) smoothed, NaN if unknown
+    landmarks_rate: np.ndarray  # (n, 5, 2)
+
+    @classmethod
+    def empty(cls) -> _Tracks:
+        shapes = {
+            "track_id": ((0,), np.int64), "mean": ((0, 8), float), "cov": ((0, 8, 8), float),
+            "hits": ((0,), np.int64), "confirmed": ((0,), bool), "since_seen": ((0,), np.int64),
+            "score": ((0,), np.float32), "box": ((0, 4), float), "box_rate": ((0, 4), float),
+            "landmarks": ((0, 5, 2), float), "landmarks_rate": ((0, 5, 2), float),
+        }  # fmt: skip
+        return cls(**{name: np.zeros(shape, dtype) for name, (shape, dtype) in shapes.items()})
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+    def take(self, index) -> _Tracks:
+        return _Tracks(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def concat(self, other: _Tracks) -> _Tracks:
+        return _Tracks(**{f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
+
+
+class ByteTracker:
+    """Multi-face tracker; ``update(detections | None, frame) -> Detections`` with ids, flags, seeds.
+
+    >>> t = ByteTracker(key=b"k" * 32, min_hits=2)
+    >>> frame = Frame(bgr=np.zeros((100, 100, 3), np.uint8), index=0)
+    >>> face = Detections(xyxy=[[10, 10, 40, 40]], score=[0.9])
+    >>> [t.update(face, frame).track_id.tolist() for _ in range(3)]
+    [[1], [1], [1]]
+    >>> out = t.update(Detections.empty(), frame)  # missed: a confirmed track coasts
+    >>> out.track_id.tolist(), out.predicted.tolist()
+    ([1], [True])
+    """
+
+    def __init__(
+        self,
+        high_thresh: float = 0.6,
+        low_thresh: float = 0.3,
+        match_thresh: float = 0.2,
+        low_match_thresh: float = 0.3,
+        iou_buffer: float = 0.3,
+        min_hits: int = 2,
+        lost_track_buffer: int = 30,
+        motion_lead: float = 1.5,
+        sigma_k: float = 2.0,
+        max_growth: float = 0.75,
+        smoother: OneEuro | None = OneEuro(),
+        kalman: BoxKalman = BoxKalman(),
+        key: bytes | None = None,
+        seeder: TrackSeeder | None = None,
+    ) -> None:
+        """
+        Args:
+            high_thresh: detections at or above this score start tracks and are always anonymized.
+                Set it to the detection threshold the user chose; lower = more false positives
+                blurred, higher = more faces left to the tracker alone.
+            low_thresh: detections in [low_thresh, high_thresh) only extend existing tracks (stage 2).
+                The detector must run at this threshold for stage 2 to see them. Lower = tracks
+                survive blur and dim light longer, but clutter can hijack a lost track.
+            match_thresh: minimum buffered IoU x score to match a high detection to a track. Lower =
+                fewer broken tracks on fast motion, more id swaps when faces cross.
+            low_match_thresh: minimum buffered IoU for stage 2 (no score fusion: scores are low there).
+            iou_buffer: how much boxes are enlarged before IoU (fraction of size per side). Larger =
+                tolerates faster motion and tiny faces, weaker separation of nearby faces.
+            min_hits: detections needed to confirm a track. A tentative track is dropped at its first
+                miss; a confirmed one coasts. 1 = every detection coasts (blinking false positives
+                become lingering blobs); higher = a real face first seen briefly is not carried
+                through a following miss.
+            lost_track_buffer: frames a confirmed track coasts without a detection before it is
+                dropped. Longer = covers longer occlusions/detector failures, but a face that left
+                leaves a drifting blob behind, and a returning face may be matched to a stale track.
+            motion_lead: frames of motion added around each box (per side) so smoothing lag and
+                acceleration do not uncover a moving face. Larger = safer, bigger masks on movers.
+            sigma_k: standard deviations of the predicted position added around coasting boxes.
+            max_growth: cap on the per-side growth, as a fraction of the box size.
+            smoother: One-Euro settings for boxes and landmarks; None = raw detector boxes (jittery).
+            kalman: motion-model noise settings.
+            key / seeder: where per-track seeds come from (``seeds.TrackSeeder``); with neither, a
+                random key is drawn, so seeds differ between runs.
+        """
+        if not 0.0 <= low_thresh <= high_thresh:
+            raise ValueError(f"need 0 <= low_thresh <= high_thresh, got {low_thresh}, {high_thresh}")
+        if min_hits < 1 or lost_track_buffer < 0:
+            raise ValueError(f"need min_hits >= 1 and lost_track_buffer >= 0, got {min_hits}, {lost_track_buffer}")
+        self.high_thresh = high_thresh
+        self.low_thresh = low_thresh
+        self.match_thresh = match_thresh
+        self.low_match_thresh = low_match_thresh
+        self.iou_buffer = iou_buffer
+        self.min_hits = min_hits
+        self.lost_track_buffer = lost_track_buffer
+        self.motion_lead = motion_lead
+        self.sigma_k = sigma_k
+        self.max_growth = max_growth
+        self.smoother = smoother
+        self.kalman = kalman
+        self.seeder = seeder or TrackSeeder(key if key is not None else random_key())
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks; ids restart at 1 (call between videos)."""
+        self._tracks = _Tracks.empty()
+        self._next_id = 1
+
+    def __len__(self) -> int:
+        """Number of live tracks (detected, tentative or coasting)."""
+        return len(self._tracks)
+
+    def predict_xyxy(self) -> np.ndarray:
+        """(n, 4) boxes where the live tracks are expected in the next frame, grown like the output
+        boxes of coasting tracks. Does not change the state; used to place re-detection regions."""
+        t = self._tracks
+        if not len(t):
+            return np.zeros((0, 4), np.float32)
+        mean, cov = self.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
+        return self._grown(mean, cov, cxcywh_to_xyxy(mean[:, :4]), coasting=np.ones(len(t), bool))
+
+    def update(self, detections: Detections | None, frame: Frame) -> Detections:
+        """Advance one frame. ``None`` = the detector did not run: every track coasts, nothing is
+        dropped for being missed. Returns one row per live track (see the class docstring)."""
+        t = self._tracks
+        # 1. Predict.
+        t.mean, t.cov = self.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
+        t.since_seen = t.since_seen + 1
+        source = np.full(len(t), -1, np.intp)  # detection row feeding each track this frame
+
+        if detections is not None:
+            dets = detections
+            high = np.flatnonzero(dets.score >= self.high_thresh)
+            low = np.flatnonzero((dets.score >= self.low_thresh) & (dets.score < self.high_thresh))
+            pred_xyxy = cxcywh_to_xyxy(t.mean[:, :4])
+            # 2-4. Three association stages.
+            confirmed = np.flatnonzero(t.confirmed)
+            free_high = high
+            stages = (
+                (confirmed, "high", self.match_thresh, True),
+                (None, "low", self.low_match_thresh, False),
+                (np.flatnonzero(~t.confirmed), "high", self.match_thresh, True),
+            )
+            for track_rows, kind, gate, fuse in stages:
+                if track_rows is None:  # stage 2: confirmed tracks stage 1 left over
+                    track_rows = confirmed[source[confirmed] < 0]
+                det_rows = free_high if kind == "high" else low
+                sim = buffered_iou(pred_xyxy[track_rows], dets.xyxy[det_rows], self.iou_buffer)
+                if fuse:
+                    sim = sim * dets.score[det_rows][None, :]
+                ti, di = _assign(sim, gate)
+                source[track_rows[ti]] = det_rows[di]
+                if kind == "high":
+                    free_high = np.setdiff1d(free_high, det_rows[di], assume_unique=True)
+            self._correct(t, source, dets)
+            # 5. Tentative tracks must be re-detected every time the detector looks.
+            keep = t.confirmed | (source >= 0)
+            t, source = t.take(keep), source[keep]
+            if len(free_high):
+                t = t.concat(self._start(dets[free_high]))
+                source = np.concatenate([source, free_high])
+
+        predicted = t.since_seen > 0
+        self._coast(t, predicted)
+        # Drop tracks lost for too long or whose predicted box has left the frame entirely.
+        box = cxcywh_to_xyxy(t.mean[:, :4])
+        inside = (box[:, 2] > 0) & (box[:, 3] > 0) & (box[:, 0] < frame.width) & (box[:, 1] < frame.height)
+        alive = (t.since_seen <= self.lost_track_buffer) & inside
+        if log.isEnabledFor(logging.DEBUG) and not alive.all():
+            log.debug("frame %d: dropped tracks %s", frame.index, t.track_id[~alive].tolist())
+        t, source, predicted = t.take(alive), source[alive], predicted[alive]
+        self._tracks = t
+        return self._output(t, source, predicted, detections, frame)
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _start(self, dets: Detections) -> _Tracks:
+        n = len(dets)
+        mean, cov = self.kalman.initiate(dets.xyxy)
+        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        log.debug("new tracks %s", ids.tolist())
+        box = dets.xyxy.astype(float)
+        lms = dets.landmarks.astype(float)
+        return _Tracks(
+            track_id=ids, mean=mean, cov=cov, hits=np.ones(n, np.int64), confirmed=np.full(n, self.min_hits <= 1),
+            since_seen=np.zeros(n, np.int64), score=dets.score.copy(), box=box, box_rate=np.zeros_like(box),
+            landmarks=lms, landmarks_rate=np.zeros_like(lms),
+        )  # fmt: skip
+
+    def _correct(self, t: _Tracks, source: np.ndarray, dets: Detections) -> None:
+        """Kalman update and smoothing for tracks that got a detection this frame."""
+        rows = np.flatnonzero(source >= 0)
+        if not len(rows):
+            return
+        d = source[rows]
+        t.mean[rows], t.cov[rows] = self.kalman.update(t.mean[rows], t.cov[rows], dets.xyxy[d])
+        t.hits[rows] += 1
+        t.confirmed[rows] |= t.hits[rows] >= self.min_hits
+        t.since_seen[rows] = 0
+        t.score[rows] = dets.score[d]
+        xyxy, lms = dets.xyxy[d].astype(float), dets.landmarks[d].astype(float)
+        if self.smoother is None:
+            t.box[rows], t.landmarks[rows] = xyxy, lms
+            return
+        scale = xyxy[:, 3] - xyxy[:, 1]
+        t.box[rows], t.box_rate[rows] = self.smoother.step(xyxy, (t.box[rows], t.box_rate[rows]), scale)[1]
+        t.landmarks[rows], t.landmarks_rate[rows] = self.smoother.step(
+            lms, (t.landmarks[rows], t.landmarks_rate[rows]), scale
+        )[1]
+
+    def _coast(self, t: _Tracks, predicted: np.ndarray) -> None:
+        """Tracks without a detection take the motion model's box and carry their landmarks along."""
+        if not predicted.any():
+            return
+        new_box = cxcywh_to_xyxy(t.mean[predicted, :4])
+        t.landmarks[predicted] = move_landmarks(t.landmarks[predicted], t.box[predicted], new_box)
+        t.box[predicted] = new_box
+
+    def _grown(self, mean: np.ndarray, cov: np.ndarray, box: np.ndarray, coasting: np.ndarray) -> np.ndarray:
+        sigma = np.sqrt(cov[:, [0, 1], [0, 1]]) * coasting[:, None]
+        return grow_boxes(box, mean[:, 4:6], sigma, self.motion_lead, self.sigma_k, self.max_growth)
+
+    def _output(
+        self, t: _Tracks, source: np.ndarray, predicted: np.ndarray, dets: Detections | None, frame: Frame
+    ) -> Detections:
+        xyxy = self._grown(t.mean, t.cov, t.box, predicted)
+        xyxy = np.clip(xyxy, 0, [frame.width, frame.height, frame.width, frame.height])
+        order = np.argsort(t.track_id, kind="stable")
+        out = Detections(
+            xyxy=xyxy,
+            score=t.score,
+            landmarks=t.landmarks,
+            track_id=t.track_id,
+            predicted=predicted,
+            seed=self.seeder.seeds_for(t.track_id),
+            data=_carry_data(dets, source),
+        )
+        return out[order]
+
+
+def _carry_data(dets: Detections | None, source: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-face extras (e.g. a landmark mesh) for detected rows; NaN for predicted rows. Non-float
+    arrays cannot be marked unknown, so they are dropped."""
+    if dets is None or not dets.data:
+        return {}
+    has = source >= 0
+    out = {}
+    for key, values in dets.data.items():
+        if not np.issubdtype(values.dtype, np.floating):
+            log.debug("tracker drops non-float Detections.data[%r]", key)
+            continue
+        carried = np.full((len(source), *values.shape[1:]), np.nan, values.dtype)
+        carried[has] = values[source[has]]
+        out[key] = carried
+    return out
