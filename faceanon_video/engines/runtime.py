@@ -47,7 +47,13 @@ class GraphBackend:
         self.manifest = manifest
         self.runners = dict(runners)
         self.device = torch.device(device)
-        self.dtype = torch.float32
+        self.dtype = torch.float32  # graph I/O is float32 whatever the precision inside
+        info = manifest.model_info
+        self.image_size_px: int = info["image_size_px"]
+        self.clip_image_size_px: int = info["clip_image_size_px"]
+        self.clip_mean = tuple(info["clip_mean"])
+        self.clip_std = tuple(info["clip_std"])
+        self.time_cond_proj_dim: int | None = info["time_cond_proj_dim"]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device}, precision={self.manifest.precision})"

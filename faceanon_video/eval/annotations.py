@@ -144,7 +144,7 @@ def read_imglab_xml(path: str | Path) -> list[AnnotatedImage]:
             ignore.append(box.get("ignore", "0") not in ("0", "false", ""))
             label = box.findtext("label")
             ids.append(label.strip() if label else None)
-        items.append(AnnotatedImage(key=file, xyxy=boxes, ids=ids, ignore=ignore, image_path=path.parent / file))
+        items.append(_annotated(path, key=file, xyxy=boxes, ids=ids, ignore=ignore, image_path=path.parent / file))
     log.debug("read %d images from %s", len(items), path)
     return items
 
@@ -181,7 +181,7 @@ def read_voc_xml(path: str | Path, *, labels: tuple[str, ...] | None = ("face",)
             ignore.append((obj.findtext("difficult") or "0").strip() == "1")
             ids.append(name or None)
         image_path = _first_existing([file.parent / filename, file.parent.parent / "JPEGImages" / filename])
-        items.append(AnnotatedImage(key=filename, xyxy=boxes, ids=ids, ignore=ignore, image_path=image_path))
+        items.append(_annotated(file, key=filename, xyxy=boxes, ids=ids, ignore=ignore, image_path=image_path))
     return items
 
 
@@ -219,6 +219,13 @@ def _parse_xml(path: Path) -> ET.Element:
         return ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
         raise InputError(f"{path}: cannot read XML ({exc})") from exc
+
+
+def _annotated(source: Path, **fields) -> AnnotatedImage:
+    try:
+        return AnnotatedImage(**fields)
+    except ValueError as exc:
+        raise InputError(f"{source}: {exc}") from exc
 
 
 def _first_existing(candidates: list[Path]) -> Path:

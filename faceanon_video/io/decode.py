@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import av.error
+import cv2
 import numpy as np
 
 from faceanon_video.errors import InputError
@@ -59,6 +60,18 @@ def open_input(url: str | Path, options: dict | None = None, timeout_s: float | 
         raise InputError(f"{name}: cannot open ({exc.strerror or exc})") from exc
 
 
+def to_bgr(av_frame: av.VideoFrame) -> np.ndarray:
+    """BGR pixels of a decoded frame.
+
+    For 4:2:0 video, OpenCV's YUV->BGR conversion is used because it is the exact inverse of the one
+    the encoder uses (``io.encode.from_bgr``): a frame with no faces comes back to within +-1 level.
+    swscale's pair, which PyAV uses by default, drifts by ~2 levels per round trip on every pixel.
+    """
+    if av_frame.format.name == "yuv420p" and av_frame.width % 2 == 0 and av_frame.height % 2 == 0:
+        return cv2.cvtColor(av_frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+    return av_frame.to_ndarray(format="bgr24")
+
+
 def _upright(bgr: np.ndarray, rotation_deg: float | None) -> np.ndarray:
     # PyAV's frame.rotation is the display-matrix angle, counter-clockwise like np.rot90 (checked
     # against ffmpeg's own autorotate on a clip tagged rotate=90).
@@ -102,6 +115,8 @@ class VideoReader:
         ]
         self.info = self._probe()
         self.frames_decoded = 0
+        start = self.video_stream.start_time
+        self.start_offset_s = float(start * self.info.time_base) if start is not None else 0.0
 
     def _probe(self) -> VideoInfo:
         s = self.video_stream
@@ -137,7 +152,8 @@ class VideoReader:
 
     def _seek_start(self) -> None:
         if self.start_s:
-            self.container.seek(int(self.start_s * av.time_base), any_frame=False, backward=True)
+            target_s = self.start_s + self.start_offset_s
+            self.container.seek(int(target_s * av.time_base), any_frame=False, backward=True)
 
     def __iter__(self) -> Iterator[Frame]:
         return (item for item in self.items(packets=False) if isinstance(item, Frame))
@@ -162,10 +178,10 @@ class VideoReader:
                     pts = av_frame.pts if av_frame.pts is not None else round(fallback_pts)
                     fallback_pts = pts + frame_step
                     if not self._in_span(pts, time_base):
-                        if self.end_s is not None and pts * time_base > self.end_s:
+                        if self.end_s is not None and pts * time_base - self.start_offset_s > self.end_s:
                             return
                         continue
-                    bgr = _upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation)
+                    bgr = _upright(to_bgr(av_frame), av_frame.rotation)
                     yield Frame(bgr=bgr, index=self.frames_decoded, pts=pts, time_base=time_base, capture_s=time.monotonic())
                     self.frames_decoded += 1
         except av.error.FFmpegError as exc:
@@ -173,9 +189,10 @@ class VideoReader:
         self._check_complete()
 
     def _in_span(self, pts: int | None, time_base) -> bool:
+        """Whether a timestamp falls in [start_s, end_s], counted from the start of the video (like ffmpeg's -ss/-to)."""
         if pts is None or time_base is None or (self.start_s is None and self.end_s is None):
             return True
-        t = float(pts * time_base)
+        t = float(pts * time_base) - self.start_offset_s
         if self.start_s is not None and t < self.start_s:
             return False
         return self.end_s is None or t <= self.end_s

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import av
 import av.error
+import cv2
+import numpy as np
 
 from faceanon_video.errors import FaceanonError, InputError
 from faceanon_video.types import Frame
@@ -28,6 +30,13 @@ DEFAULT_CODEC = "libx264"
 def temporary_path(destination: Path) -> Path:
     """Hidden sibling of ``destination`` with the same extension (the muxer picks the format from it)."""
     return destination.with_name(f".{destination.stem}.partial-{os.getpid()}{destination.suffix}")
+
+
+def from_bgr(bgr: np.ndarray) -> av.VideoFrame:
+    """A yuv420p frame from BGR pixels with OpenCV, the inverse of ``io.decode.to_bgr`` (see there why)."""
+    if bgr.shape[0] % 2 == 0 and bgr.shape[1] % 2 == 0:
+        return av.VideoFrame.from_ndarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
 
 
 class AtomicOutput:
@@ -136,7 +145,7 @@ class VideoWriter:
         bgr = frame.bgr
         if bgr.shape[1] != self.video.width or bgr.shape[0] != self.video.height:
             bgr = bgr[: self.video.height, : self.video.width]
-        av_frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+        av_frame = from_bgr(bgr)
         pts = frame.pts
         if pts is not None and frame.time_base is not None and frame.time_base != self.time_base:
             pts = round(pts * frame.time_base / self.time_base)

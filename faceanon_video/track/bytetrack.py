@@ -9,7 +9,8 @@ Per frame:
 3. Stage 2: still-unmatched confirmed tracks <- low-score detections. Blurred, dim or turned faces
    score low; ByteTrack's insight is that these boxes are worth keeping when they continue a track,
    while on their own they are mostly clutter.
-4. Stage 3: tentative (new, unconfirmed) tracks <- remaining high-score detections.
+4. Stage 3: tentative (new, unconfirmed) tracks <- remaining high-score detections, then <- remaining
+   low-score ones (these keep a tentative track alive but do not count towards confirming it).
 5. Unmatched high-score detections start tentative tracks; a tentative track missed once is dropped
    (a blinking false positive), a confirmed one coasts on its predicted box for ``lost_track_buffer``
    frames and is still anonymized (``predicted=True``).
@@ -208,32 +209,37 @@ class ByteTracker:
 
         if detections is not None:
             dets = detections
-            high = np.flatnonzero(dets.score >= self.high_thresh)
-            low = np.flatnonzero((dets.score >= self.low_thresh) & (dets.score < self.high_thresh))
+            high = dets.score >= self.high_thresh
+            low = (dets.score >= self.low_thresh) & ~high
             pred_xyxy = cxcywh_to_xyxy(t.mean[:, :4])
-            # 2-4. Three association stages.
-            confirmed = np.flatnonzero(t.confirmed)
-            free_high = high
+            # 2-4. Association stages: (tracks, detections, gate, fuse score, counts towards confirmation).
+            # Low-score boxes keep a tentative track alive but do not confirm it: clutter scores low.
+            taken = np.zeros(len(dets), bool)
             stages = (
-                (confirmed, "high", self.match_thresh, True),
-                (None, "low", self.low_match_thresh, False),
-                (np.flatnonzero(~t.confirmed), "high", self.match_thresh, True),
+                (t.confirmed, high, self.match_thresh, True, True),
+                (t.confirmed, low, self.low_match_thresh, False, True),
+                (~t.confirmed, high, self.match_thresh, True, True),
+                (~t.confirmed, low, self.low_match_thresh, False, False),
             )
-            for track_rows, kind, gate, fuse in stages:
-                if track_rows is None:  # stage 2: confirmed tracks stage 1 left over
-                    track_rows = confirmed[source[confirmed] < 0]
-                det_rows = free_high if kind == "high" else low
+            hit = np.zeros(len(t), bool)
+            for track_mask, det_mask, gate, fuse, counts in stages:
+                track_rows = np.flatnonzero(track_mask & (source < 0))
+                det_rows = np.flatnonzero(det_mask & ~taken)
+                if not len(track_rows) or not len(det_rows):
+                    continue
                 sim = buffered_iou(pred_xyxy[track_rows], dets.xyxy[det_rows], self.iou_buffer)
                 if fuse:
                     sim = sim * dets.score[det_rows][None, :]
                 ti, di = _assign(sim, gate)
                 source[track_rows[ti]] = det_rows[di]
-                if kind == "high":
-                    free_high = np.setdiff1d(free_high, det_rows[di], assume_unique=True)
-            self._correct(t, source, dets)
+                taken[det_rows[di]] = True
+                hit[track_rows[ti]] = counts
+            free_high = np.flatnonzero(high & ~taken)
+            self._correct(t, source, hit, dets)
             # 5. Tentative tracks must be re-detected every time the detector looks.
             keep = t.confirmed | (source >= 0)
-            t, source = t.take(keep), source[keep]
+            if not keep.all():
+                t, source = t.take(keep), source[keep]
             if len(free_high):
                 t = t.concat(self._start(dets[free_high]))
                 source = np.concatenate([source, free_high])
@@ -246,7 +252,8 @@ class ByteTracker:
         alive = (t.since_seen <= self.lost_track_buffer) & inside
         if log.isEnabledFor(logging.DEBUG) and not alive.all():
             log.debug("frame %d: dropped tracks %s", frame.index, t.track_id[~alive].tolist())
-        t, source, predicted = t.take(alive), source[alive], predicted[alive]
+        if not alive.all():
+            t, source, predicted = t.take(alive), source[alive], predicted[alive]
         self._tracks = t
         return self._output(t, source, predicted, detections, frame)
 
@@ -266,14 +273,14 @@ class ByteTracker:
             landmarks=lms, landmarks_rate=np.zeros_like(lms),
         )  # fmt: skip
 
-    def _correct(self, t: _Tracks, source: np.ndarray, dets: Detections) -> None:
+    def _correct(self, t: _Tracks, source: np.ndarray, hit: np.ndarray, dets: Detections) -> None:
         """Kalman update and smoothing for tracks that got a detection this frame."""
         rows = np.flatnonzero(source >= 0)
         if not len(rows):
             return
         d = source[rows]
         t.mean[rows], t.cov[rows] = self.kalman.update(t.mean[rows], t.cov[rows], dets.xyxy[d])
-        t.hits[rows] += 1
+        t.hits[rows] += hit[rows]
         t.confirmed[rows] |= t.hits[rows] >= self.min_hits
         t.since_seen[rows] = 0
         t.score[rows] = dets.score[d]
@@ -304,8 +311,8 @@ class ByteTracker:
     ) -> Detections:
         xyxy = self._grown(t.mean, t.cov, t.box, predicted)
         xyxy = np.clip(xyxy, 0, [frame.width, frame.height, frame.width, frame.height])
-        order = np.argsort(t.track_id, kind="stable")
-        out = Detections(
+        # Rows are already in id order: new tracks are appended, removals keep the order.
+        return Detections(
             xyxy=xyxy,
             score=t.score,
             landmarks=t.landmarks,
@@ -314,7 +321,6 @@ class ByteTracker:
             seed=self.seeder.seeds_for(t.track_id),
             data=_carry_data(dets, source),
         )
-        return out[order]
 
 
 def _carry_data(dets: Detections | None, source: np.ndarray) -> dict[str, np.ndarray]:

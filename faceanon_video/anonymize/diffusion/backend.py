@@ -78,6 +78,8 @@ class TorchBackend:
         self.clip_mean = models.clip_mean
         self.clip_std = models.clip_std
         self.time_cond_proj_dim = models.unet.config.time_cond_proj_dim
+        #: The base noise schedule (not part of the protocol: graph backends use the SD 2.1 default).
+        self.scheduler = models.scheduler
         self.scaling_factor = float(models.vae.config.scaling_factor)
         self._references = {
             "source": ReferenceStatesModule(models.referencenet),

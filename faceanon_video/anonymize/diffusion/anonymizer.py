@@ -1,0 +1,320 @@
+"""``DiffusionAnonymizer``: replaces each face with a generated one that keeps pose and expression.
+
+The method of "Face Anonymization Made Simple" (Kung et al., WACV 2025), made a video tool:
+
+* every random draw for a face comes from its track's seed, and the samplers are deterministic,
+  so one person keeps one fake identity across frames instead of a new one per frame;
+* few steps (trailing timestep spacing) and batched faces instead of 200 steps per image;
+* reference states once per frame (not per step), the input-independent null states once per run,
+  and the donor's states once per run in face-swap mode.
+
+Only the :class:`~.backend.DiffusionBackend` methods and a diffusers scheduler are called, so the
+same code runs on PyTorch, ONNX Runtime or TensorRT.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+
+from faceanon_video.errors import ConfigError
+from faceanon_video.types import Detections, Frame
+
+from .align import align_faces, face_mask, match_colour, paste_faces
+from .backend import DiffusionBackend, TorchBackend
+from .config import DiffusionSettings, settings_from_config
+from .models import SD21_SCHEDULER_CONFIG, load_models
+from .sampling import guidance_embedding, make_scheduler, step_accepts_generator
+
+__all__ = ["DiffusionAnonymizer", "face_seeds", "build_backend", "build_diffusion_anonymizer"]
+
+logger = logging.getLogger(__name__)
+
+_SEED_MASK = (1 << 64) - 1
+States = list[torch.Tensor]
+
+
+def face_seeds(faces: Detections, base_seed: int = 0) -> np.ndarray:
+    """(n,) uint64: the tracker's ``Detections.seed``, else one derived from ``track_id``.
+
+    Faces without either get seeds from their index in the frame: deterministic, but a face then
+    only keeps its identity while the detector lists it at the same position.
+    """
+    if faces.seed is not None:
+        return faces.seed
+    ids = faces.track_id if faces.track_id is not None else np.arange(len(faces))
+    return np.array(
+        [np.random.SeedSequence([base_seed & _SEED_MASK, int(i) & _SEED_MASK]).generate_state(1, np.uint64)[0] for i in ids],
+        dtype=np.uint64,
+    )
+
+
+class DiffusionAnonymizer:
+    """``apply(frame, faces) -> Frame`` with generated faces; see the module docstring.
+
+    ``detect`` finds the donor face in ``settings.swap_source`` (a ``Detector.detect``); without
+    it the donor image is taken as an already aligned crop.
+    """
+
+    def __init__(
+        self,
+        backend: DiffusionBackend,
+        settings: DiffusionSettings | None = None,
+        detect: Callable[[np.ndarray], Detections] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.settings = settings = settings or DiffusionSettings()
+        self.size_px = settings.image_size_px or backend.image_size_px
+        if self.size_px != backend.image_size_px:
+            logger.warning("face crops of %d px for a model trained at %d px", self.size_px, backend.image_size_px)
+        base = getattr(backend, "scheduler", None) or DDIMScheduler(**SD21_SCHEDULER_CONFIG)
+        self.scheduler = make_scheduler(base, settings.scheduler)
+        self.distilled = backend.time_cond_proj_dim is not None
+        # A distilled UNet was trained with guidance baked in: no unconditional pass.
+        self.use_cfg = settings.guidance_scale > 1.0 and not self.distilled
+        self.mask = face_mask(self.size_px, settings.mask_feather)
+        clip_shape = (1, 3, 1, 1)
+        self._clip_mean = torch.tensor(backend.clip_mean, dtype=torch.float32).reshape(clip_shape)
+        self._clip_std = torch.tensor(backend.clip_std, dtype=torch.float32).reshape(clip_shape)
+        self._null_states: States | None = None
+        self._donor: tuple[torch.Tensor, States] | None = None
+        self._memory: dict[int, tuple[int, torch.Tensor]] = {}  # track id -> (frame index, latents)
+        self._lock = threading.Lock()  # the scheduler and caches are per instance
+        self._donor_crop = None
+        if settings.swap_source is not None:
+            self._donor_crop = load_donor_crop(settings.swap_source, self.size_px, detect)
+
+    def reset(self) -> None:
+        """Forget per-track smoothing state (between videos)."""
+        self._memory.clear()
+
+    def apply(self, frame: Frame, faces: Detections) -> Frame:
+        if len(faces) == 0:
+            return frame
+        with self._lock:
+            # 1. Align every face to the model's crop (BGR crops; the models take RGB).
+            aligned = align_faces(frame.bgr, faces, self.size_px)
+            crops_rgb = np.ascontiguousarray(aligned.pixels[..., ::-1])
+            seeds = face_seeds(faces, self.settings.seed)
+            track_ids = faces.track_id if faces.track_id is not None else [None] * len(faces)
+            # 2. Generate in batches of at most max_batch_faces.
+            step = self.settings.max_batch_faces
+            generated = np.concatenate(
+                [
+                    self.generate(crops_rgb[i : i + step], seeds[i : i + step], track_ids[i : i + step], frame.index)
+                    for i in range(0, len(faces), step)
+                ]
+            )
+            # 3. Colour-match and paste back through the feathered face mask.
+            strength = self.settings.colour_match
+            matched = np.stack([match_colour(g, o, self.mask, strength) for g, o in zip(generated, crops_rgb)])
+            bgr = paste_faces(frame.bgr, matched[..., ::-1], aligned.frame_to_crop, self.mask)
+        return frame.with_image(bgr)
+
+    @torch.inference_mode()
+    def generate(self, crops_rgb: np.ndarray, seeds: np.ndarray, track_ids=None, frame_index: int = 0) -> np.ndarray:
+        """(n, S, S, 3) uint8 RGB aligned faces -> (n, S, S, 3) uint8 RGB generated faces."""
+        backend, settings = self.backend, self.settings
+        n = len(crops_rgb)
+        track_ids = [None] * n if track_ids is None else track_ids
+
+        # 1. The face as the conditioning reference (pose, expression, lighting, background).
+        pixels_01 = torch.from_numpy(crops_rgb).permute(0, 3, 1, 2).float().div_(255)
+        embeds, latents_face = self._encode(pixels_01)
+        cond_states = backend.reference_states(latents_face, embeds, "conditioning")
+
+        # 2. The identity (source) reference, pushed away from the face by the degree.
+        null_states = self._null(latents_face, embeds)
+        if self._donor_crop is not None:
+            source_embeds, source_states = self._donor_reference(latents_face, embeds)
+            source_embeds = source_embeds.expand(n, -1, -1)
+            source_states = [s.expand(n, -1, -1) for s in source_states]
+        else:
+            source_embeds, source_states = self._mix(latents_face, embeds, null_states)
+
+        # 3. The model's batch: [unconditional, conditional] with classifier-free guidance.
+        context = torch.cat([source_embeds, embeds], dim=1)
+        if self.use_cfg:
+            # Unconditional = null identity (zero latents/embedding), same conditioning.
+            context = torch.cat([torch.cat([torch.zeros_like(source_embeds), embeds], dim=1), context])
+            source_states = [torch.cat([z.expand(n, -1, -1), s]) for z, s in zip(null_states, source_states)]
+            cond_states = [torch.cat([c, c]) for c in cond_states]
+        timestep_cond = None
+        if self.distilled:
+            timestep_cond = guidance_embedding(
+                settings.guidance_scale, backend.time_cond_proj_dim, n, backend.dtype, backend.device
+            )
+
+        # 4. Per-track noise: the same starting point for a face in every frame.
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        latent_shape = (1, *latents_face.shape[1:])
+        latents = torch.cat([torch.randn(latent_shape, generator=g) for g in generators])
+        latents = latents.to(backend.device, backend.dtype) * self.scheduler.init_noise_sigma
+
+        # 5. Denoise.
+        scheduler = self.scheduler
+        scheduler.set_timesteps(settings.steps, device=backend.device)
+        step_kwargs = {"generator": generators} if step_accepts_generator(scheduler) else {}
+        for t in scheduler.timesteps:
+            model_input = torch.cat([latents, latents]) if self.use_cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            prediction = backend.unet(
+                model_input, t.expand(model_input.shape[0]), context, source_states, cond_states, timestep_cond
+            )
+            if self.use_cfg:
+                uncond, cond = prediction.chunk(2)
+                prediction = uncond + settings.guidance_scale * (cond - uncond)
+            latents = scheduler.step(prediction, t, latents, return_dict=False, **step_kwargs)[0]
+
+        # 6. Smooth along each track, then decode.
+        latents = self._smooth(latents, track_ids, frame_index)
+        images = backend.vae_decode(latents.to(backend.dtype))
+        images = ((images.float() + 1) * 127.5).clamp_(0, 255).round_().to(torch.uint8)
+        return images.permute(0, 2, 3, 1).cpu().numpy()
+
+    # Helpers ----------------------------------------------------------------------------------------
+
+    def _encode(self, pixels_01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[0,1] RGB crops -> (CLIP embeddings (n,1,D), VAE latents (n,4,h,w))."""
+        backend = self.backend
+        size = backend.clip_image_size_px
+        # Antialiased bicubic, like the PIL resize of CLIP's image processor.
+        clip = F.interpolate(pixels_01, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        clip = (clip.clamp(0, 1) - self._clip_mean) / self._clip_std
+        embeds = backend.encode_image(clip.to(backend.device, backend.dtype))
+        latents = backend.vae_encode((pixels_01 * 2 - 1).to(backend.device, backend.dtype))
+        return embeds, latents
+
+    def _null(self, latents: torch.Tensor, embeds: torch.Tensor) -> States:
+        """Source states of "no identity" (zero latents and embedding), batch 1; computed once."""
+        if self._null_states is None or self._null_states[0].dtype != latents.dtype:
+            self._null_states = self.backend.reference_states(
+                torch.zeros_like(latents[:1]), torch.zeros_like(embeds[:1]), "source"
+            )
+        return self._null_states
+
+    def _mix(self, source_latents, source_embeds, null_states) -> tuple[torch.Tensor, States]:
+        """The conditional half's identity: embedding (1-d)*e, states (1-d)*real + d*null.
+
+        As in the paper, the real states are computed from the already scaled embedding.
+        """
+        d = self.settings.degree
+        embeds = (1.0 - d) * source_embeds
+        if d == 1.0:  # the real states would be multiplied by zero: skip the ReferenceNet
+            return embeds, [z.expand(len(source_latents), -1, -1) for z in null_states]
+        real = self.backend.reference_states(source_latents, embeds, "source")
+        if d == 0.0:
+            return embeds, real
+        return embeds, [(1.0 - d) * r + d * z for r, z in zip(real, null_states)]
+
+    def _donor_reference(self, latents_face, embeds_face) -> tuple[torch.Tensor, States]:
+        """The donor's (1, ...) identity reference, computed on first use."""
+        if self._donor is None:
+            pixels = torch.from_numpy(np.ascontiguousarray(self._donor_crop)).permute(2, 0, 1)[None].float() / 255
+            embeds, latents = self._encode(pixels)
+            self._donor = self._mix(latents, embeds, self._null(latents_face, embeds_face))
+        return self._donor
+
+    def _smooth(self, latents: torch.Tensor, track_ids, frame_index: int) -> torch.Tensor:
+        """Exponential moving average of each track's final latents (aligned space), if enabled."""
+        alpha = self.settings.temporal_smoothing
+        if alpha <= 0:
+            return latents
+        memory = self.settings.track_memory_frames
+        latents = latents.clone()
+        for i, track_id in enumerate(track_ids):
+            if track_id is None:
+                continue
+            key = int(track_id)
+            previous = self._memory.get(key)
+            if previous is not None and 0 < frame_index - previous[0] <= memory:
+                latents[i] = (1 - alpha) * latents[i] + alpha * previous[1]
+            self._memory[key] = (frame_index, latents[i].clone())
+        stale = [k for k, (index, _) in self._memory.items() if not 0 <= frame_index - index <= memory]
+        for key in stale:
+            del self._memory[key]
+        return latents
+
+
+def load_donor_crop(path: Path, size_px: int, detect: Callable[[np.ndarray], Detections] | None) -> np.ndarray:
+    """The donor face of ``path`` as an aligned (S, S, 3) RGB crop (the largest face found)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ConfigError(f"cannot read the swap source image {path}")
+    if detect is None:
+        crop = cv2.resize(bgr, (size_px, size_px), interpolation=cv2.INTER_AREA)
+    else:
+        faces = detect(bgr)
+        if len(faces) == 0:
+            raise ConfigError(f"no face found in the swap source image {path}")
+        largest = int(np.argmax(faces.widths * faces.heights))
+        crop = align_faces(bgr, faces[largest], size_px).pixels[0]
+    return np.ascontiguousarray(crop[..., ::-1])
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} requested but CUDA is not available")
+    return device
+
+
+def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def build_backend(config, settings: DiffusionSettings) -> DiffusionBackend:
+    """The backend named by ``config.backend`` (auto|torch|onnx|tensorrt).
+
+    auto: the exported graphs when ``config.engine_dir`` is given (TensorRT on a CUDA host with
+    TensorRT installed, else ONNX Runtime), otherwise PyTorch on ``config.model_dir``.
+    """
+    kind = getattr(config, "backend", None) or "auto"
+    engine_dir = getattr(config, "engine_dir", None)
+    if kind == "auto":
+        kind = "torch"
+        if engine_dir:
+            from faceanon_video.engines import tensorrt
+
+            kind = "tensorrt" if torch.cuda.is_available() and tensorrt.is_available() else "onnx"
+        logger.info("diffusion backend: %s", kind)
+    if kind == "torch":
+        device = _resolve_device(settings.device)
+        dtype = _resolve_dtype(settings.dtype, device)
+        return TorchBackend(load_models(getattr(config, "model_dir", None), dtype=dtype), device, dtype)
+    if kind == "onnx":
+        from faceanon_video.engines.onnx import OnnxBackend
+
+        return OnnxBackend(engine_dir)
+    if kind == "tensorrt":
+        from faceanon_video.engines.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(engine_dir)
+    raise ConfigError(f"unknown diffusion backend {kind!r}; choose from auto, torch, onnx, tensorrt")
+
+
+def build_diffusion_anonymizer(config, detect: Callable[[np.ndarray], Detections] | None = None) -> DiffusionAnonymizer:
+    """The anonymizer for ``--mode diffusion`` from a ``RunConfig``-like object.
+
+    Reads ``model_dir`` (or $FACEANON_MODEL_DIR), ``engine_dir``, ``backend`` and the settings of
+    :class:`DiffusionSettings` (same names; extras from ``config.extra``).
+    """
+    settings = settings_from_config(config)
+    backend = build_backend(config, settings)
+    if settings.swap_source is not None and detect is None:
+        from faceanon_video.detect import build_detector
+
+        detect = build_detector(getattr(config, "detector", "yunet") or "yunet").detect
+    return DiffusionAnonymizer(backend, settings, detect=detect)

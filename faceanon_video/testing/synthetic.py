@@ -1,0 +1,593 @@
+"""Synthetic clips with exact ground truth: real face photos composited onto real face-free video.
+
+Real detectors fail in bursts exactly where anonymization matters most: a face blurred by motion,
+in shadow, turned away, half hidden, tiny, or crossing another face. Real footage with per-frame
+boxes for those moments is scarce, so this module makes it: face crops from ``tests/data/images``
+are pasted, frame by frame, onto face-free frames of ``tests/data/bikes.mp4`` (frames 137-249 are a
+street and a doorway with no faces), along scripted paths with scripted degradations, and the exact
+face box of every visible face in every frame is recorded.
+
+Ground truth JSON (read by ``faceanon_video.eval.annotations.read_gt_json``)::
+
+    {"video": "synthetic.mp4", "fps": 25, "width": 640, "height": 272, "seed": 0,
+     "identities": {"1": "johns/John_Salley/...jpg", ...},
+     "frames": [{"index": i, "faces": [{"id": 1, "xyxy": [x0, y0, x1, y1],
+                 "visible": 0.93, "size_px": 55.0, "conditions": ["crossing"], "ignore": false}]}]}
+
+``xyxy`` is the face box (as YuNet draws it on the full-resolution source photo, then moved,
+scaled and squeezed with the face), clipped to the frame. ``visible`` is the fraction of that box's
+unclipped area that is on screen and not hidden by an occluder or another face; a face with nothing
+visible is left out of its frame, and faces less than ``IGNORE_VISIBLE_BELOW`` visible are marked
+``ignore`` (a sliver of cheek is neither leaked nor found). ``size_px`` is the box height before
+clipping; ``conditions`` names the degradations active on that face in that frame.
+
+The default scenario (``default_scenario``) has six people over ``n_frames`` (default 90):
+
+====  =======================  ===============================================================
+ id   photo                    what happens
+====  =======================  ===============================================================
+ 1    a johns chip             walks left to right along the top; crossed by 2 (behind it)
+ 2    two_people.jpg (right)   walks right to left along the top, in front of 1
+ 3    astronaut.png            darts across the bottom left (motion blur), then stands in shadow
+ 4    obama.jpg                walks out of the right edge, comes back in later
+ 5    a johns chip, 26->20 px  small face wandering in the middle
+ 6    alex-lacamoire.png       turns its head (horizontal squeeze), is half cut (profile-like),
+                               then walks behind a pillar (partial, then full occlusion)
+====  =======================  ===============================================================
+
+``seed`` picks which chip of each dlib identity is used and jitters paths (a walking bob), so a few
+seeds give a few different clips of the same difficulty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+__all__ = [
+    "Actor",
+    "Effect",
+    "Occluder",
+    "SyntheticClip",
+    "default_scenario",
+    "render_clip",
+    "make_synthetic_clip",
+    "write_clip",
+    "BACKGROUND_FRAMES",
+    "TrackingScore",
+    "anonymized_mask",
+    "score_tracks",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
+#: bikes.mp4 frames with no faces, in order (the longest face-free run; see tests/data/ATTRIBUTION.md).
+BACKGROUND_FRAMES = range(137, 250)
+IGNORE_VISIBLE_BELOW = 0.4
+FPS = 25
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A degradation of one face over ``u`` in ``[start, end)`` (fractions of the clip, 0..1).
+
+    kinds and ``strength`` at the peak: ``blur`` (motion blur along the direction of motion: the face
+    moves ``strength`` frames' worth of its speed while the shutter is open, so 1.0 is a 360-degree
+    shutter; blur is as strong as the motion is fast, as in a real camera), ``dim`` (brightness multiplier, plus sensor noise), ``squeeze`` (width
+    multiplier: a head turning away), ``halfcrop`` (fraction of the face, from the left, that shows: a
+    profile-like partial view). Effects other than blur ramp in and out over the first and last quarter of their
+    window, as light fades and heads turn gradually; the detector then fails in the middle of the
+    window, not abruptly at its edges.
+    """
+
+    kind: str
+    start: float
+    end: float
+    strength: float
+
+    def active(self, u: float) -> bool:
+        return self.start <= u < self.end
+
+    def level(self, u: float) -> float:
+        """0..1: how far the effect has ramped in at ``u`` (trapezoid)."""
+        if not self.active(u):
+            return 0.0
+        ramp = 0.25 * (self.end - self.start)
+        return float(min(1.0, (u - self.start) / ramp, (self.end - u) / ramp))
+
+    def value(self, u: float) -> float:
+        """The effect's parameter at ``u``: ``strength`` at the peak, neutral at the edges."""
+        if self.kind == "blur":
+            return self.strength if self.active(u) else 0.0
+        return 1.0 + (self.strength - 1.0) * self.level(u)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """One person: a photo, a path of keyframes ``(u, cx, cy, face_height_px)`` with ``u`` in 0..1
+    (linear in between; absent outside the first and last keyframe), a depth and effects."""
+
+    identity: str  # key into the sprite table (see ``_sprite_sources``)
+    path: tuple[tuple[float, float, float, float], ...]
+    z: int = 0  # higher is in front
+    effects: tuple[Effect, ...] = ()
+    tags: tuple[str, ...] = ()  # conditions recorded for every frame (e.g. "crossing")
+
+    def at(self, u: float) -> tuple[float, float, float] | None:
+        keys = np.array(self.path, np.float64)
+        if u < keys[0, 0] or u > keys[-1, 0]:
+            return None
+        return tuple(float(np.interp(u, keys[:, 0], keys[:, i])) for i in (1, 2, 3))
+
+
+@dataclass(frozen=True)
+class Occluder:
+    """A textured rectangle drawn in front of every face, present for ``u`` in ``[start, end)``."""
+
+    xyxy: tuple[int, int, int, int]
+    start: float = 0.0
+    end: float = 1.01
+    #: bikes.mp4 frame whose pixels fill the rectangle (a real texture, not a flat colour).
+    texture_frame: int = 240
+
+
+@dataclass
+class SyntheticClip:
+    frames: list[np.ndarray]  # BGR uint8
+    gt: dict  # the ground-truth document (see module docstring)
+    #: Per frame, (H, W) uint8: which face (id) each pixel shows, 0 for none. Lets a scorer ignore
+    #: the hidden part of a partly occluded face. Kept in memory only (not in the JSON).
+    visible_ids: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def gt_frames(self) -> list[dict]:
+        return self.gt["frames"]
+
+    def boxes(self, index: int, include_ignored: bool = False) -> tuple[np.ndarray, list[int]]:
+        """(n, 4) GT boxes and their ids in frame ``index``."""
+        faces = [f for f in self.gt["frames"][index]["faces"] if include_ignored or not f["ignore"]]
+        return np.array([f["xyxy"] for f in faces], np.float32).reshape(-1, 4), [f["id"] for f in faces]
+
+
+# -- sprites -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Sprite:
+    bgr: np.ndarray  # float32
+    alpha: np.ndarray  # float32 0..1
+    face_xyxy: np.ndarray  # face box in sprite pixels
+    source: str
+
+
+def _sprite_sources(data_dir: Path, rng: np.random.Generator) -> dict[str, tuple[Path, int]]:
+    """identity key -> (image, which face in it, left to right)."""
+    images = data_dir / "images"
+    johns = sorted((images / "identities" / "johns").iterdir())
+
+    def chip(person: Path) -> Path:
+        files = sorted(person.glob("*.jpg"))
+        return files[int(rng.integers(len(files)))]
+
+    return {
+        "john_a": (chip(johns[0]), 0),
+        "john_b": (chip(johns[4]), 0),
+        "two_people_right": (images / "two_people.jpg", 1),
+        "astronaut": (images / "astronaut.png", 0),
+        "obama": (images / "identities" / "obama.jpg", 0),
+        "lacamoire": (images / "identities" / "alex-lacamoire.png", 0),
+    }
+
+
+@lru_cache(maxsize=64)
+def _face_boxes(path: str) -> np.ndarray:
+    """Face boxes (xyxy, left to right) in a source photo, found by YuNet at full resolution on the
+    pristine photo: the reference every degraded copy in the clip is scored against."""
+    from faceanon_video.detect.yunet import YuNetDetector
+
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(path)
+    found = YuNetDetector(threshold=0.7, min_face_px=0).detect(bgr)
+    if not len(found):
+        raise ValueError(f"no face found in sprite source {path}")
+    return found.xyxy[np.argsort(found.xyxy[:, 0])]
+
+
+def _make_sprite(path: Path, which: int) -> _Sprite:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    face = _face_boxes(str(path))[which].astype(np.float64)
+    w, h = face[2] - face[0], face[3] - face[1]
+    # Head with some hair and chin around the face box, as a person would appear in a scene.
+    cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2 - 0.05 * h
+    x0, x1 = int(max(0, cx - 0.75 * w)), int(min(bgr.shape[1], cx + 0.75 * w))
+    y0, y1 = int(max(0, cy - 0.8 * h)), int(min(bgr.shape[0], cy + 0.8 * h))
+    crop = bgr[y0:y1, x0:x1].astype(np.float32)
+    alpha = np.zeros(crop.shape[:2], np.float32)
+    center = (crop.shape[1] // 2, crop.shape[0] // 2)
+    cv2.ellipse(alpha, center, (crop.shape[1] // 2, crop.shape[0] // 2), 0, 0, 360, 1.0, -1)
+    feather = max(3, int(0.08 * min(crop.shape[:2])) | 1)
+    alpha = cv2.GaussianBlur(alpha, (feather, feather), 0)
+    return _Sprite(crop, alpha, face - np.array([x0, y0, x0, y0]), str(path))
+
+
+# -- scenario ----------------------------------------------------------------------------------
+
+
+def default_scenario(width: int = 640, height: int = 272) -> tuple[list[Actor], list[Occluder]]:
+    """The six-person scene of the module docstring, laid out for ``width`` x ``height``."""
+    W, H = width, height
+    pillar = (int(0.594 * W), int(0.35 * H), int(0.672 * W), int(0.8 * H))
+    actors = [
+        Actor("john_a", ((0.0, 0.12 * W, 0.27 * H, 54), (1.0, 0.88 * W, 0.27 * H, 56)), z=0, tags=("crossing",)),
+        Actor("two_people_right", ((0.0, 0.88 * W, 0.29 * H, 60), (1.0, 0.12 * W, 0.28 * H, 62)), z=1, tags=("crossing",)),
+        Actor(
+            "astronaut",  # strolls, darts right (blurred as much as it is fast), then stands in shadow
+            _frames_path(
+                W, H, 90, 44,
+                [(0, 45, 0.74), (18, 90, 0.74), (20, 97, 0.74), (22, 110, 0.74), (24, 130, 0.73),
+                 (26, 158, 0.73), (28, 194, 0.72), (30, 234, 0.72), (32, 272, 0.72), (34, 300, 0.72),
+                 (36, 316, 0.72), (38, 324, 0.72), (60, 330, 0.73), (89, 320, 0.74)],
+            ),
+            effects=(Effect("blur", 0.0, 1.01, 1.0), Effect("dim", 0.56, 0.76, 0.06)),
+        ),  # fmt: skip
+        Actor(
+            "obama",
+            ((0.0, 0.74 * W, 0.74 * H, 50), (0.26, 1.07 * W, 0.74 * H, 50), (0.50, 1.07 * W, 0.72 * H, 50),
+             (0.78, 0.82 * W, 0.72 * H, 50), (1.0, 0.78 * W, 0.73 * H, 50)),
+        ),  # fmt: skip
+        Actor("john_b", ((0.0, 0.16 * W, 0.47 * H, 26), (0.5, 0.27 * W, 0.50 * H, 24), (1.0, 0.38 * W, 0.47 * H, 20))),
+        Actor(
+            "lacamoire",
+            ((0.0, 0.90 * W, 0.55 * H, 52), (1.0, 0.53 * W, 0.56 * H, 52)),
+            effects=(Effect("squeeze", 0.06, 0.24, 0.45), Effect("halfcrop", 0.27, 0.43, 0.33)),
+        ),
+    ]
+    return actors, [Occluder(pillar)]
+
+
+def _frames_path(W, H, n_ref, face_h, keys) -> tuple[tuple[float, float, float, float], ...]:
+    """Keyframes written as (frame of an ``n_ref``-frame clip, x in px of a 640-wide frame, y as a
+    fraction of the height), for paths whose speed profile matters (a dart that accelerates)."""
+    return tuple((f / (n_ref - 1), x / 640 * W, y * H, face_h) for f, x, y in keys)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _motion_blur(image: np.ndarray, length_px: float, angle_rad: float) -> np.ndarray:
+    n = max(3, int(round(length_px)) | 1)
+    kernel = np.zeros((n, n), np.float32)
+    c = n // 2
+    dx, dy = np.cos(angle_rad) * c, np.sin(angle_rad) * c
+    cv2.line(kernel, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1)
+    return cv2.filter2D(image, -1, kernel / kernel.sum())
+
+
+def _load_backgrounds(data_dir: Path, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` background frames, and all of bikes.mp4 (occluder textures come from it)."""
+    with av.open(str(data_dir / "bikes.mp4")) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    run = [frames[i] for i in BACKGROUND_FRAMES]
+    # Ping-pong through the face-free run for clips longer than it.
+    cycle = run + run[-2:0:-1]
+    return [cycle[i % len(cycle)] for i in range(n)], frames
+
+
+def render_clip(
+    n_frames: int = 90,
+    seed: int = 0,
+    data_dir: str | Path = DEFAULT_DATA_DIR,
+    scenario: tuple[list[Actor], list[Occluder]] | None = None,
+) -> SyntheticClip:
+    """Render a clip in memory: frames plus the ground-truth document."""
+    data_dir = Path(data_dir)
+    rng = np.random.default_rng(seed)
+    backgrounds, all_frames = _load_backgrounds(data_dir, n_frames)
+    height, width = backgrounds[0].shape[:2]
+    actors, occluders = scenario or default_scenario(width, height)
+    sources = _sprite_sources(data_dir, rng)
+    sprites = {a.identity: _make_sprite(*sources[a.identity]) for a in actors}
+    bob_phase = rng.uniform(0, 2 * np.pi, len(actors))
+    bob_px = rng.uniform(0.5, 2.0, len(actors))
+    noise_rng = np.random.default_rng(seed + 1)
+
+    frames, gt_frames, visible_ids = [], [], []
+    for i in range(n_frames):
+        u = i / max(n_frames - 1, 1)
+        canvas = backgrounds[i].astype(np.float32)
+        # Which face owns each pixel: actor index, or -1 where a face is hidden by a sprite/occluder.
+        owner = np.full((height, width), -1, np.int32)
+        placed = {}
+        for k in sorted(range(len(actors)), key=lambda k: actors[k].z):
+            actor = actors[k]
+            pose = actor.at(u)
+            if pose is None:
+                continue
+            cx, cy, face_h = pose
+            cy += bob_px[k] * np.sin(bob_phase[k] + 0.5 * i)  # walking bob
+            velocity = _velocity(actor, u, n_frames)
+            face_xyxy, own_px, conditions = _paste(
+                canvas, owner, k, sprites[actor.identity], (cx, cy, face_h), velocity, actor.effects, u, noise_rng
+            )
+            placed[k] = (face_xyxy, own_px, face_h, conditions + list(actor.tags))
+        for occ in occluders:
+            if occ.start <= u < occ.end:
+                x0, y0, x1, y1 = occ.xyxy
+                canvas[y0:y1, x0:x1] = all_frames[occ.texture_frame][y0:y1, x0:x1]
+                owner[y0:y1, x0:x1] = -1
+        frames.append(np.clip(canvas, 0, 255).astype(np.uint8))
+        visible_ids.append((owner + 1).astype(np.uint8))
+        gt_frames.append({"index": i, "faces": _visible_faces(placed, owner, width, height)})
+
+    gt = {
+        "video": None,
+        "fps": FPS,
+        "width": width,
+        "height": height,
+        "seed": seed,
+        "identities": {str(k + 1): _relative(sprites[a.identity].source, data_dir) for k, a in enumerate(actors)},
+        "frames": gt_frames,
+    }
+    return SyntheticClip(frames=frames, gt=gt, visible_ids=visible_ids)
+
+
+def _relative(path: str, data_dir: Path) -> str:
+    try:
+        return str(Path(path).relative_to(data_dir))
+    except ValueError:
+        return path
+
+
+def _velocity(actor: Actor, u: float, n_frames: int) -> np.ndarray:
+    du = 1.0 / max(n_frames - 1, 1)
+    a, b = actor.at(max(u - du, actor.path[0][0])), actor.at(min(u + du, actor.path[-1][0]))
+    return (np.array(b[:2]) - np.array(a[:2])) / 2.0  # px per frame (central difference)
+
+
+def _paste(canvas, owner, k, sprite: _Sprite, pose, velocity, effects, u, noise_rng) -> tuple[np.ndarray, int, list[str]]:
+    """Composite one face; return its face box in frame coordinates (unclipped), how many face
+    pixels it pasted (on screen or not) and the conditions."""
+    cx, cy, face_h = pose
+    scale = face_h / (sprite.face_xyxy[3] - sprite.face_xyxy[1])
+    sx, sy = scale, scale
+    conditions = []
+    active = [e for e in effects if e.active(u)]
+    blur_px = 0.0
+    for e in active:
+        if e.kind == "squeeze":
+            sx *= e.value(u)
+        if e.kind == "blur":
+            blur_px = e.value(u) * float(np.hypot(*velocity))
+            if blur_px < 0.1 * face_h:
+                continue  # too little to matter: not recorded as a condition
+        conditions.append(e.kind)
+    if face_h < 24:
+        conditions.append("small")
+    h_px, w_px = max(2, int(round(sprite.bgr.shape[0] * sy))), max(2, int(round(sprite.bgr.shape[1] * sx)))
+    img = cv2.resize(sprite.bgr, (w_px, h_px), interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(sprite.alpha, (w_px, h_px), interpolation=cv2.INTER_AREA)
+    face = sprite.face_xyxy * np.array([w_px / sprite.bgr.shape[1], h_px / sprite.bgr.shape[0]] * 2)
+    for e in active:
+        if e.kind == "halfcrop":
+            cut = face[0] + e.value(u) * (face[2] - face[0])
+            ramp = np.clip((cut - np.arange(w_px) + 1.5) / 3.0, 0, 1)  # 3 px feathered edge
+            alpha = alpha * ramp[None, :]
+            face = face.copy()
+            face[2] = cut
+        elif e.kind == "blur" and blur_px >= 2:
+            angle = float(np.arctan2(velocity[1], velocity[0]))
+            img = _motion_blur(img * alpha[..., None], blur_px, angle)
+            alpha = _motion_blur(alpha, blur_px, angle)
+            img = img / np.maximum(alpha[..., None], 1e-3)
+        elif e.kind == "dim":
+            img = img * e.value(u) + noise_rng.normal(0, 3.0, img.shape).astype(np.float32)
+    # Place so the face centre lands on (cx, cy).
+    ox = int(round(cx - (face[0] + face[2]) / 2))
+    oy = int(round(cy - (face[1] + face[3]) / 2))
+    H, W = canvas.shape[:2]
+    x0, y0, x1, y1 = max(0, ox), max(0, oy), min(W, ox + w_px), min(H, oy + h_px)
+    if x1 > x0 and y1 > y0:
+        a = alpha[y0 - oy : y1 - oy, x0 - ox : x1 - ox, None]
+        region = canvas[y0:y1, x0:x1]
+        region[:] = a * img[y0 - oy : y1 - oy, x0 - ox : x1 - ox] + (1 - a) * region
+        covered = a[..., 0] > 0.5
+        owner[y0:y1, x0:x1][covered] = -1  # this head hides whatever face was behind it
+        face_mask = np.zeros((h_px, w_px), bool)
+        fx0, fy0, fx1, fy1 = np.round(face).astype(int)
+        face_mask[max(fy0, 0) : fy1, max(fx0, 0) : fx1] = True
+        face_mask &= alpha > 0.5
+        # Visibility is relative to the face's own pasted footprint, off-screen parts included.
+        own_px = int(face_mask.sum())
+        owner[y0:y1, x0:x1][face_mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox]] = k
+    else:
+        own_px = max(int((face[2] - face[0]) * (face[3] - face[1])), 1)
+    return face + np.array([ox, oy, ox, oy]), own_px, conditions
+
+
+def _visible_faces(placed: dict, owner: np.ndarray, width: int, height: int) -> list[dict]:
+    faces = []
+    counts = np.bincount(owner[owner >= 0].ravel(), minlength=max(placed, default=-1) + 1)
+    for k, (xyxy, own_px, face_h, conditions) in sorted(placed.items()):
+        visible = float(counts[k] / max(own_px, 1)) if k < len(counts) else 0.0
+        clipped = np.clip(xyxy, 0, [width, height, width, height])
+        if visible <= 0.0 or clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+            continue
+        if visible < 0.98:
+            conditions = conditions + ["occluded"]
+        faces.append(
+            {
+                "id": k + 1,
+                "xyxy": [round(float(v), 2) for v in clipped],
+                "visible": round(min(visible, 1.0), 3),
+                "size_px": round(float(face_h), 1),
+                "conditions": sorted(set(conditions)),
+                "ignore": visible < IGNORE_VISIBLE_BELOW,
+            }
+        )
+    return faces
+
+
+# -- scoring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TrackingScore:
+    """How well per-frame outputs (tracker boxes) covered a clip's ground-truth faces.
+
+    A face is *leaked* in a frame when less than ``covered_fraction`` of its visible oval (the
+    ellipse inscribed in its box, minus parts hidden by occluders) lies inside the anonymized area,
+    which is rebuilt from the output boxes exactly as the anonymizers build it (``face_regions``).
+    This is geometric: it scores where the pipeline *would* paint, so it can run without an
+    anonymizer. ``faceanon_video.eval.metrics`` scores the painted pixels instead.
+    """
+
+    face_frames: int = 0  # scored GT faces of at least min_face_px
+    leaked: list[dict] = field(default_factory=list)
+    small_face_frames: int = 0  # visible faces below min_face_px (reported, not in the target)
+    small_leaked: list[dict] = field(default_factory=list)
+    id_switches: list[dict] = field(default_factory=list)
+    false_positive_boxes: int = 0  # output boxes on no face at all (box-frames)
+
+    @property
+    def leak_rate(self) -> float:
+        return len(self.leaked) / self.face_frames if self.face_frames else 0.0
+
+    def summary(self) -> dict:
+        return {
+            "face_frames": self.face_frames,
+            "leaked": len(self.leaked),
+            "leak_rate": round(self.leak_rate, 4),
+            "small_face_frames": self.small_face_frames,
+            "small_leaked": len(self.small_leaked),
+            "id_switches": len(self.id_switches),
+            "false_positive_boxes": self.false_positive_boxes,
+        }
+
+
+def anonymized_mask(faces, shape: tuple[int, ...], mask_scale: float = 1.3, mask: str = "ellipse") -> np.ndarray:
+    """(H, W) bool: where an anonymizer would paint for these boxes."""
+    from faceanon_video.anonymize.regions import face_regions
+
+    painted = np.zeros(shape[:2], bool)
+    for region in face_regions(faces, shape, mask_scale=mask_scale, shape=mask):
+        view = painted[region.slices]
+        view |= True if region.mask is None else region.mask
+    return painted
+
+
+def _oval(xyxy: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    oval = np.zeros(shape[:2], np.uint8)
+    x0, y0, x1, y1 = xyxy
+    center = (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2)))
+    axes = (max(1, int(round((x1 - x0) / 2))), max(1, int(round((y1 - y0) / 2))))
+    cv2.ellipse(oval, center, axes, 0, 0, 360, 1, -1)
+    return oval.astype(bool)
+
+
+def score_tracks(
+    clip: SyntheticClip,
+    outputs: list,
+    mask_scale: float = 1.3,
+    mask: str = "ellipse",
+    covered_fraction: float = 0.9,
+    min_face_px: float = 24,
+) -> TrackingScore:
+    """Leaks, id switches and false positives of per-frame ``Detections`` (one per clip frame).
+
+    Id switches follow CLEAR-MOT (Bernardin & Stiefelhagen 2008): each frame, ground-truth faces
+    and output boxes are paired one-to-one (Hungarian, on the fraction of the face box an output box
+    covers, at least half); a switch is a face paired with a different track id than the last time
+    it was paired. A face that leaves and comes back under a new id counts as a switch too.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    score = TrackingScore()
+    last_track: dict[int, int] = {}
+    for i, (gt_frame, faces) in enumerate(zip(clip.gt_frames, outputs)):
+        shape = clip.frames[i].shape
+        painted = anonymized_mask(faces, shape, mask_scale, mask)
+        gt_faces = gt_frame["faces"]
+        gt_xyxy = np.array([f["xyxy"] for f in gt_faces], np.float64).reshape(-1, 4)
+        for f, xyxy in zip(gt_faces, gt_xyxy):
+            if f["ignore"]:
+                continue
+            oval = _oval(xyxy, shape)
+            if clip.visible_ids:
+                shown = oval & (clip.visible_ids[i] == f["id"])
+                oval = shown if shown.sum() >= 0.25 * oval.sum() else oval
+            coverage = float(painted[oval].mean()) if oval.any() else 1.0
+            small = f["size_px"] < min_face_px
+            if small:
+                score.small_face_frames += 1
+            else:
+                score.face_frames += 1
+            if coverage < covered_fraction:
+                record = {"frame": i, "id": f["id"], "coverage": round(coverage, 3), "size_px": f["size_px"], "conditions": f["conditions"]}
+                (score.small_leaked if small else score.leaked).append(record)
+        # Pair faces with output boxes: fraction of the face box inside each output box.
+        out_xyxy = faces.xyxy.astype(np.float64)
+        lt = np.maximum(gt_xyxy[:, None, :2], out_xyxy[None, :, :2])
+        rb = np.minimum(gt_xyxy[:, None, 2:], out_xyxy[None, :, 2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+        gt_area = np.maximum(np.prod(gt_xyxy[:, 2:] - gt_xyxy[:, :2], axis=1), 1e-9)
+        covers = inter / gt_area[:, None]
+        rows, cols = linear_sum_assignment(-covers) if covers.size else ([], [])
+        for r, c in zip(rows, cols):
+            if covers[r, c] < 0.5 or faces.track_id is None:
+                continue
+            gid, tid = gt_faces[r]["id"], int(faces.track_id[c])
+            if gid in last_track and last_track[gid] != tid:
+                score.id_switches.append({"frame": i, "id": gid, "from": last_track[gid], "to": tid, "conditions": gt_faces[r]["conditions"]})
+            last_track[gid] = tid
+        out_area = np.maximum(np.prod(out_xyxy[:, 2:] - out_xyxy[:, :2], axis=1), 1e-9)
+        on_face = (inter / out_area[None, :]).max(axis=0, initial=0.0) >= 0.1
+        score.false_positive_boxes += int((~on_face).sum())
+    return score
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def write_clip(clip: SyntheticClip, video_path: str | Path, gt_path: str | Path, crf: int = 16) -> None:
+    """Encode the frames as H.264 (near-lossless, so compression does not change what is detectable)
+    and write the ground-truth JSON next to it, naming the video relative to the JSON."""
+    video_path, gt_path = Path(video_path), Path(gt_path)
+    height, width = clip.frames[0].shape[:2]
+    with av.open(str(video_path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(FPS))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for bgr in clip.frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
+        container.mux(stream.encode())
+    doc = dict(clip.gt, video=_relative_to(video_path, gt_path.parent))
+    gt_path.write_text(json.dumps(doc))
+
+
+def _relative_to(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def make_synthetic_clip(
+    out_dir: str | Path, seed: int = 0, n_frames: int = 90, data_dir: str | Path = DEFAULT_DATA_DIR, name: str = "synthetic"
+) -> tuple[Path, Path]:
+    """Render the default scenario and write ``NAME.mp4`` + ``NAME.json`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clip = render_clip(n_frames=n_frames, seed=seed, data_dir=data_dir)
+    video_path, gt_path = out_dir / f"{name}.mp4", out_dir / f"{name}.json"
+    write_clip(clip, video_path, gt_path)
+    return video_path, gt_path

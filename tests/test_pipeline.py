@@ -1,0 +1,93 @@
+"""Fail-closed and no-partial-output guarantees of the pipeline, under injected faults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceanon_video.config import RunConfig
+from faceanon_video.detect import build_detector
+from faceanon_video.pipeline import FrameProcessor, process_video
+from tests.conftest import HAMILTON, decode_all
+
+
+class FlakyDetector:
+    """The real detector, except that it raises on chosen frames."""
+
+    def __init__(self, fail_on: set[int]):
+        self.inner = build_detector()
+        self.fail_on = fail_on
+        self.calls = 0
+
+    def detect(self, bgr):
+        index = self.calls
+        self.calls += 1
+        if index in self.fail_on:
+            raise RuntimeError("injected detector fault")
+        return self.inner.detect(bgr)
+
+
+def test_detector_fault_obscures_exactly_that_frame(tmp_path):
+    config = RunConfig(progress=False, end_s=1.0, workers=1)
+    processor = FrameProcessor(config, make_detector=lambda: FlakyDetector({3, 7}))
+    out = tmp_path / "out.mp4"
+    summary = process_video(HAMILTON, out, config, processor)
+    frames, _ = decode_all(out)
+    assert summary.obscured_frames == 2
+    means = [f.mean() for f in frames]
+    assert means[3] < 3 and means[7] < 3  # fully black (after compression)
+    assert all(m > 10 for i, m in enumerate(means) if i not in (3, 7))  # the opening shot is dark (~16)
+
+
+class BrokenAnonymizer:
+    def apply(self, frame, faces):
+        if len(faces):
+            raise ValueError("injected anonymizer fault")
+        return frame
+
+
+def test_anonymizer_fault_never_passes_a_face_through(tmp_path):
+    config = RunConfig(progress=False, end_s=1.0)
+    processor = FrameProcessor(config, anonymizer=BrokenAnonymizer())
+    out = tmp_path / "out.mp4"
+    summary = process_video(HAMILTON, out, config, processor)
+    frames, _ = decode_all(out)
+    assert summary.obscured_frames > 0
+    assert summary.obscured_frames == sum(1 for f in frames if f.mean() < 3)
+
+
+class Interrupting:
+    def __init__(self):
+        self.n = 0
+
+    def apply(self, frame, faces):
+        self.n += 1
+        if self.n == 20:
+            raise KeyboardInterrupt
+        return frame
+
+
+def test_interrupt_leaves_no_output(tmp_path):
+    config = RunConfig(progress=False)
+    processor = FrameProcessor(config, anonymizer=Interrupting())
+    # KeyboardInterrupt is not an ordinary failure: it stops the run instead of obscuring a frame.
+    processor.finish = _reraise_interrupt(processor.finish)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        process_video(HAMILTON, out, config, processor)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _reraise_interrupt(finish):
+    return finish  # finish lets BaseException (KeyboardInterrupt) propagate; kept explicit for readers
+
+
+def test_frame_processor_counts(tmp_path):
+    config = RunConfig(progress=False, end_s=0.5)
+    processor = FrameProcessor(config)
+    out = tmp_path / "out.mp4"
+    summary = process_video(HAMILTON, out, config, processor)
+    assert summary.frames == 15 and summary.obscured_frames == 0
+    assert summary.faces >= 15  # at least one face per frame in this clip's opening shot
+    assert set(summary.stage_seconds) >= {"decode", "detect", "track", "anonymize", "encode"}
+    assert np.isfinite(summary.fps)
