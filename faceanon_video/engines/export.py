@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from faceanon_video.engines import specs
+from faceanon_video.engines.runtime import graph_functions
 from faceanon_video.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -95,26 +96,6 @@ def probe_specs(backend) -> dict[str, specs.GraphSpec]:
         timestep_cond=specs.TensorSpec("timestep_cond", (specs.BATCH, cond_dim)) if cond_dim else None,
         guidance_batch=cond_dim is None,
     )
-
-
-def backend_functions(backend) -> dict[str, Callable[..., tuple[torch.Tensor, ...]]]:
-    """Each graph as a function of its flat inputs (in spec order) returning a tuple of outputs."""
-    n = len(backend.sites)
-
-    def unet(sample, timestep, context, *rest):
-        timestep_cond = rest[2 * n] if len(rest) > 2 * n else None
-        return (backend.unet(sample, timestep, context, list(rest[:n]), list(rest[n : 2 * n]), timestep_cond),)
-
-    return {
-        specs.CLIP_VISION: lambda pixels_clip: (backend.encode_image(pixels_clip),),
-        specs.VAE_ENCODER: lambda pixels: (backend.vae_encode(pixels),),
-        specs.REFNET_SOURCE: lambda latents, embeds: tuple(backend.reference_states(latents, embeds, "source")),
-        specs.REFNET_CONDITIONING: lambda latents, embeds: tuple(
-            backend.reference_states(latents, embeds, "conditioning")
-        ),
-        specs.UNET: unet,
-        specs.VAE_DECODER: lambda latents: (backend.vae_decode(latents),),
-    }
 
 
 class _Traced(nn.Module):
@@ -201,10 +182,10 @@ def export_graph(
 def optimize(model):
     """Removes dead nodes and folds constant subgraphs (shape arithmetic, weight transposes).
 
-    onnx-graphsurgeon cleans and folds; when the optional ``onnxslim`` is installed it then fuses
-    what is left of the exporter's shape arithmetic (about a quarter fewer nodes on the UNet).
-    Both need shapes, and ONNX shape inference needs the model in one < 2 GiB protobuf, so graphs
-    bigger than that are folded without inferred shapes and not slimmed.
+    Folding shape arithmetic needs inferred shapes, and ONNX shape inference needs the model in one
+    < 2 GiB protobuf, so bigger graphs are folded on the shapes the exporter recorded. (onnxslim
+    removes a further quarter of the UNet's nodes, nearly all of them cheap shape ops that ONNX
+    Runtime and TensorRT fuse anyway, at 10x the time of the rest of the export: not worth it.)
     """
     import onnx
     import onnx_graphsurgeon as gs
@@ -224,15 +205,7 @@ def optimize(model):
     finally:
         onnxruntime.set_default_logger_severity(2)
     model = gs.export_onnx(graph)
-    if small:
-        try:
-            import onnxslim
-        except ImportError:
-            logger.debug("onnxslim not installed; graphs are folded by onnx-graphsurgeon only")
-        else:
-            model = onnxslim.slim(model)
-        model = onnx.shape_inference.infer_shapes(model)
-    return model
+    return onnx.shape_inference.infer_shapes(model) if small else model
 
 
 def _weights_bytes(model) -> int:
@@ -345,7 +318,7 @@ def export_models(
     # 2. Learn the tensor shapes, then export each graph.
     graph_specs = probe_specs(backend)
     out_dir.mkdir(parents=True, exist_ok=True)
-    functions = backend_functions(backend)
+    functions = graph_functions(backend)
     graphs = {}
     for name, spec in graph_specs.items():
         module = _Traced(functions[name], spec, backend).eval()

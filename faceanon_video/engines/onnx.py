@@ -57,8 +57,9 @@ def resolve_providers(names: Sequence[str]) -> list[str]:
 
 
 def default_providers() -> list[str]:
-    """The fastest providers available, always ending with the CPU."""
-    return available_providers()
+    """The fastest usable providers, ending with the CPU. GPU providers need torch to see CUDA too,
+    since the tensors bound to them are torch CUDA tensors."""
+    return [p for p in available_providers() if p == "cpu" or torch.cuda.is_available()]
 
 
 def _provider_options(provider: str, spec: specs.GraphSpec, manifest: specs.Manifest, cache_dir: Path) -> dict:
@@ -159,6 +160,6 @@ class OnnxBackend(GraphBackend):
             name: OnnxGraph(engine_dir / graph.onnx, graph.spec, manifest, providers, engine_dir / "ort_tensorrt", threads)
             for name, graph in manifest.graphs.items()
         }
-        super().__init__(manifest, runners, device)
+        super().__init__(engine_dir, manifest, runners, device)
         self.providers = providers
         logger.info("onnx backend on %s (%s, %s)", device, ",".join(providers), manifest.precision)

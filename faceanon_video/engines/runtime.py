@@ -9,7 +9,7 @@ stand in for diffusers modules: the anonymizer does not know which one it holds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -40,7 +40,9 @@ class GraphBackend:
 
     name = "graphs"
 
-    def __init__(self, manifest: specs.Manifest, runners: Mapping[str, GraphRunner], device: torch.device):
+    def __init__(
+        self, engine_dir: Path, manifest: specs.Manifest, runners: Mapping[str, GraphRunner], device: torch.device
+    ):
         missing = set(specs.GRAPH_NAMES) - set(runners)
         if missing:
             raise ModelError(f"engine directory lacks graphs {sorted(missing)}; re-export")
@@ -54,6 +56,8 @@ class GraphBackend:
         self.clip_mean = tuple(info["clip_mean"])
         self.clip_std = tuple(info["clip_std"])
         self.time_cond_proj_dim: int | None = info["time_cond_proj_dim"]
+        self.sites = tuple(info["sites"])
+        self.scheduler = _load_scheduler(Path(engine_dir) / "scheduler")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device}, precision={self.manifest.precision})"
@@ -122,6 +126,36 @@ class GraphBackend:
                 "(only the batch may change; other sizes are fixed at export)"
             )
         return tensor.to(device=self.device, dtype=spec.torch_dtype).contiguous()
+
+
+def graph_functions(backend) -> dict[str, Callable[..., tuple[torch.Tensor, ...]]]:
+    """Each graph of any ``DiffusionBackend`` as a function of the graph's flat inputs (in spec order)
+    returning a tuple of outputs: what export traces, and how tests and benchmarks call one graph."""
+    n = len(backend.sites)
+
+    def unet(sample, timestep, context, *rest):
+        timestep_cond = rest[2 * n] if len(rest) > 2 * n else None
+        return (backend.unet(sample, timestep, context, list(rest[:n]), list(rest[n : 2 * n]), timestep_cond),)
+
+    return {
+        specs.CLIP_VISION: lambda pixels_clip: (backend.encode_image(pixels_clip),),
+        specs.VAE_ENCODER: lambda pixels: (backend.vae_encode(pixels),),
+        specs.REFNET_SOURCE: lambda latents, embeds: tuple(backend.reference_states(latents, embeds, "source")),
+        specs.REFNET_CONDITIONING: lambda latents, embeds: tuple(
+            backend.reference_states(latents, embeds, "conditioning")
+        ),
+        specs.UNET: unet,
+        specs.VAE_DECODER: lambda latents: (backend.vae_decode(latents),),
+    }
+
+
+def _load_scheduler(path: Path):
+    """The source model's scheduler (its config was copied at export), or None for the default."""
+    if not (path / "scheduler_config.json").is_file():
+        return None
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_pretrained(path, local_files_only=True)
 
 
 def load_manifest(engine_dir: Path | str | None) -> specs.Manifest:

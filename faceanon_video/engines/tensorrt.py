@@ -217,5 +217,5 @@ class TensorRTBackend(GraphBackend):
             name: TensorRTGraph(target / f"{name}.plan", graph.spec, manifest.max_faces)
             for name, graph in manifest.graphs.items()
         }
-        super().__init__(manifest, runners, device)
+        super().__init__(engine_dir, manifest, runners, device)
         logger.info("tensorrt backend on %s (%s)", torch.cuda.get_device_name(device), manifest.precision)

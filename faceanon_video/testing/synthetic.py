@@ -231,15 +231,10 @@ def default_scenario(width: int = 640, height: int = 272) -> tuple[list[Actor], 
         Actor("john_a", ((0.0, 0.12 * W, 0.27 * H, 54), (1.0, 0.88 * W, 0.27 * H, 56)), z=0, tags=("crossing",)),
         Actor("two_people_right", ((0.0, 0.88 * W, 0.29 * H, 60), (1.0, 0.12 * W, 0.28 * H, 62)), z=1, tags=("crossing",)),
         Actor(
-            "astronaut",  # strolls, darts right (blurred as much as it is fast), then stands in shadow
-            _frames_path(
-                W, H, 90, 44,
-                [(0, 45, 0.74), (18, 90, 0.74), (20, 97, 0.74), (22, 110, 0.74), (24, 130, 0.73),
-                 (26, 158, 0.73), (28, 194, 0.72), (30, 234, 0.72), (32, 272, 0.72), (34, 300, 0.72),
-                 (36, 316, 0.72), (38, 324, 0.72), (60, 330, 0.73), (89, 320, 0.74)],
-            ),
+            "astronaut",  # strolls, speeds up to a run (blurred as much as it is fast), then stands in shadow
+            _speed_path(W, H, x0_px=30, y=0.73, face_h=44, speeds=[(0, 1.5), (17, 2.0), (28, 16), (31, 16), (40, 0.3), (89, 0.2)]),
             effects=(Effect("blur", 0.0, 1.01, 1.0), Effect("dim", 0.56, 0.76, 0.06)),
-        ),  # fmt: skip
+        ),
         Actor(
             "obama",
             ((0.0, 0.74 * W, 0.74 * H, 50), (0.26, 1.07 * W, 0.74 * H, 50), (0.50, 1.07 * W, 0.72 * H, 50),
@@ -255,10 +250,18 @@ def default_scenario(width: int = 640, height: int = 272) -> tuple[list[Actor], 
     return actors, [Occluder(pillar)]
 
 
-def _frames_path(W, H, n_ref, face_h, keys) -> tuple[tuple[float, float, float, float], ...]:
-    """Keyframes written as (frame of an ``n_ref``-frame clip, x in px of a 640-wide frame, y as a
-    fraction of the height), for paths whose speed profile matters (a dart that accelerates)."""
-    return tuple((f / (n_ref - 1), x / 640 * W, y * H, face_h) for f, x, y in keys)
+def _speed_path(W, H, x0_px, y, face_h, speeds, n_ref=90) -> tuple[tuple[float, float, float, float], ...]:
+    """A left-to-right path from a speed profile: ``speeds`` are (frame, px/frame) points of an
+    ``n_ref``-frame, 640-wide clip, eased in between (smoothstep), so speed changes like a body's,
+    not in jumps. Positions scale with ``W``."""
+    keys = np.array(speeds, np.float64)
+    frames = np.arange(n_ref)
+    seg = np.clip(np.searchsorted(keys[:, 0], frames, side="right") - 1, 0, len(keys) - 2)
+    t = np.clip((frames - keys[seg, 0]) / (keys[seg + 1, 0] - keys[seg, 0]), 0, 1)
+    ease = t * t * (3 - 2 * t)
+    speed = keys[seg, 1] + (keys[seg + 1, 1] - keys[seg, 1]) * ease
+    x = x0_px + np.concatenate([[0.0], np.cumsum(speed[:-1])])
+    return tuple((f / (n_ref - 1), xi / 640 * W, y * H, face_h) for f, xi in zip(frames, x))
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -504,10 +507,10 @@ def score_tracks(
 ) -> TrackingScore:
     """Leaks, id switches and false positives of per-frame ``Detections`` (one per clip frame).
 
-    Id switches follow CLEAR-MOT (Bernardin & Stiefelhagen 2008): each frame, ground-truth faces
-    and output boxes are paired one-to-one (Hungarian, on the fraction of the face box an output box
-    covers, at least half); a switch is a face paired with a different track id than the last time
-    it was paired. A face that leaves and comes back under a new id counts as a switch too.
+    Id switches follow CLEAR-MOT (Bernardin & Stiefelhagen 2008): each frame, a face stays paired
+    with last frame's track if that track's box still covers at least half of the face; the other
+    faces and boxes are paired one-to-one by IoU (Hungarian) under the same gate. A switch is a face
+    paired with a different track id than the last time it was paired. A face that leaves and comes back under a new id counts as a switch too.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -534,22 +537,33 @@ def score_tracks(
             if coverage < covered_fraction:
                 record = {"frame": i, "id": f["id"], "coverage": round(coverage, 3), "size_px": f["size_px"], "conditions": f["conditions"]}
                 (score.small_leaked if small else score.leaked).append(record)
-        # Pair faces with output boxes: fraction of the face box inside each output box.
+        # Pair faces with output boxes (CLEAR-MOT): a face keeps last frame's track while that track
+        # still covers at least half of it; the others are paired by IoU (Hungarian) under that gate.
         out_xyxy = faces.xyxy.astype(np.float64)
         lt = np.maximum(gt_xyxy[:, None, :2], out_xyxy[None, :, :2])
         rb = np.minimum(gt_xyxy[:, None, 2:], out_xyxy[None, :, 2:])
         inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
         gt_area = np.maximum(np.prod(gt_xyxy[:, 2:] - gt_xyxy[:, :2], axis=1), 1e-9)
-        covers = inter / gt_area[:, None]
-        rows, cols = linear_sum_assignment(-covers) if covers.size else ([], [])
-        for r, c in zip(rows, cols):
-            if covers[r, c] < 0.5 or faces.track_id is None:
-                continue
-            gid, tid = gt_faces[r]["id"], int(faces.track_id[c])
-            if gid in last_track and last_track[gid] != tid:
-                score.id_switches.append({"frame": i, "id": gid, "from": last_track[gid], "to": tid, "conditions": gt_faces[r]["conditions"]})
-            last_track[gid] = tid
         out_area = np.maximum(np.prod(out_xyxy[:, 2:] - out_xyxy[:, :2], axis=1), 1e-9)
+        valid = inter / gt_area[:, None] >= 0.5
+        iou = np.where(valid, inter / (gt_area[:, None] + out_area[None, :] - inter), 0.0)
+        if faces.track_id is not None and iou.size:
+            ids = faces.track_id.tolist()
+            for r, f in enumerate(gt_faces):
+                prev = last_track.get(f["id"])
+                if prev in ids and valid[r, ids.index(prev)]:
+                    iou[r, :] = 0.0
+                    iou[:, ids.index(prev)] = 0.0
+            rows, cols = linear_sum_assignment(-iou)
+            for r, c in zip(rows, cols):
+                if iou[r, c] <= 0.0:
+                    continue
+                gid, tid = gt_faces[r]["id"], ids[c]
+                if gid in last_track and last_track[gid] != tid:
+                    score.id_switches.append(
+                        {"frame": i, "id": gid, "from": last_track[gid], "to": tid, "conditions": gt_faces[r]["conditions"]}
+                    )
+                last_track[gid] = tid
         on_face = (inter / out_area[None, :]).max(axis=0, initial=0.0) >= 0.1
         score.false_positive_boxes += int((~on_face).sum())
     return score

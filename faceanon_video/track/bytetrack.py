@@ -11,7 +11,8 @@ Per frame:
    while on their own they are mostly clutter.
 4. Stage 3: tentative (new, unconfirmed) tracks <- remaining high-score detections, then <- remaining
    low-score ones (these keep a tentative track alive but do not count towards confirming it).
-5. Unmatched high-score detections start tentative tracks; a tentative track missed once is dropped
+5. Unmatched high-score detections (and low-score ones cut by the frame border: faces entering the
+   picture) start tentative tracks; a tentative track missed once is dropped
    (a blinking false positive), a confirmed one coasts on its predicted box for ``lost_track_buffer``
    frames and is still anonymized (``predicted=True``).
 
@@ -41,20 +42,38 @@ __all__ = ["ByteTracker", "buffered_iou"]
 log = logging.getLogger(__name__)
 
 
-def buffered_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray, buffer: float) -> np.ndarray:
-    """(n, m) IoU after enlarging every box by ``buffer`` times its size on each side (C-BIoU)."""
+def buffered_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray, buffer: float | np.ndarray) -> np.ndarray:
+    """(n, m) IoU after enlarging every box by ``buffer`` times its size on each side (C-BIoU).
+
+    ``buffer`` may be (n,): one per ``a`` box, applied to both boxes of each pair, so a track that
+    has coasted for a while (uncertain position) gets a wider net without favouring big boxes.
+    """
+    a = np.asarray(a_xyxy, np.float64)[:, None, :]
+    b = np.asarray(b_xyxy, np.float64)[None, :, :]
+    buf = np.broadcast_to(np.asarray(buffer, np.float64).reshape(-1, 1, 1), (len(a), 1, 1))
 
     def enlarge(xyxy):
-        pad = buffer * (xyxy[:, 2:] - xyxy[:, :2])
-        return np.concatenate([xyxy[:, :2] - pad, xyxy[:, 2:] + pad], axis=1)
+        pad = buf * (xyxy[..., 2:] - xyxy[..., :2])
+        return np.concatenate([xyxy[..., :2] - pad, xyxy[..., 2:] + pad], axis=-1)
 
-    a, b = enlarge(np.asarray(a_xyxy, np.float64)), enlarge(np.asarray(b_xyxy, np.float64))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    a, b = enlarge(a), enlarge(b)
+    lt = np.maximum(a[..., :2], b[..., :2])
+    rb = np.minimum(a[..., 2:], b[..., 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area_a = np.prod(a[..., 2:] - a[..., :2], axis=-1)
+    area_b = np.prod(b[..., 2:] - b[..., :2], axis=-1)
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def _touches_border(xyxy: np.ndarray, frame: Frame, margin_px: float | None) -> np.ndarray:
+    if margin_px is None:
+        return np.zeros(len(xyxy), bool)
+    return (
+        (xyxy[:, 0] <= margin_px)
+        | (xyxy[:, 1] <= margin_px)
+        | (xyxy[:, 2] >= frame.width - margin_px)
+        | (xyxy[:, 3] >= frame.height - margin_px)
+    )
 
 
 def _assign(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +141,8 @@ class ByteTracker:
         match_thresh: float = 0.2,
         low_match_thresh: float = 0.3,
         iou_buffer: float = 0.3,
+        buffer_growth: float = 0.25,
+        border_px: float | None = 2.0,
         min_hits: int = 2,
         lost_track_buffer: int = 30,
         motion_lead: float = 1.5,
@@ -145,6 +166,12 @@ class ByteTracker:
             low_match_thresh: minimum buffered IoU for stage 2 (no score fusion: scores are low there).
             iou_buffer: how much boxes are enlarged before IoU (fraction of size per side). Larger =
                 tolerates faster motion and tiny faces, weaker separation of nearby faces.
+            buffer_growth: per coasted frame, the buffer grows by this fraction (up to 4x), so a
+                track re-acquires a face that drifted from its prediction during a long miss.
+                Larger = fewer new ids after occlusions, more risk of taking a neighbour's face.
+            border_px: low-score detections within this many pixels of the frame border also start
+                tracks: a face entering the frame is cut off and scores low. None = only high-score
+                detections start tracks (fewer false positives along the borders).
             min_hits: detections needed to confirm a track. A tentative track is dropped at its first
                 miss; a confirmed one coasts. 1 = every detection coasts (blinking false positives
                 become lingering blobs); higher = a real face first seen briefly is not carried
@@ -170,6 +197,8 @@ class ByteTracker:
         self.match_thresh = match_thresh
         self.low_match_thresh = low_match_thresh
         self.iou_buffer = iou_buffer
+        self.buffer_growth = buffer_growth
+        self.border_px = border_px
         self.min_hits = min_hits
         self.lost_track_buffer = lost_track_buffer
         self.motion_lead = motion_lead
@@ -227,14 +256,19 @@ class ByteTracker:
                 det_rows = np.flatnonzero(det_mask & ~taken)
                 if not len(track_rows) or not len(det_rows):
                     continue
-                sim = buffered_iou(pred_xyxy[track_rows], dets.xyxy[det_rows], self.iou_buffer)
+                # The net widens while a track coasts: its position is less and less certain.
+                buffer = self.iou_buffer * np.minimum(1.0 + self.buffer_growth * (t.since_seen[track_rows] - 1), 4.0)
+                sim = buffered_iou(pred_xyxy[track_rows], dets.xyxy[det_rows], buffer)
                 if fuse:
                     sim = sim * dets.score[det_rows][None, :]
                 ti, di = _assign(sim, gate)
                 source[track_rows[ti]] = det_rows[di]
                 taken[det_rows[di]] = True
                 hit[track_rows[ti]] = counts
-            free_high = np.flatnonzero(high & ~taken)
+            # A face entering the frame is only partly visible and scores low, so low-score boxes
+            # cut by the frame border may start tracks too.
+            entering = low & _touches_border(dets.xyxy, frame, self.border_px)
+            free_high = np.flatnonzero((high | entering) & ~taken)
             self._correct(t, source, hit, dets)
             # 5. Tentative tracks must be re-detected every time the detector looks.
             keep = t.confirmed | (source >= 0)
