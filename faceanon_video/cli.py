@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--min-face", type=float, default=24, dest="min_face_px", help="smallest face width in pixels that must be found; larger is faster")
     det.add_argument("--workers", type=int, default=2, help="detection threads")
 
+    trk = parser.add_argument_group("tracking (carries faces through detector misses; see faceanon_video.track)")
+    trk.add_argument("--no-track", dest="track", action="store_false", help="anonymize only where the detector fires in that frame: faster by <1 ms/frame, but a face leaks on every frame the detector misses (blur, dim light, turned heads)")
+    trk.add_argument("--detect-every", type=int, default=1, metavar="N", help="run the full-frame detector every N frames and only re-detect around known faces in between: faster (N=2: ~1.6x detection throughput), but a NEW face can stay visible for up to N-1 frames; 1 keeps every face covered")
+    trk.add_argument("--lost-track-buffer", type=int, default=15, metavar="FRAMES", help="frames a face keeps being anonymized on its predicted position after the detector loses it: longer covers longer occlusions and misses, but leaves a drifting blur behind faces that left")
+    trk.add_argument("--key-file", metavar="FILE", help="secret key (>= 16 bytes; e.g. 'openssl rand -hex 32 > key') from which each face's random seed is derived: same video + same key = same replacement faces; default: a random key per run")
+    trk.add_argument("--save-tracks", metavar="FILE.jsonl", help="write per-frame track ids, boxes, landmarks, scores and detected/predicted flags as JSON lines (a folder: one NAME.tracks.jsonl per input)")
+
     diff = parser.add_argument_group("diffusion (--mode diffusion; needs the 'diffusion' extra and local weights)")
     diff.add_argument("--model-dir", default=os.environ.get("FACEANON_MODEL_DIR"), help="folder with unet/, referencenet/, conditioning_referencenet/, vae/, scheduler/, image_encoder/ (env FACEANON_MODEL_DIR)")
     diff.add_argument("--engine-dir", help="folder of exported ONNX graphs / TensorRT engines (from 'faceanon-video export')")

@@ -75,6 +75,10 @@ class RunConfig:
             raise ConfigError("--mode image needs --replace-image FILE")
         if self.detect_every < 1:
             raise ConfigError("--detect-every must be >= 1")
+        if self.detect_every > 1 and not self.track:
+            raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
+        if self.lost_track_buffer < 0:
+            raise ConfigError("--lost-track-buffer must be >= 0")
         if self.workers < 1:
             raise ConfigError("--workers must be >= 1")
         if self.thresh is not None and not 0 < self.thresh < 1:

@@ -35,7 +35,12 @@ from faceanon_video.detect.base import Detector
 from faceanon_video.errors import FaceanonError, InputError
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import AtomicOutput, VideoWriter
-from faceanon_video.track.base import NoTracker, Tracker
+from faceanon_video.track.base import Tracker
+from faceanon_video.track.bytetrack import ByteTracker
+from faceanon_video.track.passthrough import PassThroughTracker
+from faceanon_video.track.roi import RoiRedetector
+from faceanon_video.track.seeds import load_key, random_key
+from faceanon_video.track.tracks_io import TrackWriter, tracks_path_for
 from faceanon_video.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -67,8 +72,22 @@ class RunSummary:
 # 1. Stage factories: the only place that maps settings to implementations.
 
 
-def build_tracker(config: RunConfig) -> Tracker:
-    return NoTracker()
+#: With tracking, the detector runs at this fraction of the anonymization threshold: ByteTrack's second
+#: stage uses those low-score boxes (blurred, dim, turned faces) to continue existing tracks only.
+LOW_SCORE_FRACTION = 0.5
+
+
+def build_tracker(config: RunConfig, high_thresh: float = 0.5) -> Tracker:
+    """ByteTrack (or, with ``--no-track``, a pass-through) seeded from ``--key-file`` or a per-run key."""
+    key = load_key(config.key_file) if config.key_file else random_key()
+    if not config.track:
+        return PassThroughTracker(key=key)
+    return ByteTracker(
+        high_thresh=high_thresh,
+        low_thresh=high_thresh * LOW_SCORE_FRACTION,
+        lost_track_buffer=config.lost_track_buffer,
+        key=key,
+    )
 
 
 def build_anonymizer(config: RunConfig) -> Anonymizer:
@@ -84,8 +103,10 @@ def build_anonymizer(config: RunConfig) -> Anonymizer:
     return CLASSIC_MODES[config.mode](**kwargs)
 
 
-def detector_factory(config: RunConfig) -> Callable[[], Detector]:
-    return lambda: build_detector(config.detector, threshold=config.thresh, min_face_px=config.min_face_px)
+def detector_factory(config: RunConfig, threshold: float | None = None, min_face_px: float | None = None) -> Callable[[], Detector]:
+    threshold = config.thresh if threshold is None else threshold
+    min_face_px = config.min_face_px if min_face_px is None else min_face_px
+    return lambda: build_detector(config.detector, threshold=threshold, min_face_px=min_face_px)
 
 
 # 2. Per-frame processing, independent of where frames come from (files, cameras, streams).
@@ -109,7 +130,19 @@ class FrameProcessor:
         self._make_detector = make_detector or detector_factory(config)
         self._local = threading.local()
         self.detector = self._thread_detector()  # built now so model errors surface before any frame
-        self.tracker = tracker or build_tracker(config)
+        high_thresh = float(getattr(self.detector, "threshold", 0.5))
+        self.roi: RoiRedetector | None = None
+        if config.track and make_detector is None:
+            # The tracker's second stage needs the low-score boxes, so the detector reports them too;
+            # faces below high_thresh are only anonymized when they continue a track.
+            self._make_detector = detector_factory(config, threshold=high_thresh * LOW_SCORE_FRACTION)
+            self._local = threading.local()
+            self.detector = self._thread_detector()
+            if config.detect_every > 1:
+                # Own instance (used only in frame order), at full resolution (min_face_px=0).
+                self.roi = RoiRedetector(detector_factory(config, high_thresh * LOW_SCORE_FRACTION, min_face_px=0)())
+        self.tracker = tracker or build_tracker(config, high_thresh=high_thresh)
+        self.track_writer: TrackWriter | None = None  # set per input by process_video (--save-tracks)
         self.anonymizer = anonymizer or build_anonymizer(config)
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.frames = 0
@@ -145,9 +178,16 @@ class FrameProcessor:
         try:
             if isinstance(detections, BaseException):
                 raise detections
+            if detections is None and self.roi is not None and isinstance(self.tracker, ByteTracker):
+                # Skipped frame (--detect-every): look again around the live tracks only.
+                start = time.perf_counter()
+                detections = self.roi.detect(frame.bgr, self.tracker.predict_xyxy())
+                self.timings["detect"].append(time.perf_counter() - start)
             start = time.perf_counter()
             faces = self.tracker.update(detections, frame)
             mid = time.perf_counter()
+            if self.track_writer is not None:
+                self.track_writer.write(frame.index, frame.time_s, faces)
             self.faces += len(faces)
             frame = self.anonymizer.apply(frame, faces)
             self.timings["track"].append(mid - start)
@@ -205,6 +245,8 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
     try:
         # 2. Build the stages (models load here, before the output file is created).
         processor = processor or FrameProcessor(config)
+        if config.save_tracks:
+            processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source))
         writer = VideoWriter(
             destination,
             fps=reader.info.fps,
@@ -217,6 +259,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         )
     except BaseException:
         reader.close()
+        _close_track_writer(processor)
         raise
     timings = processor.timings
 
@@ -297,7 +340,14 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         if not success:
             writer.close(success=False)
         reader.close()
+        _close_track_writer(processor)
     return _summary(source, destination, processor, time.perf_counter() - started)
+
+
+def _close_track_writer(processor: FrameProcessor | None) -> None:
+    if processor is not None and processor.track_writer is not None:
+        processor.track_writer.close()
+        processor.track_writer = None
 
 
 def process_image(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:

@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
                 args.clip_repo, allow_patterns=["config.json", "*.safetensors"], local_dir=Path(tmp) / "clip"
             )
             _save_vision_tower(Path(clip_src), target / "image_encoder")
-    except (OSError, ValueError, hub.errors.HfHubHTTPError) as error:
+    except (OSError, ValueError) as error:  # HfHubHTTPError and network errors are OSErrors
         raise ModelError(f"download failed: {error}") from error
     # 4. The scheduler is only configuration.
     write_scheduler_config(target / "scheduler")
@@ -89,7 +89,6 @@ def main(args: argparse.Namespace) -> int:
 def _hub():
     try:
         import huggingface_hub
-        import huggingface_hub.errors  # noqa: F401 - used as hub.errors
     except ImportError as error:
         raise ConfigError("download-models needs huggingface_hub: pip install huggingface_hub") from error
     return huggingface_hub

@@ -93,6 +93,10 @@ class CoverageSettings:
     #: Side of the square both crops are resized to before comparing. Smaller judges coarser
     #: structure (what identifies a face); larger also demands that fine texture be destroyed.
     canonical_px: int = 64
+    #: Size of the scored oval relative to the box's inscribed oval. Below 1 leaves out the rim,
+    #: where annotation conventions disagree (dlib's boxes include the jaw line and forehead,
+    #: WIDER's are tighter) and which holds the face outline rather than its features.
+    oval_scale: float = 0.9
     #: Grey-level standard deviation (7x7 window, at canonical size) for a pixel to be informative.
     informative_std: float = 0.03 * 255
     #: The most a dark, low-contrast face is brightened before comparing; more amplifies codec
@@ -104,6 +108,8 @@ class CoverageSettings:
             raise ValueError(f"covered_fraction must be in (0, 1], got {self.covered_fraction}")
         if not -1 < self.ssim_altered_below <= 1:
             raise ValueError(f"ssim_altered_below must be in (-1, 1], got {self.ssim_altered_below}")
+        if not 0 < self.oval_scale <= 1.5:
+            raise ValueError(f"oval_scale must be in (0, 1.5], got {self.oval_scale}")
         if self.max_contrast_gain < 1:
             raise ValueError(f"max_contrast_gain must be >= 1, got {self.max_contrast_gain}")
         if self.canonical_px < 16:
@@ -143,10 +149,10 @@ def _canonical_crop(bgr: np.ndarray, xyxy: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=interp).astype(np.float32)
 
 
-def _oval_mask(size: int) -> np.ndarray:
+def _oval_mask(size: int, scale: float) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    r = size / 2
-    return ((xx - r) / r) ** 2 + ((yy - r) / r) ** 2 <= 1.0
+    c, r = size / 2, scale * size / 2
+    return ((xx - c) / r) ** 2 + ((yy - c) / r) ** 2 <= 1.0
 
 
 def face_altered_fraction(
@@ -162,7 +168,7 @@ def face_altered_fraction(
     xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
     h, w = original_bgr.shape[:2]
     size = settings.canonical_px
-    oval = _oval_mask(size)
+    oval = _oval_mask(size, settings.oval_scale)
     out = np.full(len(xyxy), np.nan, np.float64)
     for i, box in enumerate(xyxy):
         if min(box[2], w) - max(box[0], 0) < 1 or min(box[3], h) - max(box[1], 0) < 1:

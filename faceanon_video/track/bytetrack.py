@@ -34,7 +34,7 @@ import numpy as np
 
 from faceanon_video.track.kalman import BoxKalman, cxcywh_to_xyxy
 from faceanon_video.track.seeds import TrackSeeder, random_key
-from faceanon_video.track.smoothing import OneEuro, grow_boxes, move_landmarks
+from faceanon_video.track.smoothing import OneEuro, hold_pad, motion_pad, move_landmarks, pad_boxes
 from faceanon_video.types import Detections, Frame
 
 __all__ = ["ByteTracker", "buffered_iou"]
@@ -100,6 +100,7 @@ class _Tracks:
     box_rate: np.ndarray  # (n, 4)
     landmarks: np.ndarray  # (n, 5, 2) smoothed, NaN if unknown
     landmarks_rate: np.ndarray  # (n, 5, 2)
+    pad: np.ndarray  # (n, 2) per-side motion padding last output (peak-hold state)
 
     @classmethod
     def empty(cls) -> _Tracks:
@@ -107,7 +108,7 @@ class _Tracks:
             "track_id": ((0,), np.int64), "mean": ((0, 8), float), "cov": ((0, 8, 8), float),
             "hits": ((0,), np.int64), "confirmed": ((0,), bool), "since_seen": ((0,), np.int64),
             "score": ((0,), np.float32), "box": ((0, 4), float), "box_rate": ((0, 4), float),
-            "landmarks": ((0, 5, 2), float), "landmarks_rate": ((0, 5, 2), float),
+            "landmarks": ((0, 5, 2), float), "landmarks_rate": ((0, 5, 2), float), "pad": ((0, 2), float),
         }  # fmt: skip
         return cls(**{name: np.zeros(shape, dtype) for name, (shape, dtype) in shapes.items()})
 
@@ -144,10 +145,11 @@ class ByteTracker:
         buffer_growth: float = 0.25,
         border_px: float | None = 2.0,
         min_hits: int = 2,
-        lost_track_buffer: int = 30,
+        lost_track_buffer: int = 15,
         motion_lead: float = 1.5,
         sigma_k: float = 2.0,
-        max_growth: float = 0.75,
+        max_growth: float = 1.5,
+        pad_decay: float = 0.9,
         smoother: OneEuro | None = OneEuro(),
         kalman: BoxKalman = BoxKalman(),
         key: bytes | None = None,
@@ -183,6 +185,9 @@ class ByteTracker:
                 acceleration do not uncover a moving face. Larger = safer, bigger masks on movers.
             sigma_k: standard deviations of the predicted position added around coasting boxes.
             max_growth: cap on the per-side growth, as a fraction of the box size.
+            pad_decay: the growth rises at once but shrinks by at most this factor per frame, so
+                noisy speed estimates do not make the mask breathe. Lower = masks tighten sooner
+                after a face slows down.
             smoother: One-Euro settings for boxes and landmarks; None = raw detector boxes (jittery).
             kalman: motion-model noise settings.
             key / seeder: where per-track seeds come from (``seeds.TrackSeeder``); with neither, a
@@ -204,6 +209,7 @@ class ByteTracker:
         self.motion_lead = motion_lead
         self.sigma_k = sigma_k
         self.max_growth = max_growth
+        self.pad_decay = pad_decay
         self.smoother = smoother
         self.kalman = kalman
         self.seeder = seeder or TrackSeeder(key if key is not None else random_key())
@@ -225,7 +231,8 @@ class ByteTracker:
         if not len(t):
             return np.zeros((0, 4), np.float32)
         mean, cov = self.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
-        return self._grown(mean, cov, cxcywh_to_xyxy(mean[:, :4]), coasting=np.ones(len(t), bool))
+        box = cxcywh_to_xyxy(mean[:, :4])
+        return pad_boxes(box, self._pad(mean, cov, box, coasting=np.ones(len(t), bool)))
 
     def update(self, detections: Detections | None, frame: Frame) -> Detections:
         """Advance one frame. ``None`` = the detector did not run: every track coasts, nothing is
@@ -304,7 +311,7 @@ class ByteTracker:
         return _Tracks(
             track_id=ids, mean=mean, cov=cov, hits=np.ones(n, np.int64), confirmed=np.full(n, self.min_hits <= 1),
             since_seen=np.zeros(n, np.int64), score=dets.score.copy(), box=box, box_rate=np.zeros_like(box),
-            landmarks=lms, landmarks_rate=np.zeros_like(lms),
+            landmarks=lms, landmarks_rate=np.zeros_like(lms), pad=np.zeros((n, 2)),
         )  # fmt: skip
 
     def _correct(self, t: _Tracks, source: np.ndarray, hit: np.ndarray, dets: Detections) -> None:
@@ -336,14 +343,15 @@ class ByteTracker:
         t.landmarks[predicted] = move_landmarks(t.landmarks[predicted], t.box[predicted], new_box)
         t.box[predicted] = new_box
 
-    def _grown(self, mean: np.ndarray, cov: np.ndarray, box: np.ndarray, coasting: np.ndarray) -> np.ndarray:
+    def _pad(self, mean: np.ndarray, cov: np.ndarray, box: np.ndarray, coasting: np.ndarray) -> np.ndarray:
         sigma = np.sqrt(cov[:, [0, 1], [0, 1]]) * coasting[:, None]
-        return grow_boxes(box, mean[:, 4:6], sigma, self.motion_lead, self.sigma_k, self.max_growth)
+        return motion_pad(box, mean[:, 4:6], sigma, self.motion_lead, self.sigma_k, self.max_growth)
 
     def _output(
         self, t: _Tracks, source: np.ndarray, predicted: np.ndarray, dets: Detections | None, frame: Frame
     ) -> Detections:
-        xyxy = self._grown(t.mean, t.cov, t.box, predicted)
+        t.pad = hold_pad(self._pad(t.mean, t.cov, t.box, predicted), t.pad, self.pad_decay)
+        xyxy = pad_boxes(t.box, t.pad)
         xyxy = np.clip(xyxy, 0, [frame.width, frame.height, frame.width, frame.height])
         # Rows are already in id order: new tracks are appended, removals keep the order.
         return Detections(

@@ -44,7 +44,7 @@ class BoxKalman:
     std_position: float = 1 / 20
     #: Process noise of velocity (fraction of box size per frame^2). Higher = adapts to acceleration
     #: sooner, noisier velocity (and hence noisier motion growth).
-    std_velocity: float = 1 / 80
+    std_velocity: float = 1 / 40
     #: Measurement noise (fraction of box size). Higher = smoother boxes, more lag.
     std_measurement: float = 1 / 20
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OneEuro", "grow_boxes", "move_landmarks"]
+__all__ = ["OneEuro", "motion_pad", "hold_pad", "pad_boxes", "move_landmarks"]
 
 
 def _alpha(cutoff_per_frame: np.ndarray | float) -> np.ndarray:
@@ -42,10 +42,10 @@ class OneEuro:
 
     #: Cutoff (cycles/frame) when the face is still. Lower = steadier mask, but slower to follow a
     #: face that starts moving (the motion growth then has to cover more lag).
-    min_cutoff: float = 0.1
+    min_cutoff: float = 0.03
     #: How fast the cutoff rises with speed (per face-height/frame). Higher = less lag on moving faces,
     #: more jitter passes through while they move.
-    beta: float = 8.0
+    beta: float = 2.0
     #: Cutoff (cycles/frame) of the speed estimate itself.
     d_cutoff: float = 0.3
 
@@ -76,7 +76,7 @@ class OneEuro:
         return x_hat, (x_hat, dx_hat)
 
 
-def grow_boxes(
+def motion_pad(
     xyxy: np.ndarray,
     velocity_xy: np.ndarray,
     sigma_xy: np.ndarray,
@@ -84,15 +84,28 @@ def grow_boxes(
     sigma_k: float,
     max_growth: float,
 ) -> np.ndarray:
-    """Pad each box by ``motion_lead`` frames of its speed plus ``sigma_k`` position std-devs.
+    """(n, 2) per-side padding in x and y: ``motion_lead`` frames of speed plus ``sigma_k`` position
+    standard deviations, capped at ``max_growth`` times the box size so a long-coasting track cannot
+    swallow the frame.
 
     Padding is symmetric: a face can reverse or stop as easily as it speeds up, and an uncovered
-    face costs far more than a slightly larger blur. Each side grows by at most ``max_growth`` times
-    the box size, so a long-coasting track cannot swallow the frame.
+    face costs far more than a slightly larger blur.
     """
-    size = np.stack([xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], axis=1)
+    size = xyxy[:, 2:] - xyxy[:, :2]
     pad = motion_lead * np.abs(velocity_xy) + sigma_k * sigma_xy
-    pad = np.minimum(pad, max_growth * size)
+    return np.minimum(pad, max_growth * size)
+
+
+def hold_pad(pad: np.ndarray, previous: np.ndarray, decay: float) -> np.ndarray:
+    """Padding that rises at once but falls by at most ``decay`` per frame (a peak-hold envelope).
+
+    Speed estimates are noisy; padding that followed them frame by frame would make the mask
+    breathe. Rising at once keeps the privacy guarantee; falling slowly removes the jitter.
+    """
+    return np.maximum(pad, decay * previous)
+
+
+def pad_boxes(xyxy: np.ndarray, pad: np.ndarray) -> np.ndarray:
     return np.concatenate([xyxy[:, :2] - pad, xyxy[:, 2:] + pad], axis=1).astype(np.float32)
 
 

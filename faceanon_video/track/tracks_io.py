@@ -24,7 +24,7 @@ import numpy as np
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.types import Detections
 
-__all__ = ["TrackWriter", "TrackRecord", "read_tracks"]
+__all__ = ["TrackWriter", "TrackRecord", "read_tracks", "tracks_path_for"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,18 @@ class TrackWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def tracks_path_for(save_tracks: str | Path, source: str | Path) -> Path:
+    """Where one input's tracks go: ``save_tracks`` itself, or ``STEM.tracks.jsonl`` inside it when it
+    is an existing folder (several inputs), or with ``{stem}`` replaced by the input's name."""
+    target = Path(save_tracks)
+    stem = Path(str(source)).stem or "stream"
+    if target.is_dir():
+        return target / f"{stem}.tracks.jsonl"
+    if "{stem}" in target.name:
+        return target.with_name(target.name.replace("{stem}", stem))
+    return target
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,9 @@ def test_default_filters_cover_every_face(faces, anonymizer):
 
 
 def test_light_blur_is_leaked(faces):
-    rate, _ = _leak_rate(faces, lambda img, xyxy: _filtered(Blur(strength=0.03), img, xyxy))
-    assert rate >= 0.9
+    # sigma 1 px on these 37-90 px faces: softened, still recognisable.
+    rate, _ = _leak_rate(faces, lambda img, xyxy: _filtered(Blur(strength=0.02), img, xyxy))
+    assert rate == 1.0
 
 
 def test_only_painting_the_wrong_face_leaks_that_face(faces):

@@ -1,0 +1,75 @@
+"""Detectors on real photos with hand-annotated faces."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from faceanon_video.detect import build_detector
+from faceanon_video.errors import ConfigError, ModelError
+from tests.conftest import DATA, annotated_boxes
+
+
+def iou(a, b):
+    x0, y0 = np.maximum(a[:2], b[:2])
+    x1, y1 = np.minimum(a[2:], b[2:])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("name, min_recall", [("yunet", 0.85), ("centerface", 0.85)])
+def test_recall_on_annotated_faces(name, min_recall):
+    detector = build_detector(name)
+    found = total = 0
+    for file, boxes in annotated_boxes().items():
+        dets = detector.detect(cv2.imread(str(DATA / "images" / "annotated" / file)))
+        assert dets.landmarks.shape == (len(dets), 5, 2) and not np.isnan(dets.landmarks).any()
+        for box in boxes:
+            total += 1
+            found += any(iou(box, d) > 0.3 for d in dets.xyxy)
+    assert found / total >= min_recall, f"{name}: {found}/{total}"
+
+
+def test_landmarks_are_inside_their_boxes():
+    dets = build_detector().detect(cv2.imread(str(DATA / "images" / "two_people.jpg")))
+    assert len(dets) == 2
+    for box, points in zip(dets.xyxy, dets.landmarks):
+        assert ((points >= box[:2]) & (points <= box[2:])).all()
+        assert points[0, 0] < points[1, 0]  # subject's right eye is on the image's left
+
+
+def test_no_faces_gives_empty_detections():
+    dets = build_detector().detect(np.full((240, 320, 3), 127, np.uint8))
+    assert len(dets) == 0 and dets.xyxy.shape == (0, 4)
+
+
+def test_unknown_detector_and_corrupted_model(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="yunet"):
+        build_detector("nope")
+    import faceanon_video.weights as weights
+
+    bad = tmp_path / "face_detection_yunet_2023mar_int8bq.onnx"
+    bad.write_bytes(b"corrupted")
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    weights.model_path.cache_clear()
+    try:
+        with pytest.raises(ModelError, match="corrupted"):
+            build_detector("yunet")
+    finally:
+        weights.model_path.cache_clear()
+
+
+def test_face_mesh_fits_the_face():
+    pytest.importorskip("ai_edge_litert")
+    from faceanon_video.detect.landmarker import MESH_KEY, FaceMesher, mesh_mask
+
+    img = cv2.imread(str(DATA / "images" / "two_people.jpg"))
+    dets = FaceMesher().add_meshes(img, build_detector().detect(img))
+    for box, points, mesh in zip(dets.xyxy, dets.landmarks, dets.data[MESH_KEY]):
+        mask = mesh_mask(mesh, img.shape)
+        assert mask is not None
+        # Eyes, nose and mouth all lie inside the mesh's face oval, and the oval hugs the detector box.
+        assert all(mask[int(y), int(x)] for x, y in points)
+        ys, xs = np.nonzero(mask)
+        assert iou(np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32), box) > 0.5
