@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="process the files as tasks on a Ray cluster: alone, a local Ray on this machine; 'auto' or HOST:PORT, an existing cluster (paths must be shared by all nodes; needs the 'distributed' extra)")
 
     anon = parser.add_argument_group("anonymization")
     anon.add_argument("--mode", choices=MODES, default="blur", help="how faces are replaced")
@@ -57,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--workers", type=int, default=2, help="detection threads")
 
     trk = parser.add_argument_group("tracking (carries faces through detector misses; see faceanon_video.track)")
-    trk.add_argument("--no-track", dest="track", action="store_false", help="anonymize only where the detector fires in that frame: faster by <1 ms/frame, but a face leaks on every frame the detector misses (blur, dim light, turned heads)")
+    trk.add_argument("--no-track", dest="track", action="store_false", default=argparse.SUPPRESS, help="anonymize only where the detector fires in that frame: faster by <1 ms/frame, but a face leaks on every frame the detector misses (blur, dim light, turned heads)")
     trk.add_argument("--detect-every", type=int, default=1, metavar="N", help="run the full-frame detector every N frames and only re-detect around known faces in between: faster (N=2: ~1.6x detection throughput), but a NEW face can stay visible for up to N-1 frames; 1 keeps every face covered")
     trk.add_argument("--lost-track-buffer", type=int, default=15, metavar="FRAMES", help="frames a face keeps being anonymized on its predicted position after the detector loses it: longer covers longer occlusions and misses, but leaves a drifting blur behind faces that left")
-    trk.add_argument("--key-file", metavar="FILE", help="secret key (>= 16 bytes; e.g. 'openssl rand -hex 32 > key') from which each face's random seed is derived: same video + same key = same replacement faces; default: a random key per run")
+    trk.add_argument("--key-file", metavar="FILE", help="secret key (>= 16 bytes; e.g. 'openssl rand -hex 32 > key') from which each face's random seed is derived: same video + same key = same replacement faces; without it, a random key per run")
     trk.add_argument("--save-tracks", metavar="FILE.jsonl", help="write per-frame track ids, boxes, landmarks, scores and detected/predicted flags as JSON lines (a folder: one NAME.tracks.jsonl per input)")
 
     diff = parser.add_argument_group("diffusion (--mode diffusion; needs the 'diffusion' extra and local weights)")
@@ -80,12 +81,34 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--no-audio", action="store_true", help="drop audio and other streams instead of copying them")
     enc.add_argument("--start", type=float, dest="start_s", help="start time in seconds")
     enc.add_argument("--end", type=float, dest="end_s", help="end time in seconds")
+
+    live = parser.add_argument_group("live (a stream URL as INPUT, or --camera; see faceanon_video/live)")
+    live.add_argument("--camera", type=int, metavar="N", help="read webcam N (/dev/videoN on Linux) instead of INPUT")
+    live.add_argument("--output-url", metavar="URL", help="push the anonymized stream: udp://HOST:PORT (MPEG-TS), rtmp://..., rtsp://..., srt://...")
+    live.add_argument("--preview", action="store_true", help="show the anonymized output: a window where a display exists, else an MJPEG page on http://127.0.0.1:PORT/")
+    live.add_argument("--preview-port", type=int, default=8090, help="port of the MJPEG preview (localhost only; 0 picks a free one)")
+    live.add_argument("--deadline-ms", type=float, default=200.0, help="a frame whose detection has not finished this long after capture is blacked out, never sent raw; lower bounds latency tighter but blacks out more frames on a busy CPU")
+    live.add_argument("--segment-seconds", type=float, dest="segment_s", help="with -o, start a new file (STEM_YYYYmmdd-HHMMSS.EXT) about this often")
+    live.add_argument("--open-timeout", type=float, default=10.0, dest="open_timeout_s", help="seconds a (re)connection may take")
+    live.add_argument("--read-timeout", type=float, default=3.0, dest="read_timeout_s", help="seconds without data before the source counts as lost and is reconnected")
+    live.add_argument("--reconnect-max", type=float, default=10.0, dest="reconnect_max_s", help="longest wait in seconds between reconnection attempts (backoff doubles from 0.5 s)")
+    live.add_argument("--give-up-after", type=float, dest="give_up_s", help="exit (code 4) after the source has been down this many seconds; unset: retry forever")
+    live.add_argument("--duration", type=float, dest="duration_s", help="stop after this many seconds; unset: run until Ctrl-C or SIGTERM")
+    live.add_argument("--input-option", action="append", type=_key_value, metavar="KEY=VALUE", help="FFmpeg input option, repeatable, e.g. video_size=1280x720, framerate=30, input_format=mjpeg, rtsp_flags=listen")
+    live.add_argument("--stats", dest="stats_file", metavar="FILE.json", help="write live statistics (latency, drops, gaps) to this file every 10 s and at the end")
     return parser
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 #: argparse dest -> RunConfig field, where the names differ.
-RENAMED = {"no_audio": ("keep_audio", lambda v: not v), "quiet": ("progress", lambda v: not v)}
-NOT_CONFIG = {"inputs", "output", "config", "save_config", "debug"}
+RENAMED = {"no_audio": ("keep_audio", lambda v: not v), "quiet": ("progress", lambda v: not v), "input_option": ("input_options", lambda v: dict(v or []))}
+NOT_CONFIG = {"inputs", "output", "config", "save_config", "debug", "ray"}
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
@@ -111,14 +134,20 @@ def setup_logging(debug: bool) -> None:
 def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from faceanon_video.pipeline import FrameProcessor, expand_inputs, output_path_for, process_file
 
-    if not args.inputs:
+    if not args.inputs and args.camera is None:
         parser.error("give at least one INPUT (a video, an image or a folder)")
     config = config_from_args(args, parser)
     if args.save_config:
         with open(args.save_config, "w") as fh:
             fh.write(config.to_json())
+    if config.camera is not None or any("://" in name for name in args.inputs):
+        from faceanon_video.live.command import run_command
+
+        return run_command(config, args.inputs, args.output, quiet=args.quiet)
     sources = expand_inputs(args.inputs)
     several = len(sources) > 1
+    if args.ray is not None:
+        return _run_on_ray(sources, args, config, several)
     processor = None
     failures = 0
     for source in sources:
@@ -141,6 +170,17 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 f"{summary.fps:.1f} fps{obscured}\n"
             )
     return 1 if failures else 0
+
+
+def _run_on_ray(sources, args, config: RunConfig, several: bool) -> int:
+    from faceanon_video.distributed import run_distributed, summary_line
+    from faceanon_video.pipeline import output_path_for
+
+    jobs = [(source, output_path_for(source, args.output, several)) for source in sources]
+    results = run_distributed(jobs, config, address=None if args.ray == "local" else args.ray)
+    for result in results:
+        (sys.stderr if "error" in result else sys.stdout).write(summary_line(result) + "\n")
+    return 1 if any("error" in r for r in results) else 0
 
 
 def _fresh_counters(processor):

@@ -55,6 +55,21 @@ class RunConfig:
     start_s: float | None = None
     end_s: float | None = None
 
+    # Live: cameras and stream URLs (see faceanon_video.live).
+    camera: int | None = None
+    output_url: str | None = None  # push: udp://, rtmp://, rtsp://, srt://, tcp://
+    preview: bool = False
+    preview_port: int = 8090
+    deadline_ms: float = 200.0  # a frame whose detection is not done this long after capture is obscured
+    segment_s: float | None = None
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 3.0
+    reconnect_max_s: float = 10.0
+    give_up_s: float | None = None  # None: retry a lost source forever
+    duration_s: float | None = None
+    input_options: dict = field(default_factory=dict)  # FFmpeg options for the input, e.g. video_size
+    stats_file: str | None = None
+
     # Behaviour.
     overwrite: bool = False
     progress: bool = True
@@ -83,6 +98,13 @@ class RunConfig:
             raise ConfigError("--workers must be >= 1")
         if self.thresh is not None and not 0 < self.thresh < 1:
             raise ConfigError("--thresh must be between 0 and 1")
+        for name in ("deadline_ms", "open_timeout_s", "read_timeout_s", "reconnect_max_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-').removesuffix('-s')} must be > 0")
+        if self.segment_s is not None and self.segment_s < 2:
+            raise ConfigError("--segment-seconds must be >= 2 (segment files are named by the second they start)")
+        if not 0 <= self.preview_port <= 65535:
+            raise ConfigError("--preview-port must be between 0 and 65535")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -147,11 +147,11 @@ class Evaluator:
         original_bgr: np.ndarray,
         anonymized_bgr: np.ndarray,
         truth: AnnotatedImage,
-        painted: Detections | None = None,
+        detections: Detections | None = None,
         obscured: bool = False,
     ) -> None:
-        """Score one image/frame. ``painted`` are the boxes the anonymizer was given (None when
-        unknown, e.g. another tool's output): they give detection recall and precision."""
+        """Score one image/frame. ``detections`` are the detector's boxes for recall and precision
+        (None when unknown, e.g. another tool's output, or when the detector skipped this frame)."""
         if original_bgr.shape != anonymized_bgr.shape:
             raise InputError(f"{truth.key}: anonymized image is {anonymized_bgr.shape}, original {original_bgr.shape}")
         index = self._report.items
@@ -166,8 +166,8 @@ class Evaluator:
         damage = background_damage(original_bgr, anonymized_bgr, truth.xyxy)
         if damage.pixels:
             self._damage.append((damage.damaged_fraction, damage.mean_abs_diff))
-        if painted is not None:
-            counts, _ = match_boxes(truth.xyxy, painted.xyxy, iou_threshold=self.settings.iou_threshold, gt_ignore=truth.ignore)
+        if detections is not None:
+            counts, _ = match_boxes(truth.xyxy, detections.xyxy, iou_threshold=self.settings.iou_threshold, gt_ignore=truth.ignore)
             self._detection = counts if self._detection is None else self._detection + counts
         if self._models and index % self.settings.identity_every == 0 and scored.any():
             self._add_identity(original_bgr, anonymized_bgr, truth)
@@ -244,37 +244,27 @@ def _originals(annotations: Annotations, media: str | Path | None) -> Iterator[t
         yield item, bgr
 
 
-class _RecordingAnonymizer:
-    """Wraps the pipeline's anonymizer to keep the boxes it was asked to paint (for recall/precision)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.last: Detections = Detections.empty()
-
-    def apply(self, frame: Frame, faces: Detections) -> Frame:
-        self.last = faces
-        return self.inner.apply(frame, faces)
-
-
 def evaluate_pipeline(annotations: Annotations, config, settings: EvalSettings = EvalSettings(), *, media=None, source_name: str = "") -> EvalReport:
     """Run the pipeline configured by ``config`` (a ``RunConfig``) over the annotated data and score it.
 
     Frames are processed one at a time in order (the tracker sees the whole video), so the result
     is what ``faceanon-video`` would write, before encoding.
     """
-    from faceanon_video.pipeline import FrameProcessor, build_anonymizer
+    from faceanon_video.pipeline import FrameProcessor
 
-    recorder = _RecordingAnonymizer(build_anonymizer(config))
-    processor = FrameProcessor(config, anonymizer=recorder)
+    processor = FrameProcessor(config)
     evaluator = Evaluator(settings, annotations=source_name, format=annotations.format, anonymizer=f"faceanon-video --mode {config.mode} --detector {config.detector}")
     for n, (truth, original) in enumerate(_originals(annotations, media)):
         if settings.max_items is not None and n >= settings.max_items:
             break
         if not annotations.is_video:
             processor.tracker.reset()  # unrelated photos: no track carries over
-        recorder.last = Detections.empty()
-        frame = processor.process(Frame(bgr=original.copy(), index=int(truth.key) if annotations.is_video else 0))
-        evaluator.add(original, frame.bgr, truth, painted=recorder.last, obscured=frame.obscured)
+        frame = Frame(bgr=original.copy(), index=int(truth.key) if annotations.is_video else 0)
+        detections = processor.detect(frame)
+        frame = processor.finish(frame, detections)
+        # Recall/precision judge the detector; what the tracker then paints is judged by the leak rate.
+        found = detections if isinstance(detections, Detections) else None
+        evaluator.add(original, frame.bgr, truth, detections=found, obscured=frame.obscured)
     return evaluator.report()
 
 
