@@ -30,27 +30,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fp16",
         action="store_true",
-        help="float16 inside the graphs: half the size, ~2x faster on a GPU, small drift; GPU only "
-        "(default: float32)",
+        help="float16 inside the graphs: half the size, ~2x faster on a GPU, small drift; GPU only",
     )
     parser.add_argument(
         "--max-faces",
         type=int,
         default=4,
         help="faces per model call the TensorRT profiles cover (2x that under guidance); set it to the "
-        "anonymizer's batch. More faces still run, in chunks (default: 4)",
+        "anonymizer's batch. More faces still run, in chunks",
     )
-    parser.add_argument("--opset", type=int, choices=(17, 18), default=17, help="ONNX opset (default: 17)")
+    parser.add_argument("--opset", type=int, choices=(17, 18), default=17, help="ONNX opset")
     parser.add_argument(
         "--tensorrt",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="build TensorRT engines: auto = when TensorRT and a CUDA GPU are present (default: auto)",
+        help="build TensorRT engines: auto = when TensorRT and a CUDA GPU are present",
     )
     parser.add_argument(
-        "--workspace-gb", type=float, default=4.0, help="TensorRT scratch memory while building (default: 4)"
+        "--workspace-gb", type=float, default=4.0, help="TensorRT scratch memory while building"
     )
-    parser.add_argument("--device", default=None, help="where to trace: cpu or cuda (default: cuda when present)")
+    parser.add_argument("--device", default=None, help="where to trace: cpu or cuda (None: cuda when present)")
     parser.add_argument("--force", action="store_true", help="re-export and rebuild even when up to date")
 
 

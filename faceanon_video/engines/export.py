@@ -291,13 +291,13 @@ def export_models(
     slow). ``force``: re-export even when the directory is up to date with the model.
     """
     from faceanon_video.anonymize.diffusion.backend import TorchBackend
-    from faceanon_video.anonymize.diffusion.models import load_models
+    from faceanon_video.anonymize.diffusion.models import load_models, resolve_model_dir
 
     if opset not in SUPPORTED_OPSETS:
         raise ConfigError(f"opset must be one of {SUPPORTED_OPSETS}, got {opset}")
     if max_faces < 1:
         raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model_dir, out_dir = resolve_model_dir(model_dir), Path(out_dir)
     precision = "fp16" if fp16 else "fp32"
     source_sha256 = model_sha256(model_dir)
     existing = None if force else _up_to_date(out_dir, source_sha256, opset, precision)

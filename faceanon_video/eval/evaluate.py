@@ -1,6 +1,6 @@
 """Score anonymized images or video frames against ground truth, and produce one report.
 
-``Evaluator`` takes (original, anonymized, ground truth, boxes the pipeline painted) one image or
+``Evaluator`` takes (original, anonymized, ground truth, detector boxes) one image or
 frame at a time and accumulates every metric; the two drivers feed it:
 
 - ``evaluate_pipeline(annotations, config)`` runs this package's pipeline (any ``RunConfig``) on the
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EvalSettings:
     coverage: CoverageSettings = CoverageSettings()
-    #: IoU for a painted box to count as finding a ground-truth face (PASCAL VOC's 0.5).
+    #: IoU for a detected box to count as finding a ground-truth face (PASCAL VOC's 0.5).
     iou_threshold: float = 0.5
     #: Face-recognition models for the re-identification rate ("sface", "dlib"); empty skips it.
     identity_models: tuple[str, ...] = ("sface",)
@@ -130,8 +130,19 @@ def _json_safe(value):
 class Evaluator:
     """Accumulates the metrics over images/frames; ``report()`` summarises them."""
 
-    def __init__(self, settings: EvalSettings = EvalSettings(), *, annotations: str = "", format: str = "", anonymizer: str = "") -> None:
+    def __init__(
+        self,
+        settings: EvalSettings = EvalSettings(),
+        *,
+        annotations: str = "",
+        format: str = "",
+        anonymizer: str = "",
+        embedding_cache: dict | None = None,
+    ) -> None:
+        """``embedding_cache``: a dict shared by evaluators of the same annotations (e.g. one per
+        mode) so that each original face is embedded once; keyed by model, annotations, item, face."""
         self.settings = settings
+        self._cache = {} if embedding_cache is None else embedding_cache
         self._report = EvalReport(annotations=annotations, format=format, anonymizer=anonymizer)
         self._fractions: list[float] = []
         self._damage: list[tuple[float, float]] = []
@@ -170,12 +181,15 @@ class Evaluator:
             counts, _ = match_boxes(truth.xyxy, detections.xyxy, iou_threshold=self.settings.iou_threshold, gt_ignore=truth.ignore)
             self._detection = counts if self._detection is None else self._detection + counts
         if self._models and index % self.settings.identity_every == 0 and scored.any():
-            self._add_identity(original_bgr, anonymized_bgr, truth)
+            self._add_identity(index, original_bgr, anonymized_bgr, truth)
 
-    def _add_identity(self, original_bgr: np.ndarray, anonymized_bgr: np.ndarray, truth: AnnotatedImage) -> None:
+    def _add_identity(self, index: int, original_bgr: np.ndarray, anonymized_bgr: np.ndarray, truth: AnnotatedImage) -> None:
         # Landmarks come from the original: where the attacker knows the face was (module docs of
         # faceanon_video.eval.identity). A face the detector cannot find there is not measured.
-        found = self._find_landmarks(original_bgr)
+        where = (self._report.annotations, index)
+        found = self._cache.get(("landmarks", *where))
+        if found is None:
+            found = self._cache[("landmarks", *where)] = self._find_landmarks(original_bgr)
         _, matched = match_boxes(truth.xyxy, found.xyxy, iou_threshold=0.3)
         for i in np.flatnonzero(~truth.ignore):
             if matched[i] < 0:
@@ -184,7 +198,11 @@ class Evaluator:
                 continue
             face = found[int(matched[i])]
             for model in self._models:
-                original, anonymized = model.embed([original_bgr, anonymized_bgr], face.xyxy[0], face.landmarks[0])
+                key = (model.name, *where, int(i))
+                original = self._cache.get(key)
+                if original is None:
+                    original = self._cache[key] = model.embed([original_bgr], face.xyxy[0], face.landmarks[0])[0]
+                anonymized = model.embed([anonymized_bgr], face.xyxy[0], face.landmarks[0], reference_bgr=original_bgr)[0]
                 stats = self._reid[model.name]
                 stats["faces"] += 1
                 stats["reidentified"] += int(model.distance(original, anonymized) <= model.threshold)
@@ -244,7 +262,9 @@ def _originals(annotations: Annotations, media: str | Path | None) -> Iterator[t
         yield item, bgr
 
 
-def evaluate_pipeline(annotations: Annotations, config, settings: EvalSettings = EvalSettings(), *, media=None, source_name: str = "") -> EvalReport:
+def evaluate_pipeline(
+    annotations: Annotations, config, settings: EvalSettings = EvalSettings(), *, media=None, source_name: str = "", embedding_cache: dict | None = None
+) -> EvalReport:
     """Run the pipeline configured by ``config`` (a ``RunConfig``) over the annotated data and score it.
 
     Frames are processed one at a time in order (the tracker sees the whole video), so the result
@@ -253,7 +273,16 @@ def evaluate_pipeline(annotations: Annotations, config, settings: EvalSettings =
     from faceanon_video.pipeline import FrameProcessor
 
     processor = FrameProcessor(config)
-    evaluator = Evaluator(settings, annotations=source_name, format=annotations.format, anonymizer=f"faceanon-video --mode {config.mode} --detector {config.detector}")
+    # With tracking on, the detector also reports low-score boxes that only extend existing tracks
+    # (ByteTrack's second stage); the detector's own verdict is the boxes above the high threshold.
+    high_thresh = getattr(processor.tracker, "high_thresh", None)
+    evaluator = Evaluator(
+        settings,
+        annotations=source_name,
+        format=annotations.format,
+        anonymizer=f"faceanon-video --mode {config.mode} --detector {config.detector}",
+        embedding_cache=embedding_cache,
+    )
     for n, (truth, original) in enumerate(_originals(annotations, media)):
         if settings.max_items is not None and n >= settings.max_items:
             break
@@ -264,15 +293,28 @@ def evaluate_pipeline(annotations: Annotations, config, settings: EvalSettings =
         frame = processor.finish(frame, detections)
         # Recall/precision judge the detector; what the tracker then paints is judged by the leak rate.
         found = detections if isinstance(detections, Detections) else None
+        if found is not None and high_thresh is not None:
+            found = found[found.score >= high_thresh]
         evaluator.add(original, frame.bgr, truth, detections=found, obscured=frame.obscured)
     return evaluator.report()
 
 
-def evaluate_outputs(annotations: Annotations, anonymized: str | Path, settings: EvalSettings = EvalSettings(), *, media=None, source_name: str = "", anonymizer_name: str = "") -> EvalReport:
+def evaluate_outputs(
+    annotations: Annotations,
+    anonymized: str | Path,
+    settings: EvalSettings = EvalSettings(),
+    *,
+    media=None,
+    source_name: str = "",
+    anonymizer_name: str = "",
+    embedding_cache: dict | None = None,
+) -> EvalReport:
     """Score already-anonymized output: a video (for video ground truth) or a folder of images
     with the annotated images' file names."""
     anonymized = Path(anonymized)
-    evaluator = Evaluator(settings, annotations=source_name, format=annotations.format, anonymizer=anonymizer_name or str(anonymized))
+    evaluator = Evaluator(
+        settings, annotations=source_name, format=annotations.format, anonymizer=anonymizer_name or str(anonymized), embedding_cache=embedding_cache
+    )
     outputs = _decoded(anonymized) if annotations.is_video else None
     for n, (truth, original) in enumerate(_originals(annotations, media)):
         if settings.max_items is not None and n >= settings.max_items:

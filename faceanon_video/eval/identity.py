@@ -55,9 +55,12 @@ class IdentityModel(Protocol):
     #: Two faces are the same person when ``distance(a, b) <= threshold``.
     threshold: float
 
-    def embed(self, images_bgr: Sequence[np.ndarray], xyxy: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def embed(
+        self, images_bgr: Sequence[np.ndarray], xyxy: np.ndarray, landmarks: np.ndarray, reference_bgr: np.ndarray | None = None
+    ) -> np.ndarray:
         """(len(images), d) embeddings of the face at ``xyxy``/``landmarks`` (5x2, YuNet order) in
-        each image, all aligned from the face as it appears in ``images_bgr[0]`` (the original)."""
+        each image, all aligned the way the face in ``reference_bgr`` (the original; default
+        ``images_bgr[0]``) is aligned."""
         ...
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,7 +77,8 @@ class SFaceIdentity:
     def __init__(self) -> None:
         self._net = cv2.FaceRecognizerSF.create(str(model_path(SFACE_MODEL)), "")
 
-    def embed(self, images_bgr: Sequence[np.ndarray], xyxy: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def embed(self, images_bgr, xyxy, landmarks, reference_bgr=None) -> np.ndarray:
+        # The alignment depends on the landmarks only, not on the reference image.
         x0, y0, x1, y1 = np.asarray(xyxy, np.float32)
         # alignCrop takes a YuNet result row: x, y, w, h, 5 landmark (x, y) pairs, score.
         row = np.concatenate([[x0, y0, x1 - x0, y1 - y0], np.asarray(landmarks, np.float32).reshape(10), [1.0]])
@@ -108,10 +112,11 @@ class DlibIdentity:
         self._shape = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
 
-    def embed(self, images_bgr: Sequence[np.ndarray], xyxy: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def embed(self, images_bgr, xyxy, landmarks, reference_bgr=None) -> np.ndarray:
         x0, y0, x1, y1 = (int(round(float(v))) for v in xyxy)
         rgb = [np.ascontiguousarray(image[:, :, ::-1]) for image in images_bgr]
-        shape = self._shape(rgb[0], self._dlib.rectangle(x0, y0, x1, y1))
+        reference = rgb[0] if reference_bgr is None else np.ascontiguousarray(reference_bgr[:, :, ::-1])
+        shape = self._shape(reference, self._dlib.rectangle(x0, y0, x1, y1))
         return np.stack([np.asarray(self._net.compute_face_descriptor(image, shape), np.float32) for image in rgb])
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

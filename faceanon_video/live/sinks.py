@@ -100,7 +100,9 @@ class FileSink:
         if segment_s is None and self.path.exists() and not overwrite:
             raise InputError(f"{self.path}: already exists (use --overwrite to replace it)")
         self.name = str(self.path)
-        self.format, self.options = RECORD_FORMATS[suffix]
+        self.format, options = RECORD_FORMATS[suffix]
+        # Hand each packet to the OS at once: a killed process cannot flush FFmpeg's 32 KB I/O buffer.
+        self.options = {**options, "flush_packets": "1"}
         self.segment_s = segment_s
         self.encoder = {"crf": crf, "preset": preset, "codec": codec}
         self.fps = Fraction(30)
@@ -139,15 +141,20 @@ class FileSink:
 PUSH_FORMATS = {"udp": "mpegts", "tcp": "mpegts", "srt": "mpegts", "rtp": "rtp_mpegts", "rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp", "rtsps": "rtsp"}
 
 
-def push_options(url: str, timeout_s: float) -> dict[str, str]:
+def push_target(url: str) -> tuple[str, dict[str, str]]:
+    """The URL to open and the muxer options for pushing to it.
+
+    Protocol options must go in the URL: ``VideoWriter`` hands its options to the muxer, not to the
+    connection. A peer that stalls without closing can block a push; it then blocks only its own
+    ``SinkWorker`` thread, never the pipeline or the other outputs.
+    """
     scheme = url.split("://", 1)[0].lower()
-    if scheme == "udp":
-        return {"pkt_size": "1316"}  # 7 MPEG-TS packets: one datagram fits an Ethernet frame, nothing fragments
+    if scheme == "udp" and "pkt_size=" not in url:
+        # 7 MPEG-TS packets per datagram: fits an Ethernet frame, so nothing is fragmented on the way.
+        return url + ("&" if "?" in url else "?") + "pkt_size=1316", {}
     if scheme in ("rtsp", "rtsps"):
-        return {"rtsp_transport": "tcp"}
-    if scheme in ("rtmp", "rtmps", "tcp"):
-        return {"rw_timeout": str(round(timeout_s * 1e6))}  # a stalled peer fails the write instead of blocking forever
-    return {}
+        return url, {"rtsp_transport": "tcp"}
+    return url, {}
 
 
 class StreamSink:
@@ -157,13 +164,13 @@ class StreamSink:
     on; each new connection starts with a keyframe, so viewers recover at once.
     """
 
-    def __init__(self, url: str, crf: int = 23, preset: str = "veryfast", codec: str | None = None, timeout_s: float = 5.0, reconnect_initial_s: float = 0.5, reconnect_max_s: float = 10.0) -> None:
+    def __init__(self, url: str, crf: int = 23, preset: str = "veryfast", codec: str | None = None, reconnect_initial_s: float = 0.5, reconnect_max_s: float = 10.0) -> None:
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme not in PUSH_FORMATS:
             raise ConfigError(f"{url}: cannot push to this URL; use one of {', '.join(s + '://' for s in PUSH_FORMATS)}")
         self.url = self.name = url
         self.format = PUSH_FORMATS[scheme]
-        self.options = push_options(url, timeout_s)
+        self.target, self.options = push_target(url)
         self.encoder = {"crf": crf, "preset": preset, "codec": codec}
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = reconnect_max_s
@@ -184,7 +191,7 @@ class StreamSink:
                 self.skipped += 1
                 return False
             try:
-                self._writer = LiveWriter(self.url, self.fps, LIVE_TIME_BASE, container_format=self.format, container_options=self.options, atomic=False, **self.encoder)
+                self._writer = LiveWriter(self.target, self.fps, LIVE_TIME_BASE, container_format=self.format, container_options=self.options, atomic=False, **self.encoder)
             except FaceanonError as exc:
                 return self._lost(exc)
         try:

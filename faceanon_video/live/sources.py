@@ -49,13 +49,16 @@ def camera_input(index: int) -> tuple[str, str]:
 def input_options(url: str, open_timeout_s: float, user: dict[str, str] | None = None) -> dict[str, str]:
     """FFmpeg options for a live input: low-delay demuxing and decoding, TCP for RTSP; ``user``'s win."""
     options = {
-        "fflags": "nobuffer",  # pass packets on as they arrive instead of keeping a probe buffer
         "flags": "low_delay",  # decoder: output each frame as soon as it is complete
         # 1 s / 1 MB of probing instead of FFmpeg's 5 s: reconnects take ~1 s, and every live codec we
         # know of announces its parameters within one keyframe interval.
         "analyzeduration": "1000000",
         "probesize": "1000000",
     }
+    if is_live_input(url):
+        # Pass packets on as they arrive instead of keeping a probe buffer. Streams only: on an MP4
+        # file it makes FFmpeg 8 return no frames at all.
+        options["fflags"] = "nobuffer"
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"  # RTP over UDP loses packets under load (smeared frames); TCP does not
@@ -145,6 +148,8 @@ class LiveSource:
     def start(self) -> LiveSource:
         """Start capturing. A missing file or camera fails here; a network source that is not up yet
         is retried like any outage."""
+        if self.av_format == "v4l2" and not Path(self.url).exists():
+            raise InputError(f"{self.url}: no such camera (connected cameras are listed by 'ls /dev/video*')")
         first = None if self.is_network else self._open()
         self._thread = threading.Thread(target=self._capture, args=(first,), name="live-capture", daemon=True)
         self._thread.start()

@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
 #: bikes.mp4 frames with no faces, in order (the longest face-free run; see tests/data/ATTRIBUTION.md).
 BACKGROUND_FRAMES = range(137, 250)
+BIKES_SIZE = (640, 272)
 IGNORE_VISIBLE_BELOW = 0.4
 FPS = 25
 
@@ -276,14 +277,20 @@ def _motion_blur(image: np.ndarray, length_px: float, angle_rad: float) -> np.nd
     return cv2.filter2D(image, -1, kernel / kernel.sum())
 
 
-def _load_backgrounds(data_dir: Path, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``n`` background frames, and all of bikes.mp4 (occluder textures come from it)."""
-    with av.open(str(data_dir / "bikes.mp4")) as container:
-        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
-    run = [frames[i] for i in BACKGROUND_FRAMES]
+def _load_backgrounds(data_dir: Path, n: int, extra: set[int]) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    """``n`` background frames, plus the bikes.mp4 frames in ``extra`` (occluder textures)."""
+    run = list(BACKGROUND_FRAMES)
     # Ping-pong through the face-free run for clips longer than it.
     cycle = run + run[-2:0:-1]
-    return [cycle[i % len(cycle)] for i in range(n)], frames
+    wanted = {cycle[i % len(cycle)] for i in range(n)} | extra
+    frames = {}
+    with av.open(str(data_dir / "bikes.mp4")) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                frames[index] = frame.to_ndarray(format="bgr24")
+            if index >= max(wanted):
+                break
+    return [frames[cycle[i % len(cycle)]] for i in range(n)], frames
 
 
 def render_clip(
@@ -295,9 +302,9 @@ def render_clip(
     """Render a clip in memory: frames plus the ground-truth document."""
     data_dir = Path(data_dir)
     rng = np.random.default_rng(seed)
-    backgrounds, all_frames = _load_backgrounds(data_dir, n_frames)
-    height, width = backgrounds[0].shape[:2]
+    width, height = BIKES_SIZE
     actors, occluders = scenario or default_scenario(width, height)
+    backgrounds, all_frames = _load_backgrounds(data_dir, n_frames, {o.texture_frame for o in occluders})
     sources = _sprite_sources(data_dir, rng)
     sprites = {a.identity: _make_sprite(*sources[a.identity]) for a in actors}
     bob_phase = rng.uniform(0, 2 * np.pi, len(actors))

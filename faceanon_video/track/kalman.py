@@ -50,8 +50,7 @@ class BoxKalman:
 
     @staticmethod
     def _scaled(cxcywh: np.ndarray, std: float) -> np.ndarray:
-        w, h = cxcywh[:, 2], cxcywh[:, 3]
-        return std * np.stack([w, h, w, h], axis=1)
+        return std * cxcywh[:, [2, 3, 2, 3]]  # x-like terms scale with width, y-like with height
 
     def initiate(self, xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = xyxy_to_cxcywh(xyxy)
@@ -82,7 +81,8 @@ class BoxKalman:
 
 
 def _diag(values: np.ndarray) -> np.ndarray:
-    out = np.zeros(values.shape + (values.shape[-1],), values.dtype)
-    idx = np.arange(values.shape[-1])
-    out[..., idx, idx] = values
-    return out
+    """(n, k) -> (n, k, k) diagonal matrices."""
+    return values[:, :, None] * _EYE[values.shape[-1]]
+
+
+_EYE = {4: np.eye(4), 8: np.eye(8)}

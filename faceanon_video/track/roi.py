@@ -1,10 +1,10 @@
 """Re-detection in regions around live tracks, at full resolution.
 
 On frames where the full-frame detector is skipped (``--detect-every N``), the faces already being
-tracked are looked for again in padded crops around their predicted boxes. Crops are small, so this
-costs a fraction of a full-frame pass, and they are taken from the full-resolution frame (the
-full-frame detector may shrink large frames, see ``detect.scaling``), with small faces upscaled to
-a size the detector handles well. New faces that appear away from every track are only found at the
+tracked are looked for again in padded crops around their predicted boxes. The crops are taken from
+the full-resolution frame (the full-frame detector may shrink large frames, see
+``detect.scaling``), scaled so each face has a size the detector handles well, and packed into one
+small mosaic so a single detector call covers them all: a fraction of a full-frame pass. New faces that appear away from every track are only found at the
 next full-frame pass: that delay is the price of ``--detect-every``.
 """
 
@@ -18,29 +18,9 @@ import numpy as np
 from faceanon_video.detect.base import Detector
 from faceanon_video.types import Detections
 
-__all__ = ["RoiRedetector", "merge_regions"]
+__all__ = ["RoiRedetector", "pack_tiles"]
 
 log = logging.getLogger(__name__)
-
-
-def merge_regions(xyxy: np.ndarray) -> np.ndarray:
-    """Union overlapping rectangles until none overlap, so no pixel is searched twice and a face
-    between two nearby tracks is never cut in half by a crop border."""
-    boxes = [b for b in np.asarray(xyxy, np.float64).reshape(-1, 4)]
-    merged = True
-    while merged and len(boxes) > 1:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    boxes[i] = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return np.array(boxes, np.float64).reshape(-1, 4)
 
 
 class RoiRedetector:
@@ -50,10 +30,14 @@ class RoiRedetector:
         detector: any ``Detector``; it must accept images of any size.
         pad: margin around each box, as a fraction of its larger side, per side. Larger = finds a
             face that moved further than predicted, slower.
-        min_crop_px: crops are at least this big so the detector sees some context around the face.
-        target_face_px: faces predicted smaller than this are upscaled to it (up to ``max_upscale``)
-            before detection; detectors miss 20-30 px faces far more often than 60 px ones.
-        max_upscale: cap on that upscaling (interpolation cannot add detail beyond a point).
+        min_crop_px: crops are at least this big (as the detector sees them) for some context.
+        target_face_px: each crop is scaled so its smallest predicted face has this height: small
+            faces are upscaled (detectors miss 20-30 px faces far more often than 60 px ones), big
+            ones shrunk (cheaper, and still well within what the detector finds).
+        max_upscale / min_scale: limits of that scaling (interpolation adds no detail beyond a
+            point; shrinking too far would lose the smaller faces sharing a crop).
+        gap_px: grey gap between crops in the mosaic the detector sees.
+        nms_iou: IoU above which two boxes from overlapping crops are taken for the same face.
         full_frame_fraction: if the merged crops cover more than this fraction of the frame, one
             full-frame pass is cheaper than the crops.
     """
@@ -61,10 +45,13 @@ class RoiRedetector:
     def __init__(
         self,
         detector: Detector,
-        pad: float = 0.6,
+        pad: float = 0.5,
         min_crop_px: int = 64,
-        target_face_px: float = 64,
+        target_face_px: float = 48,
         max_upscale: float = 3.0,
+        min_scale: float = 0.25,
+        gap_px: int = 16,
+        nms_iou: float = 0.45,
         full_frame_fraction: float = 0.6,
     ) -> None:
         self.detector = detector
@@ -72,46 +59,95 @@ class RoiRedetector:
         self.min_crop_px = min_crop_px
         self.target_face_px = target_face_px
         self.max_upscale = max_upscale
+        self.min_scale = min_scale
+        self.gap_px = gap_px
+        self.nms_iou = nms_iou
         self.full_frame_fraction = full_frame_fraction
 
-    def regions(self, boxes_xyxy: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
-        """Integer crop rectangles (k, 4) for the given boxes: padded, at least ``min_crop_px``,
-        clipped to the frame, overlaps merged."""
+    def regions(self, boxes_xyxy: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Integer crop rectangles (n, 4), one per box (padded, clipped to the frame), and the scale
+        (n,) at which each is searched. Crops may overlap (duplicates are suppressed after
+        detection); merging them instead would mix face sizes in one crop and defeat the per-face
+        scaling."""
         height, width = frame_shape[:2]
         boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
-        if not len(boxes):
-            return np.zeros((0, 4), np.int64)
         size = boxes[:, 2:] - boxes[:, :2]
+        # Each face is brought to target_face_px: small faces are upscaled (detectors miss 20-30 px
+        # faces), big ones shrunk (a 48 px face is still found, and cost grows with pixels seen).
+        scale = np.clip(self.target_face_px / np.maximum(size[:, 1], 1.0), self.min_scale, self.max_upscale)
         center = (boxes[:, :2] + boxes[:, 2:]) / 2
-        half = np.maximum(size / 2 + self.pad * size.max(axis=1, keepdims=True), self.min_crop_px / 2)
-        padded = np.concatenate([center - half, center + half], axis=1)
-        padded = np.clip(padded, 0, [width, height, width, height])
-        padded = padded[(padded[:, 2] > padded[:, 0]) & (padded[:, 3] > padded[:, 1])]
-        merged = merge_regions(padded)
-        return np.concatenate([np.floor(merged[:, :2]), np.ceil(merged[:, 2:])], axis=1).astype(np.int64)
+        half = np.maximum(size / 2 + self.pad * size.max(axis=1, keepdims=True), (self.min_crop_px / 2 / scale)[:, None])
+        padded = np.concatenate([np.floor(center - half), np.ceil(center + half)], axis=1)
+        padded = np.clip(padded, 0, [width, height, width, height]).astype(np.int64)
+        valid = (padded[:, 2] > padded[:, 0]) & (padded[:, 3] > padded[:, 1])
+        return padded[valid], scale[valid]
 
     def detect(self, bgr: np.ndarray, boxes_xyxy: np.ndarray) -> Detections:
         """Faces found near ``boxes_xyxy`` (frame coordinates)."""
-        regions = self.regions(boxes_xyxy, bgr.shape)
+        regions, scales = self.regions(boxes_xyxy, bgr.shape)
         if not len(regions):
             return Detections.empty()
         area = np.prod(regions[:, 2:] - regions[:, :2], axis=1).sum()
         if area > self.full_frame_fraction * bgr.shape[0] * bgr.shape[1]:
             return self.detector.detect(bgr)
-        boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
-        parts = []
-        for x0, y0, x1, y1 in regions:
+        tiles = []
+        for (x0, y0, x1, y1), scale in zip(regions, scales):
             crop = bgr[y0:y1, x0:x1]
-            # Smallest predicted face inside this crop decides the upscale.
-            inside = (boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1) & (boxes[:, 3] > y0)
-            face_px = (boxes[inside, 3] - boxes[inside, 1]).min() if inside.any() else self.target_face_px
-            scale = float(np.clip(self.target_face_px / max(face_px, 1.0), 1.0, self.max_upscale))
-            if scale > 1.0:
-                crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-            found = self.detector.detect(np.ascontiguousarray(crop))
-            if len(found):
-                offset = np.array([x0, y0], np.float32)
-                found.xyxy = found.xyxy / scale + np.tile(offset, 2)
-                found.landmarks = found.landmarks / scale + offset
-                parts.append(found)
-        return Detections.merge(parts)
+            if scale != 1.0:
+                interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+                crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=interpolation)
+            tiles.append(crop)
+        # One detector call on a mosaic of all crops: per-call overhead (input reshaping, thread
+        # start-up) dominates on small crops, so N calls would cost more than one full frame.
+        canvas, offsets = pack_tiles(tiles, gap_px=self.gap_px)
+        found = self.detector.detect(canvas)
+        if not len(found):
+            return Detections.empty()
+        centre = (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+        sizes = np.array([t.shape[1::-1] for t in tiles], np.float32)
+        tile_of = np.full(len(found), -1)
+        for k, (offset, size) in enumerate(zip(offsets, sizes)):
+            inside = np.all((centre >= offset) & (centre < offset + size), axis=1)
+            tile_of[inside] = k
+        keep = tile_of >= 0  # a centre in a gap belongs to no crop
+        # A box cut by a crop's edge (not the frame's) is part of a neighbouring face, which has its
+        # own crop: keeping it would start a spurious track on half a face.
+        local = found.xyxy - np.tile(offsets[np.maximum(tile_of, 0)], 2)
+        tile_wh = sizes[np.maximum(tile_of, 0)]
+        on_frame_lo = (regions[:, :2] <= 0)[np.maximum(tile_of, 0)]
+        on_frame_hi = (regions[:, 2:] >= [bgr.shape[1], bgr.shape[0]])[np.maximum(tile_of, 0)]
+        cut_lo = (local[:, :2] <= 1) & ~on_frame_lo
+        cut_hi = (local[:, 2:] >= tile_wh - 1) & ~on_frame_hi
+        keep &= ~(cut_lo.any(axis=1) | cut_hi.any(axis=1))
+        found, tile_of = found[keep], tile_of[keep]
+        scale = scales.astype(np.float32)[tile_of][:, None]
+        shift = offsets[tile_of]
+        origin = regions[tile_of, :2].astype(np.float32)
+        found.xyxy = (found.xyxy - np.tile(shift, 2)) / scale + np.tile(origin, 2)
+        found.landmarks = (found.landmarks - shift[:, None]) / scale[:, :, None] + origin[:, None]
+        # Overlapping crops can see the same face twice: keep the best-scoring box of each.
+        xywh = np.concatenate([found.xyxy[:, :2], found.xyxy[:, 2:] - found.xyxy[:, :2]], axis=1)
+        keep = cv2.dnn.NMSBoxes(xywh.tolist(), found.score.tolist(), 0.0, self.nms_iou)
+        return found[np.sort(np.asarray(keep, np.int64).reshape(-1))]
+
+
+def pack_tiles(tiles: list[np.ndarray], gap_px: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Shelf-pack images into one canvas (rows of tiles, ``gap_px`` of grey between them), roughly
+    square so the detector's input stays compact. Returns the canvas and each tile's (x, y) offset."""
+    sizes = np.array([t.shape[:2] for t in tiles])  # (h, w)
+    width = int(max(sizes[:, 1].max(), np.sqrt((sizes[:, 0] + gap_px) @ (sizes[:, 1] + gap_px)) * 1.2))
+    offsets = np.zeros((len(tiles), 2), np.float32)
+    x = y = row_h = 0
+    for k in np.argsort(-sizes[:, 0], kind="stable"):
+        h, w = sizes[k]
+        if x > 0 and x + w > width:
+            x, y, row_h = 0, y + row_h + gap_px, 0
+        offsets[k] = (x, y)
+        x += w + gap_px
+        row_h = max(row_h, h)
+    canvas_w = int((offsets[:, 0] + sizes[:, 1]).max())
+    canvas_h = int((offsets[:, 1] + sizes[:, 0]).max())
+    canvas = np.full((canvas_h, canvas_w, 3), 127, np.uint8)
+    for tile, (ox, oy) in zip(tiles, offsets.astype(int)):
+        canvas[oy : oy + tile.shape[0], ox : ox + tile.shape[1]] = tile
+    return canvas, offsets

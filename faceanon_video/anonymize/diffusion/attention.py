@@ -140,9 +140,17 @@ class ReferenceReader:
         return self.inner(attn, hidden_states, encoder_hidden_states=context, attention_mask=attention_mask, temb=temb)
 
 
-def install_writers(refnet: UNet2DConditionModel, store: StateStore) -> list[ReferenceSite]:
-    """Put writers on every self-attention of ``refnet``; returns the sites they record."""
+def install_writers(refnet: UNet2DConditionModel) -> tuple[StateStore, list[ReferenceSite]]:
+    """Put writers on every self-attention of ``refnet``; returns their store and the sites recorded.
+
+    Idempotent: a second call on the same module reuses the installed writers' store, so two
+    wrappers of one model don't silently disconnect each other.
+    """
     sites = reference_sites(refnet)
+    installed = [p for p in refnet.attn_processors.values() if isinstance(p, ReferenceWriter)]
+    if installed:
+        return installed[0].store, sites
+    store = StateStore()
     layers = _layers_per_attention(refnet)
     wanted = set(sites)
     processors = {}
@@ -157,14 +165,19 @@ def install_writers(refnet: UNet2DConditionModel, store: StateStore) -> list[Ref
         recorded = ReferenceSite(site.order, site.block, flat)
         processors[name] = ReferenceWriter(store, recorded if recorded in wanted else None)
     refnet.set_attn_processor(processors)
-    return sites
+    return store, sites
 
 
-def install_readers(unet: UNet2DConditionModel, source: StateStore, conditioning: StateStore) -> list[ReferenceSite]:
-    """Put readers on every self-attention of ``unet``; returns the sites they read."""
+def install_readers(unet: UNet2DConditionModel) -> tuple[StateStore, StateStore, list[ReferenceSite]]:
+    """Put readers on every self-attention of ``unet``; returns the source and conditioning
+    stores they read and the sites. Idempotent like :func:`install_writers`."""
+    installed = [p for p in unet.attn_processors.values() if isinstance(p, ReferenceReader)]
+    if installed:
+        return installed[0].source, installed[0].conditioning, reference_sites(unet)
+    source, conditioning = StateStore(), StateStore()
     processors = {}
     for name, old in unet.attn_processors.items():
         parsed = _parse(name)
         processors[name] = old if parsed is None else ReferenceReader(source, conditioning, parsed[0])
     unet.set_attn_processor(processors)
-    return reference_sites(unet)
+    return source, conditioning, reference_sites(unet)

@@ -9,9 +9,12 @@ from faceanon_video.errors import ConfigError
 
 from .sampling import canonical_scheduler_name
 
-__all__ = ["DiffusionSettings", "settings_from_config"]
+__all__ = ["DiffusionSettings", "settings_from_config", "ANONYMIZE_DEGREE", "SWAP_DEGREE"]
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
+#: The paper's default degrees: 1.25 to anonymize, 0 to swap in a donor identity as it is.
+ANONYMIZE_DEGREE = 1.25
+SWAP_DEGREE = 0.0
 
 
 @dataclass
@@ -27,10 +30,10 @@ class DiffusionSettings:
     #: unconditional pass (half the UNet work). Ignored in the CFG sense for a distilled UNet,
     #: which receives it as an embedding instead.
     guidance_scale: float = 4.0
-    #: Anonymization degree d: 0 keeps the identity (face swap uses 0), 1 removes the identity
-    #: signal, >1 extrapolates away from it (the paper's 1.25 default). Higher is more anonymous
-    #: and drifts further from the original's look (age, face shape).
-    degree: float = 1.25
+    #: Anonymization degree d: 0 keeps the source identity, 1 removes the identity signal, >1
+    #: extrapolates away from it. Higher is more anonymous and drifts further from the original's
+    #: look (age, face shape). None: 1.25 (the paper's), or 0 in face-swap mode (the donor as is).
+    degree: float | None = None
     #: Face-swap mode: the donor identity image. Every face gets this identity (degree 0 is usual).
     swap_source: Path | None = None
     #: Side of the aligned face crop; None = what the model was trained on (512). Other sizes work
@@ -59,6 +62,8 @@ class DiffusionSettings:
         self.scheduler = canonical_scheduler_name(self.scheduler)
         if self.swap_source is not None:
             self.swap_source = Path(self.swap_source)
+        if self.degree is None:
+            self.degree = ANONYMIZE_DEGREE if self.swap_source is None else SWAP_DEGREE
         if not 1 <= self.steps <= 1000:
             raise ConfigError(f"--steps must be in 1..1000, got {self.steps}")
         if self.guidance_scale < 0:
@@ -87,4 +92,8 @@ def settings_from_config(config) -> DiffusionSettings:
     values = {name: getattr(config, name) for name in names if getattr(config, name, None) is not None}
     extra = getattr(config, "extra", None) or {}
     values.update({k: v for k, v in extra.items() if k in names})
+    if values.get("swap_source") is not None and values.get("degree") == ANONYMIZE_DEGREE:
+        # RunConfig cannot tell a default --degree from an explicit one; 1.25 with a donor would
+        # push the faces away from the donor too, which is never what swap mode is for.
+        values["degree"] = SWAP_DEGREE
     return DiffusionSettings(**values)

@@ -36,7 +36,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from faceanon_video.errors import ConfigError, ModelError
 
-from .attention import ReferenceSite, StateStore, install_readers, install_writers
+from .attention import install_readers, install_writers
 
 __all__ = [
     "MODEL_DIR_ENV",
@@ -164,8 +164,7 @@ class ReferenceStatesModule(nn.Module):
     def __init__(self, refnet: UNet2DConditionModel) -> None:
         super().__init__()
         self.refnet = refnet
-        self.store = StateStore()
-        self.sites: list[ReferenceSite] = install_writers(refnet, self.store)
+        self.store, self.sites = install_writers(refnet)
 
     def forward(self, latents: torch.Tensor, embeds: torch.Tensor) -> tuple[torch.Tensor, ...]:
         self.store.clear()
@@ -192,9 +191,7 @@ class UNetWithReferences(nn.Module):
     def __init__(self, unet: UNet2DConditionModel) -> None:
         super().__init__()
         self.unet = unet
-        self.source = StateStore()
-        self.conditioning = StateStore()
-        self.sites: list[ReferenceSite] = install_readers(unet, self.source, self.conditioning)
+        self.source, self.conditioning, self.sites = install_readers(unet)
 
     def forward(
         self,

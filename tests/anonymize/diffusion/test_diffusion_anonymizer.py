@@ -169,3 +169,15 @@ def test_bad_settings_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="temporal_smoothing"):
         DiffusionSettings(temporal_smoothing=1.0)
     assert DiffusionSettings(scheduler="DPMPP").scheduler == "dpmsolver++"
+
+
+def test_settings_from_run_config(tmp_path):
+    from faceanon_video.anonymize.diffusion.config import settings_from_config
+    from faceanon_video.config import RunConfig
+
+    config = RunConfig(mode="diffusion", steps=3, scheduler="ddim", extra={"temporal_smoothing": 0.5})
+    settings = settings_from_config(config)
+    assert (settings.steps, settings.scheduler, settings.degree, settings.temporal_smoothing) == (3, "ddim", 1.25, 0.5)
+    # Face swap keeps the donor's identity unless a degree other than the anonymization default is asked for.
+    assert settings_from_config(RunConfig(mode="diffusion", swap_source=str(tmp_path / "d.png"))).degree == 0.0
+    assert settings_from_config(RunConfig(mode="diffusion", swap_source="d.png", degree=0.3)).degree == 0.3

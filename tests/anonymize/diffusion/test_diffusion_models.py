@@ -44,6 +44,13 @@ def test_save_load_round_trip(tiny_models, model_dir):
     assert loaded.image_size_px == 64 and loaded.time_cond_proj_dim is None
 
 
+def test_two_backends_on_one_model_both_work(tiny_models, backend):
+    """Wrapping the same modules again must not disconnect the first wrapper's processors."""
+    second = TorchBackend(tiny_models)
+    for a, b in zip(_outputs(backend), _outputs(second)):
+        assert torch.equal(a, b)
+
+
 def test_guidance_distilled_round_trip(distilled_backend, tmp_path):
     save_models(distilled_backend.models, tmp_path)
     assert load_models(tmp_path).unet.config.time_cond_proj_dim == 16

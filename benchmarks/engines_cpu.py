@@ -1,0 +1,96 @@
+"""Per-graph latency on the CPU: PyTorch (eager, the reference) vs ONNX Runtime, same graphs.
+
+    python benchmarks/engines_cpu.py                       # the tiny test model (exported on the fly)
+    python benchmarks/engines_cpu.py --model-dir DIR --engine-dir engines/NAME   # a real fp32 export
+
+Prints a markdown table of median milliseconds per call for each graph at each batch, both
+backends using the same number of threads, and a whole-frame time (the anonymizer's generate for
+``--faces`` faces at ``--steps`` steps, with guidance). Use ``--json FILE`` to keep the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceanon_video.engines import specs
+from faceanon_video.engines.measure import StageTimer, graph_latency_ms, latency_ms, markdown_table
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, help="PyTorch models (default: the tiny test model)")
+    parser.add_argument("--engine-dir", type=Path, help="an fp32 export of --model-dir (default: export now)")
+    parser.add_argument("--batches", default="1,4", help="batch sizes to time, comma-separated")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads for both backends")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--faces", type=int, default=2, help="faces in the whole-frame timing")
+    parser.add_argument("--steps", type=int, default=4, help="denoising steps in the whole-frame timing")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from faceanon_video.anonymize.diffusion.backend import TorchBackend
+    from faceanon_video.anonymize.diffusion.models import build_tiny_models, load_models, save_models
+    from faceanon_video.engines.export import export_models
+    from faceanon_video.engines.onnx import OnnxBackend
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model_dir or save_models(build_tiny_models(), Path(tmp) / "tiny")
+        engine_dir = args.engine_dir or export_models(model_dir, Path(tmp) / "engines", device="cpu") and Path(tmp) / "engines"
+        backends = {
+            "torch": TorchBackend(load_models(model_dir)),
+            "onnxruntime": OnnxBackend(engine_dir, providers=["cpu"], threads=args.threads),
+        }
+        manifest = backends["onnxruntime"].manifest
+        batches = [int(b) for b in args.batches.split(",")]
+        results = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} threads", "graphs": {}}
+        rows = []
+        for name, graph in manifest.graphs.items():
+            for batch in batches:
+                times = {k: graph_latency_ms(b, graph.spec, batch, args.repeats) for k, b in backends.items()}
+                results["graphs"][f"{name}@{batch}"] = times
+                rows.append([name, batch, times["torch"], times["onnxruntime"], times["torch"] / times["onnxruntime"]])
+        print(markdown_table(["graph", "batch", "torch ms", "onnxruntime ms", "speed-up"], rows))
+        results["frame"] = frame_times(backends, args.faces, args.steps, max(3, args.repeats // 4))
+        print()
+        print(f"whole frame, {args.faces} faces, {args.steps} steps, guidance on (ms per frame and per-stage split):")
+        header = ["backend", "frame ms", *StageTimer.METHODS]
+        print(markdown_table(header, [[k, v["frame_ms"], *(v["stages_ms"][m] for m in StageTimer.METHODS)] for k, v in results["frame"].items()]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def frame_times(backends: dict, faces: int, steps: int, repeats: int) -> dict:
+    """The anonymizer's generate() for ``faces`` random crops, timed whole and per backend method."""
+    from faceanon_video.anonymize.diffusion.anonymizer import DiffusionAnonymizer
+    from faceanon_video.anonymize.diffusion.config import DiffusionSettings
+
+    out = {}
+    for name, backend in backends.items():
+        timer = StageTimer(backend)
+        anonymizer = DiffusionAnonymizer(timer, DiffusionSettings(steps=steps, scheduler="ddim"))
+        size = backend.image_size_px
+        crops = np.random.default_rng(0).integers(0, 256, (faces, size, size, 3), dtype=np.uint8)
+        seeds = np.arange(faces, dtype=np.uint64)
+        frame_ms = latency_ms(lambda: anonymizer.generate(crops, seeds), backend, repeats, warmup=1)
+        timer.reset()
+        anonymizer.generate(crops, seeds)
+        out[name] = {"frame_ms": frame_ms, "stages_ms": {m: timer.seconds[m] * 1e3 for m in StageTimer.METHODS}}
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""Tracking benchmark: leaked face-frames, id switches and throughput with tracking off / on /
+detect-every-N, on synthetic multi-face clips (exact ground truth) and on real clips (pseudo ground
+truth), plus the cost of one tracker update with 10 faces.
+
+    python benchmarks/tracking.py                      # 3 synthetic seeds + bikes.mp4, ~2-3 min on 2 cores
+    python benchmarks/tracking.py --seeds 0 --real     # quicker
+    python benchmarks/tracking.py --real tests/data/short_hamilton_clip.mp4 --json out.json
+
+What is measured
+----------------
+* Frames go through ``pipeline.FrameProcessor.process`` (the real detect -> track -> ROI code) one
+  at a time with ``--mode none``, so fps is detection + tracking compute per frame on one thread,
+  without decode/encode/anonymize (identical across configurations) and without the pipeline's
+  detection thread pool (which overlaps frames and would blur the comparison).
+* Leaks: a ground-truth face whose visible oval is less than 90 % inside the area the anonymizer
+  would paint (``testing.synthetic.score_tracks``, ellipse masks at the default mask scale 1.3).
+  Synthetic: faces of at least 24 px are the target; smaller ones are reported separately.
+  Real clips have no hand-made boxes, so their ground truth is every face CenterFace (a second,
+  independent, ~10x slower detector) finds at score >= 0.5 on every frame: a leak there is a
+  face CenterFace sees that the configuration did not cover. No ids, so no id switches.
+* Id switches: CLEAR-MOT (see ``score_tracks``); re-entering the frame counts as a switch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from faceanon_video.config import RunConfig  # noqa: E402
+from faceanon_video.pipeline import FrameProcessor  # noqa: E402
+from faceanon_video.testing.synthetic import SyntheticClip, render_clip, score_tracks  # noqa: E402
+from faceanon_video.track.bytetrack import ByteTracker  # noqa: E402
+from faceanon_video.types import Detections, Frame  # noqa: E402
+
+log = logging.getLogger("benchmarks.tracking")
+
+CONFIGS = {
+    "no tracking": dict(track=False),
+    "tracking (default)": dict(track=True),
+    "tracking, detect every 2": dict(track=True, detect_every=2),
+    "tracking, detect every 3": dict(track=True, detect_every=3),
+    "tracking, detect every 5": dict(track=True, detect_every=5),
+}
+
+
+class Recorder:
+    """Stands in for the ``--save-tracks`` writer to keep every frame's tracker output."""
+
+    def __init__(self) -> None:
+        self.outputs: list[Detections] = []
+
+    def write(self, frame_index: int, pts_s: float | None, faces: Detections) -> None:
+        self.outputs.append(faces)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Result:
+    clip: str
+    config: str
+    frames: int
+    fps: float
+    cpu_ms: float
+    track_ms: float
+    score: dict
+
+    def row(self) -> str:
+        s = self.score
+        small = f"{s['small_leaked']}/{s['small_face_frames']}" if s["small_face_frames"] else "-"
+        switches = s["id_switches"] if s["id_switches"] is not None else "-"
+        return (
+            f"| {self.clip} | {self.config} | {s['leaked']}/{s['face_frames']} ({100 * s['leak_rate']:.1f} %) | {small} "
+            f"| {switches} | {s['false_positive_boxes']} | {self.fps:.1f} | {self.cpu_ms:.1f} | {self.track_ms:.2f} |"
+        )
+
+
+def run_config(frames: list[np.ndarray], overrides: dict, key_file: Path) -> tuple[list[Detections], float, float, float]:
+    """Tracker outputs per frame, frames/s of FrameProcessor.process, CPU ms/frame (all threads of
+    this process: steadier than wall time on a shared machine), mean tracker ms/frame."""
+    config = RunConfig(mode="none", progress=False, key_file=str(key_file), **overrides)
+    processor = FrameProcessor(config)
+    recorder = Recorder()
+    processor.track_writer = recorder
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for i, bgr in enumerate(frames):
+        processor.process(Frame(bgr=bgr, index=i))
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    track_ms = 1000 * float(np.mean(processor.timings["track"])) if processor.timings["track"] else 0.0
+    return recorder.outputs, len(frames) / seconds, 1000 * cpu_s / len(frames), track_ms
+
+
+def real_clip(path: Path, max_frames: int | None) -> SyntheticClip:
+    """A real clip with CenterFace's faces (score >= 0.5) as pseudo ground truth."""
+    from faceanon_video.detect.centerface import CenterFaceDetector
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    frames = frames[:max_frames] if max_frames else frames
+    reference = CenterFaceDetector(threshold=0.5, min_face_px=0)
+    gt_frames = []
+    for i, bgr in enumerate(frames):
+        found = reference.detect(bgr)
+        faces = [
+            {"id": f"{i}.{j}", "xyxy": xyxy.tolist(), "size_px": float(xyxy[3] - xyxy[1]), "conditions": [], "ignore": False}
+            for j, xyxy in enumerate(found.xyxy)
+        ]
+        gt_frames.append({"index": i, "faces": faces})
+    return SyntheticClip(frames=frames, gt={"frames": gt_frames})
+
+
+def tracker_cost(n_faces: int = 10, n_frames: int = 500, seed: int = 0) -> dict:
+    """ms per ``ByteTracker.update`` with ``n_faces`` moving faces, 10 % random misses and scores
+    spread over both association stages (literal arrays: no detector in the loop)."""
+    rng = np.random.default_rng(seed)
+    frame = Frame(bgr=np.zeros((720, 1280, 3), np.uint8), index=0)
+    base = np.array([[60 + 120 * i, 150 + 150 * (i % 3), 120 + 120 * i, 225 + 150 * (i % 3)] for i in range(n_faces)], np.float32)
+    detections = []
+    for f in range(n_frames):
+        xyxy = base + np.array([40, 20, 40, 20]) * np.sin(f / 25 + np.arange(n_faces))[:, None] + rng.normal(0, 1.5, (n_faces, 4))
+        centre = (xyxy[:, None, :2] + xyxy[:, None, 2:]) / 2
+        d = Detections(xyxy=xyxy, score=rng.uniform(0.3, 0.95, n_faces), landmarks=np.repeat(centre, 5, axis=1))
+        detections.append(d[rng.random(n_faces) > 0.1])
+    tracker = ByteTracker(high_thresh=0.5, low_thresh=0.25, key=b"benchmark-key-0123456789")
+    times = []
+    for d in detections:
+        start = time.perf_counter()
+        out = tracker.update(d, frame)
+        times.append(time.perf_counter() - start)
+    times_ms = 1000 * np.array(times[20:])  # skip warm-up
+    return {"faces": n_faces, "live_tracks_at_end": len(out), "median_ms": round(float(np.median(times_ms)), 3), "p95_ms": round(float(np.percentile(times_ms, 95)), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="synthetic clips to render (one per seed)")
+    parser.add_argument("--frames", type=int, default=90, help="frames per synthetic clip")
+    parser.add_argument("--real", nargs="*", default=[str(ROOT / "tests" / "data" / "bikes.mp4")], help="real clips (pseudo ground truth from CenterFace)")
+    parser.add_argument("--real-frames", type=int, default=None, help="only the first N frames of each real clip")
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    key_file = Path(tempfile.mkdtemp()) / "key"
+    key_file.write_bytes(b"benchmark-key-0123456789")
+
+    clips: list[tuple[str, SyntheticClip, bool]] = []
+    for seed in args.seeds:
+        clips.append((f"synthetic seed {seed}", render_clip(args.frames, seed=seed), True))
+    for path in args.real or []:
+        clips.append((Path(path).name, real_clip(Path(path), args.real_frames), False))
+
+    results: list[Result] = []
+    for name, clip, synthetic in clips:
+        for config_name in args.configs:
+            outputs, fps, cpu_ms, track_ms = run_config(clip.frames, CONFIGS[config_name], key_file)
+            score = score_tracks(clip, outputs, min_face_px=24 if synthetic else 0).summary()
+            if not synthetic or not CONFIGS[config_name]["track"]:
+                score["id_switches"] = None  # no ground-truth ids / ids are per detection, not per face
+            results.append(Result(name, config_name, len(clip.frames), fps, cpu_ms, track_ms, score))
+            print(results[-1].row(), flush=True)
+
+    print("\n| clip | configuration | leaked face-frames (>= 24 px) | leaked < 24 px | id switches | false-positive boxes | fps (wall) | CPU ms/frame | tracker ms/frame |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(r.row())
+    # Totals over the synthetic clips, per configuration.
+    for config_name in args.configs:
+        rows = [r for r in results if r.config == config_name and r.clip.startswith("synthetic")]
+        if rows:
+            total = {k: sum(r.score[k] or 0 for r in rows) for k in ("leaked", "face_frames", "small_leaked", "small_face_frames", "id_switches", "false_positive_boxes")}
+            print(f"synthetic total, {config_name}: leaked {total['leaked']}/{total['face_frames']}, small {total['small_leaked']}/{total['small_face_frames']}, "
+                  f"id switches {total['id_switches']}, FP boxes {total['false_positive_boxes']}, "
+                  f"{np.mean([r.fps for r in rows]):.1f} fps, {np.mean([r.cpu_ms for r in rows]):.1f} CPU ms/frame")
+    cost = tracker_cost()
+    print(f"\nByteTracker.update with {cost['faces']} faces: median {cost['median_ms']} ms, p95 {cost['p95_ms']} ms")
+    if args.json:
+        doc = {"results": [replace(r).__dict__ for r in results], "tracker_cost": cost}
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

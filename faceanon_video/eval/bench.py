@@ -1,0 +1,334 @@
+"""Throughput and latency of a real run, stage by stage; shared by ``faceanon-video bench`` and
+``benchmarks/``.
+
+``run_bench(path, config)`` runs the actual threaded file pipeline (``pipeline.process_video``:
+decode and encode threads, ``workers`` detection threads, bounded queues) on a clip, writing to a
+temporary file, and reports:
+
+- end-to-end fps: frames / wall time of the run, after the models were loaded and warmed up;
+- per stage (decode, detect, track, anonymize, encode): mean and p90 time per frame, and the fps
+  that stage alone would allow on one thread. Stages overlap in threads, so these do not add up to
+  the wall time: the slowest stage (divided by its threads) bounds the end-to-end fps;
+- latency: from the moment a frame is decoded until it is anonymized (queueing included, encoding
+  not), the delay a live stream would see, as p50/p90/p99/max;
+- peak resident memory during the run (sampled every 20 ms), and the CPU/GPU it ran on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from faceanon_video.config import RunConfig
+from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.types import Detections, Frame
+
+__all__ = ["BenchResult", "StageStats", "sample_clip", "scaled_clip", "machine_description", "plot_latency", "run_bench"]
+
+log = logging.getLogger(__name__)
+
+#: The clip ``faceanon-video bench`` uses when given none (640x360, 275 frames, several faces): the
+#: package's sample if one is installed, else the repository's test clip.
+SAMPLE_CLIPS = (
+    Path(__file__).resolve().parents[1] / "samples" / "short_hamilton_clip.mp4",
+    Path(__file__).resolve().parents[2] / "tests" / "data" / "short_hamilton_clip.mp4",
+)
+
+
+def sample_clip() -> Path | None:
+    return next((p for p in SAMPLE_CLIPS if p.is_file()), None)
+STAGES = ("decode", "detect", "track", "anonymize", "encode")
+
+
+@dataclass
+class StageStats:
+    calls: int
+    total_s: float
+    mean_ms: float
+    p90_ms: float
+
+    @property
+    def fps(self) -> float:
+        """Frames per second this stage alone sustains on one thread."""
+        return 1000.0 / self.mean_ms if self.mean_ms > 0 else float("inf")
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> StageStats:
+        ms = np.asarray(seconds, np.float64) * 1000
+        return cls(len(ms), float(ms.sum() / 1000), float(ms.mean()), float(np.percentile(ms, 90)))
+
+
+@dataclass
+class BenchResult:
+    input: str
+    width: int
+    height: int
+    frames: int
+    faces: int
+    mode: str
+    detector: str
+    workers: int
+    backend: str
+    wall_s: float
+    stages: dict[str, StageStats]
+    latency_ms: dict[str, float]
+    peak_rss_mb: float
+    machine: dict = field(default_factory=dict)
+    obscured_frames: int = 0
+    #: Per-frame decode-to-anonymized latency in frame order (for plots; left out of ``to_dict``).
+    frame_latency_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self, frame_latency: bool = False) -> dict:
+        out = asdict(self)
+        out["fps"] = self.fps
+        out["stages"] = {k: {**asdict(v), "fps": v.fps} for k, v in self.stages.items()}
+        if not frame_latency:
+            del out["frame_latency_ms"]
+        return out
+
+    def table(self) -> str:
+        lines = [
+            f"input     {self.input} ({self.width}x{self.height}, {self.frames} frames, {self.faces} faces painted)",
+            f"run       --mode {self.mode} --detector {self.detector} --workers {self.workers}"
+            + (f" --backend {self.backend}" if self.mode == "diffusion" else ""),
+            f"machine   {self.machine.get('cpu', '?')}, {self.machine.get('cores', '?')} cores; GPU: {self.machine.get('gpu') or 'none'}",
+            "",
+            f"{'stage':<10} {'ms/frame':>9} {'p90 ms':>8} {'fps (1 thread)':>15}",
+        ]
+        for name in STAGES:
+            s = self.stages.get(name)
+            if s is not None:
+                lines.append(f"{name:<10} {s.mean_ms:>9.2f} {s.p90_ms:>8.2f} {s.fps:>15.1f}")
+        lat = self.latency_ms
+        lines += [
+            "",
+            f"end-to-end  {self.fps:.1f} fps ({self.frames} frames in {self.wall_s:.2f} s)",
+            f"latency     p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms (decoded -> anonymized)",
+            f"peak memory {self.peak_rss_mb:.0f} MB resident",
+        ]
+        if self.obscured_frames:
+            lines.append(f"WARNING     {self.obscured_frames} frames were obscured after a stage failed")
+        return "\n".join(lines)
+
+
+def machine_description() -> dict:
+    """CPU model and usable cores, GPU (through torch when installed), and library versions."""
+    import cv2
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform's answer stands
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "gpu": _gpu_name(),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+    }
+
+
+def _gpu_name() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+
+
+class _MemorySampler:
+    """Peak resident set size while running, sampled on a thread: ru_maxrss is the process's
+    all-time peak, which model loading or an earlier run would dominate. Without psutil (the
+    'test' extra) it falls back to ru_maxrss."""
+
+    def __init__(self, period_s: float = 0.02) -> None:
+        try:
+            import psutil
+        except ImportError:
+            self._process = None
+        else:
+            self._process = psutil.Process()
+        self.peak_bytes = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period_s,), name="rss-sampler", daemon=True)
+
+    def _rss(self) -> int:
+        if self._process is not None:
+            return self._process.memory_info().rss
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+    def _run(self, period_s: float) -> None:
+        while not self._stop.wait(period_s):
+            self.peak_bytes = max(self.peak_bytes, self._rss())
+
+    def __enter__(self) -> _MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._rss())
+
+
+def _latency_processor(config: RunConfig):
+    """A FrameProcessor that also records each frame's decode-to-anonymized delay."""
+    from faceanon_video.pipeline import FrameProcessor
+
+    class LatencyProcessor(FrameProcessor):
+        def __init__(self, config: RunConfig) -> None:
+            super().__init__(config)
+            self.latency_s: list[float] = []
+
+        def finish(self, frame: Frame, detections: Detections | BaseException | None) -> Frame:
+            captured = frame.capture_s
+            out = super().finish(frame, detections)
+            if captured is not None:
+                self.latency_s.append(time.monotonic() - captured)
+            return out
+
+    return LatencyProcessor(config)
+
+
+def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = None, warmup_frames: int = 5) -> BenchResult:
+    """Measure ``config``'s pipeline on the video at ``path`` (see module docstring).
+
+    ``max_frames`` limits the run to the clip's first frames; ``warmup_frames`` are processed
+    first and not measured (first inferences allocate buffers and are several times slower).
+    """
+    from faceanon_video.io.decode import VideoReader
+    from faceanon_video.pipeline import process_video
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    # 1. Probe the clip and turn a frame limit into an end time (frames are selected by time).
+    with VideoReader(path) as reader:
+        info = reader.info
+        warm = []
+        for frame in reader:
+            if len(warm) >= warmup_frames:
+                break
+            warm.append(frame)
+    if max_frames is not None:
+        if max_frames < 1:
+            raise ConfigError("--frames must be >= 1")
+        config = replace(config, end_s=(max_frames - 0.5) / float(info.fps))
+    config = replace(config, progress=False, overwrite=True)
+
+    # 2. Load the models and warm them up on the first frames, then forget those timings.
+    processor = _latency_processor(config)
+    for frame in warm:
+        processor.process(frame)
+    processor.tracker.reset()
+    processor.timings.clear()
+    processor.latency_s.clear()
+    processor.frames = processor.faces = processor.obscured_frames = 0
+
+    # 3. The measured run: the real threaded pipeline, into a temporary file.
+    with tempfile.TemporaryDirectory(prefix="faceanon-bench-") as tmp:
+        with _MemorySampler() as memory:
+            summary = process_video(path, Path(tmp) / f"bench{path.suffix or '.mp4'}", config, processor)
+    latency_ms = np.asarray(processor.latency_s, np.float64) * 1000
+    if not len(latency_ms):
+        raise InputError(f"{path}: no frames were decoded")
+    frame_h, frame_w = warm[0].bgr.shape[:2] if warm else (info.height, info.width)
+    return BenchResult(
+        input=str(path),
+        width=frame_w,
+        height=frame_h,
+        frames=summary.frames,
+        faces=summary.faces,
+        mode=config.mode,
+        detector=config.detector,
+        workers=config.workers,
+        backend=config.backend,
+        wall_s=summary.seconds,
+        stages={name: StageStats.of(processor.timings[name]) for name in STAGES if processor.timings.get(name)},
+        latency_ms={
+            "p50": float(np.percentile(latency_ms, 50)),
+            "p90": float(np.percentile(latency_ms, 90)),
+            "p99": float(np.percentile(latency_ms, 99)),
+            "max": float(latency_ms.max()),
+        },
+        peak_rss_mb=memory.peak_bytes / 2**20,
+        machine=machine_description(),
+        obscured_frames=summary.obscured_frames,
+        frame_latency_ms=latency_ms.tolist(),
+    )
+
+
+def scaled_clip(source: str | Path, destination: str | Path, height: int, *, max_frames: int | None = None, crf: int = 18) -> Path:
+    """Re-encode ``source`` resized to ``height`` (width keeps the aspect ratio, rounded to even),
+    same frame rate, H.264 at ``crf``: the 720p/1080p benchmark inputs made from a small clip."""
+    import av
+    import cv2
+
+    from faceanon_video.io.decode import VideoReader
+
+    destination = Path(destination)
+    with VideoReader(source) as reader, av.open(str(destination), "w") as out:
+        info = reader.info
+        width = int(round(info.width * height / info.height / 2)) * 2
+        stream = out.add_stream("libx264", rate=info.fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for frame in reader:
+            if max_frames is not None and frame.index >= max_frames:
+                break
+            interpolation = cv2.INTER_CUBIC if height > frame.height else cv2.INTER_AREA
+            bgr = cv2.resize(frame.bgr, (width, height), interpolation=interpolation)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
+        out.mux(stream.encode())
+    return destination
+
+
+def plot_latency(result: BenchResult, png_path: str | Path) -> Path:
+    """Per-frame latency over the run, with the p50/p99 lines; needs matplotlib (the 'bench' extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display on servers
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ConfigError("--plot needs matplotlib: pip install 'faceanon-video[plot]'") from exc
+    png_path = Path(png_path)
+    fig, ax = plt.subplots(figsize=(9, 3.5), dpi=110)
+    ax.plot(result.frame_latency_ms, lw=0.8, color="tab:blue", label="decoded -> anonymized")
+    for key, style in (("p50", "--"), ("p99", ":")):
+        ax.axhline(result.latency_ms[key], color="tab:red", ls=style, lw=1, label=f"{key} {result.latency_ms[key]:.1f} ms")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{Path(result.input).name} {result.width}x{result.height}, --mode {result.mode}: {result.fps:.1f} fps")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

@@ -1,0 +1,208 @@
+"""LiveRunner: fail closed under injected faults, deadline, drop-not-queue, outage filling, clean stop.
+
+The detector here reports one face covering the whole frame and the anonymizer paints faces pure green,
+so every frame an output receives must be exactly green (anonymized) or exactly black (obscured);
+anything else is a raw frame that slipped through.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from faceanon_video.anonymize.filters import Solid
+from faceanon_video.config import RunConfig
+from faceanon_video.errors import FaceanonError
+from faceanon_video.live.runner import LiveRunner
+from faceanon_video.live.sinks import FileSink
+from faceanon_video.live.sources import LiveSource
+from faceanon_video.pipeline import FrameProcessor
+from faceanon_video.track.base import NoTracker
+from faceanon_video.types import Detections, Frame
+from tests.conftest import CARPHONE, decode_all
+
+GREEN = np.array([0, 255, 0], np.uint8)
+
+
+class ScriptedDetector:
+    """One whole-frame face per call; ``script(call_number)`` says "ok", "raise" or "sleep"."""
+
+    def __init__(self, script=lambda n: "ok", sleep_s: float = 0.3) -> None:
+        self.script = script
+        self.sleep_s = sleep_s
+        self.calls = {"ok": 0, "raise": 0, "sleep": 0}
+
+    def detect(self, bgr: np.ndarray) -> Detections:
+        action = self.script(sum(self.calls.values()))
+        self.calls[action] += 1
+        if action == "raise":
+            raise RuntimeError("injected detector failure")
+        if action == "sleep":
+            time.sleep(self.sleep_s)
+        height, width = bgr.shape[:2]
+        return Detections(xyxy=[[0, 0, width, height]], score=[0.99])
+
+
+class CaptureSink:
+    """Keeps a copy of everything it is sent."""
+
+    name = "capture"
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[np.ndarray, bool, int]] = []
+        self.closed = False
+
+    def open(self, fps: Fraction) -> None:
+        self.fps = fps
+
+    def write(self, frame: Frame) -> bool:
+        self.frames.append((frame.bgr.copy(), frame.obscured, frame.pts))
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def green_processor(config: RunConfig, detector: ScriptedDetector) -> FrameProcessor:
+    anonymizer = Solid(color_bgr=(0, 255, 0), mask_shape="box", mask_scale=1.0)
+    return FrameProcessor(config, make_detector=lambda: detector, tracker=NoTracker(), anonymizer=anonymizer)
+
+
+def classify(frames) -> list[str]:
+    """'green', 'black' or 'RAW' per frame."""
+    kinds = []
+    for bgr, obscured, _ in frames:
+        if not bgr.any():
+            assert obscured
+            kinds.append("black")
+        elif (bgr == GREEN).all():
+            kinds.append("green")
+        else:
+            kinds.append("RAW")
+    return kinds
+
+
+def run(detector: ScriptedDetector, source=None, **settings) -> tuple[LiveRunner, CaptureSink, list[str]]:
+    config = RunConfig(**settings)
+    sink = CaptureSink()
+    runner = LiveRunner(source or LiveSource(str(CARPHONE)), [sink], config, processor=green_processor(config, detector))
+    runner.run()
+    assert sink.closed
+    return runner, sink, classify(sink.frames)
+
+
+def test_injected_faults_black_out_their_frames_and_nothing_leaks():
+    # Every 5th call raises, every 5th (offset) sleeps past the deadline.
+    detector = ScriptedDetector(lambda n: {1: "raise", 3: "sleep"}.get(n % 5, "ok"), sleep_s=0.25)
+    runner, sink, kinds = run(detector, deadline_ms=100, duration_s=3.0)
+    summary = runner.summary()
+    assert "RAW" not in kinds
+    assert detector.calls["raise"] >= 3 and detector.calls["sleep"] >= 3 and detector.calls["ok"] >= 10
+    assert summary.obscured_error == detector.calls["raise"]
+    assert summary.obscured_deadline >= detector.calls["sleep"]
+    assert kinds.count("black") == summary.obscured_error + summary.obscured_deadline
+    assert kinds.count("green") >= detector.calls["ok"] - detector.calls["sleep"] - 1
+
+
+def test_hung_detector_blacks_out_every_frame_without_stalling_the_output():
+    detector = ScriptedDetector(lambda n: "sleep", sleep_s=1.0)
+    runner, sink, kinds = run(detector, deadline_ms=100, duration_s=2.5)
+    assert set(kinds) == {"black"}
+    assert len(kinds) >= 12  # about one frame per deadline, not one per detector call (3)
+    latency = runner.summary().latency_ms["capture"]
+    assert latency["p95"] < 100 + 150, latency  # the deadline plus scheduling slack on a loaded 2-core box
+
+
+def test_slow_detector_drops_frames_instead_of_building_latency():
+    detector = ScriptedDetector(lambda n: "sleep", sleep_s=0.06)  # ~16 fps for a 30 fps source
+    runner, sink, kinds = run(detector, deadline_ms=2000, duration_s=3.0)
+    summary = runner.summary()
+    assert set(kinds) == {"green"}
+    assert summary.frames_dropped >= 20 and summary.obscured_deadline == 0
+    latencies = list(runner.workers[0].latencies_s)
+    third = len(latencies) // 3
+    early, late = np.median(latencies[:third]), np.median(latencies[-third:])
+    assert late < early + 0.06, (early, late)  # flat, not growing with a queue
+    assert summary.latency_ms["capture"]["p95"] < 400, summary.latency_ms
+
+
+class OutageSource:
+    """30 fps grey frames, a silent outage from 1.0 s to 2.5 s, then frames until 3.5 s, then the end."""
+
+    url = "scripted://outage"
+    fps = Fraction(30)
+
+    def __init__(self) -> None:
+        self.captured = self.dropped = self.reconnects = 0
+        self.gaps: list = []
+        self.ended = False
+
+    def start(self) -> OutageSource:
+        self.started_s = time.monotonic()
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def get(self, timeout_s: float) -> Frame | None:
+        t = time.monotonic() - self.started_s
+        if t >= 3.5:
+            self.ended = True
+            return None
+        if 1.0 <= t < 2.5:
+            time.sleep(timeout_s)
+            return None
+        due_s = self.started_s + (self.captured + 1) / 30
+        time.sleep(max(0.0, due_s - time.monotonic()))
+        self.captured += 1
+        return Frame(bgr=np.full((48, 64, 3), 128, np.uint8), index=self.captured - 1, capture_s=time.monotonic())
+
+
+def test_outage_sends_black_frames_at_the_nominal_rate():
+    runner, sink, kinds = run(ScriptedDetector(), source=OutageSource(), deadline_ms=200)
+    runs = [(kind, len(list(group))) for kind, group in itertools.groupby(kinds)]
+    assert [kind for kind, _ in runs] == ["green", "black", "green"], runs
+    # Filling starts STALL_FILL_S (0.5 s) into the 1.5 s outage: ~1 s of black at 30 fps.
+    assert 18 <= runs[1][1] <= 40, runs
+    assert runner.summary().filler_frames == runs[1][1]
+    black_pts = [pts for (_, _, pts), kind in zip(sink.frames, kinds) if kind == "black"]
+    step_s = np.median(np.diff(black_pts)) * float(Fraction(1, 90000))
+    assert 0.025 < step_s < 0.06
+    all_pts = [pts for _, _, pts in sink.frames]
+    assert all_pts == sorted(all_pts)
+
+
+def test_stop_finalises_a_playable_recording(tmp_path):
+    config = RunConfig(deadline_ms=500, preset="ultrafast")
+    detector = ScriptedDetector()
+    out = tmp_path / "live.mp4"
+    runner = LiveRunner(LiveSource(str(CARPHONE)), [FileSink(out, preset="ultrafast")], config, processor=green_processor(config, detector))
+    stopper = threading.Timer(1.5, runner.stop.set)
+    stopper.start()
+    summary = runner.run()
+    frames, pts = decode_all(out)
+    assert len(frames) == summary.written[str(out)] >= 20
+    assert pts == sorted(pts)
+    for bgr in frames:  # green after H.264 (not bit-exact)
+        assert np.abs(bgr.astype(int) - GREEN).max() < 40
+
+
+class BrokenSink(CaptureSink):
+    name = "broken"
+
+    def write(self, frame: Frame) -> bool:
+        raise OSError("disk full")
+
+
+def test_run_fails_when_every_output_has_failed():
+    config = RunConfig()
+    runner = LiveRunner(LiveSource(str(CARPHONE)), [BrokenSink()], config, processor=green_processor(config, ScriptedDetector()))
+    started = time.monotonic()
+    with pytest.raises(FaceanonError, match="disk full"):
+        runner.run()
+    assert time.monotonic() - started < 3
