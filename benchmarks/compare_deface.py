@@ -55,6 +55,10 @@ def ours_command(source: Path, output: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "faceanon_video.cli", str(source), "-o", str(output), "--mode", "blur", "--overwrite", "-q", *extra]
 
 
+def deface_version(deface: str) -> str:
+    return subprocess.run([deface, "--version"], capture_output=True, text=True).stdout.strip()
+
+
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if not args.deface or not Path(args.deface).exists():
         raise ConfigError("deface not found: install it in its own venv (see this script's docstring) and pass --deface PATH")
-    version = subprocess.run([args.deface, "--version"], capture_output=True, text=True).stdout.strip()
+    version = deface_version(args.deface)
     identity = () if args.identity == "none" else tuple(args.identity.split(","))
     with tempfile.TemporaryDirectory(prefix="faceanon-vs-deface-") as tmp:
         work = Path(tmp)

@@ -41,7 +41,7 @@ class RunConfig:
     backend: str = "auto"
     steps: int = 4
     scheduler: str = "dpmsolver++"
-    degree: float = 1.25
+    degree: float | None = None  # None: 1.25 to anonymize, 0 with swap_source
     guidance_scale: float = 4.0
     swap_source: str | None = None
 

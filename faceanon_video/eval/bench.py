@@ -29,6 +29,7 @@ import numpy as np
 
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.pipeline import STAGES
 from faceanon_video.types import Detections, Frame
 
 __all__ = ["BenchResult", "StageStats", "sample_clip", "scaled_clip", "machine_description", "plot_latency", "run_bench"]
@@ -45,7 +46,6 @@ SAMPLE_CLIPS = (
 
 def sample_clip() -> Path | None:
     return next((p for p in SAMPLE_CLIPS if p.is_file()), None)
-STAGES = ("decode", "detect", "track", "anonymize", "encode")
 
 
 @dataclass

@@ -328,6 +328,9 @@ def evaluate_outputs(
             if output is None:
                 raise InputError(f"{anonymized / Path(str(truth.key)).name}: missing or unreadable anonymized image")
         evaluator.add(original, output, truth)
+    if outputs is not None and settings.max_items is None and next(outputs, None) is not None:
+        # E.g. a tool that reads at a constant frame rate and so duplicates frames of a VFR input.
+        log.warning("%s has more frames than the original: frames may be misaligned and the scores wrong", anonymized)
     return evaluator.report()
 
 

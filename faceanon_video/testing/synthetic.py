@@ -138,7 +138,7 @@ class Occluder:
     start: float = 0.0
     end: float = 1.01
     #: bikes.mp4 frame whose pixels fill the rectangle (a real texture, not a flat colour).
-    texture_frame: int = 240
+    texture_frame: int = 150
 
 
 @dataclass

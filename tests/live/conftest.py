@@ -4,8 +4,8 @@ Tests that need the ffmpeg program skip with the reason when it is missing (CI: 
 
 The clip (``barcode_clip``) is the Hamilton test clip with its frame number drawn as a 12-block barcode in
 the bottom-left corner. From any output frame we read which source frame it was, so we can compare its
-faces against the same faces in the source: a frame that reached an output raw would show the source's
-full face detail.
+faces against the same faces in the source: a face that reached an output raw still shows the source's
+fine detail (edges of eyes, mouth, hair) at the same places.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-CLIP_FRAMES = 150  # 5 s at 30 fps: the loop is short, the faces are varied
+CLIP_START, CLIP_FRAMES = 30, 90  # 3 s at 30 fps from where the Hamilton clip shows two to six faces
 BLOCK_PX = 16
 BITS = 10
-#: A face counts as anonymized when its fine detail (see ``detail``) is below this fraction of the source's.
-#: Measured on the Hamilton clip: blurred faces keep at most 0.65 of it, re-encoded raw faces at least 0.85.
-DETAIL_RATIO_MAX = 0.75
+#: A face has leaked when its fine detail correlates with the source's this much (``detail_match``).
+#: Measured on the Hamilton clip after H.264 (crf 20, ultrafast and veryfast): blurred faces <= 0.39,
+#: raw faces 0.87 median. (A ratio of detail amounts does not work: x264's blocking on a blurred face
+#: adds "detail" that is not the face's.)
+LEAK_MATCH = 0.5
 
 
 def ffmpeg_path() -> str | None:
@@ -69,10 +71,16 @@ def is_black(bgr: np.ndarray) -> bool:
     return float(np.percentile(bgr, 99)) <= 12
 
 
-def detail(bgr: np.ndarray) -> float:
-    """Mean fine detail (what a blur removes and re-encoding keeps): |image - Gaussian(1.5 px)|."""
+def fine_detail(bgr: np.ndarray) -> np.ndarray:
+    """What a blur removes and re-encoding keeps: image - Gaussian(1.5 px), in grey levels."""
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    return float(np.abs(gray - cv2.GaussianBlur(gray, (0, 0), 1.5)).mean())
+    return gray - cv2.GaussianBlur(gray, (0, 0), 1.5)
+
+
+def detail_match(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised correlation of two fine-detail crops: ~1 for the same face, ~0 once it is blurred."""
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
 
 
 def decode_frames(path: str | Path) -> list[np.ndarray]:
@@ -82,10 +90,10 @@ def decode_frames(path: str | Path) -> list[np.ndarray]:
 
 @dataclass
 class Clip:
-    """The barcode clip and, per source frame, its clear faces: (slices of the face centre, source detail)."""
+    """The barcode clip and, per source frame, its clear faces: (slices of the face centre, its fine detail)."""
 
     path: Path
-    faces: dict[int, list[tuple[tuple[slice, slice], float]]]
+    faces: dict[int, list[tuple[tuple[slice, slice], np.ndarray]]]
 
     def check(self, frames: list[np.ndarray]) -> dict[str, int]:
         """Counts black frames, numbered frames and faces checked; asserts every face checked is anonymized."""
@@ -101,9 +109,9 @@ class Clip:
                 continue
             counts["numbered"] += 1
             for slices, source_detail in self.faces[number]:
-                ratio = detail(bgr[slices]) / source_detail
-                if ratio >= DETAIL_RATIO_MAX:
-                    leaks.append(f"output frame {i} = source frame {number}: face at rows {slices[0]}, cols {slices[1]} kept {ratio:.2f} of its detail")
+                match = detail_match(fine_detail(bgr[slices]), source_detail)
+                if match >= LEAK_MATCH:
+                    leaks.append(f"output frame {i} = source frame {number}: face at {slices} shows the source's detail (match {match:.2f})")
                 counts["faces"] += 1
         assert not leaks, "\n".join(leaks)
         return counts
@@ -121,12 +129,15 @@ def barcode_clip(tmp_path_factory) -> Clip:
         stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "18"}
         stream.codec_context.gop_size = 10  # a restarted publisher is decodable within 1/3 s
         for frame in reader:
-            if frame.index >= CLIP_FRAMES:
+            number = frame.index - CLIP_START
+            if number < 0:
+                continue
+            if number >= CLIP_FRAMES:
                 break
             bgr = frame.bgr.copy()
-            draw_barcode(bgr, frame.index)
+            draw_barcode(bgr, number)
             av_frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
-            av_frame.pts, av_frame.time_base = frame.index, Fraction(1, 30)
+            av_frame.pts, av_frame.time_base = number, Fraction(1, 30)
             out.mux(stream.encode(av_frame))
         out.mux(stream.encode())
     # Faces of the clip as decoded (the reference the outputs are compared with).
@@ -141,9 +152,9 @@ def barcode_clip(tmp_path_factory) -> Clip:
                 continue
             cx, cy, hw, hh = (x0 + x1) // 2, (y0 + y1) // 2, (x1 - x0) // 4, (y1 - y0) // 4
             slices = (slice(cy - hh, cy + hh), slice(cx - hw, cx + hw))
-            found.append((slices, detail(bgr[slices])))
+            found.append((slices, fine_detail(bgr[slices])))
         faces[number] = found
-    assert sum(len(v) for v in faces.values()) > 100
+    assert sum(len(v) for v in faces.values()) > 60
     return Clip(path=path, faces=faces)
 
 

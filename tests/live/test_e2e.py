@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import av
 import pytest
 
 from faceanon_video.cli import main
@@ -44,7 +45,6 @@ def preview_has_frame(url: str) -> bool:
 def test_source_outage_is_bridged_and_every_output_stays_anonymized(tmp_path, barcode_clip, peers):
     source_port, push_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     record, pushed, stats = tmp_path / "live.mp4", tmp_path / "pushed.ts", tmp_path / "stats.json"
-    receiver = peers("-i", f"udp://127.0.0.1:{push_port}?timeout=3000000", "-c", "copy", "-f", "mpegts", str(pushed))
     app = start_app(
         f"udp://127.0.0.1:{source_port}", "-o", str(record), "--output-url", f"udp://127.0.0.1:{push_port}",
         "--preview", "--preview-port", "0", "--read-timeout", "1", "--reconnect-max", "1", "--stats", str(stats),
@@ -55,6 +55,8 @@ def test_source_outage_is_bridged_and_every_output_stays_anonymized(tmp_path, ba
         assert preview_url.startswith("http://127.0.0.1:"), preview_url
         publisher = peers(*udp_publisher_args(barcode_clip.path, source_port))
         assert wait_for(lambda: preview_has_frame(preview_url), 30), "no frame reached the preview"
+        # Receives our push from now on; ends 3 s after the push stops.
+        receiver = peers("-i", f"udp://127.0.0.1:{push_port}?timeout=3000000", "-c", "copy", "-f", "mpegts", str(pushed))
         time.sleep(3)
         publisher.kill()  # the camera dies mid-stream
         time.sleep(3)
@@ -76,7 +78,7 @@ def test_source_outage_is_bridged_and_every_output_stays_anonymized(tmp_path, ba
     for path in (record, pushed):
         frames = decode_frames(path)
         counts = barcode_clip.check(frames)  # asserts every checked face is anonymized
-        assert counts["faces"] >= 30 and counts["numbered"] >= 4 * counts["unnumbered"], counts
+        assert counts["faces"] >= 15 and counts["numbered"] >= 4 * counts["unnumbered"], counts
         longest_black = max(n for kind, n in runs(frames) if kind == "black")
         assert longest_black >= 20, runs(frames)  # the outage, at the nominal frame rate
         kinds = [kind for kind, n in runs(frames) if n >= 10]
@@ -131,6 +133,21 @@ def test_virtual_webcam(tmp_path, barcode_clip, peers):
     record = tmp_path / "camera.mp4"
     assert main(["--camera", number, "-o", str(record), "--duration", "4", "-q"]) == 0
     assert barcode_clip.check(decode_frames(record))["faces"] >= 20
+
+
+def test_the_leak_check_catches_raw_frames(tmp_path, barcode_clip):
+    # Raw frames re-encoded the way live outputs are (x264 ultrafast, crf 20) must be flagged.
+    raw = tmp_path / "raw.mp4"
+    with av.open(str(raw), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast", "crf": "20"}
+        for bgr in decode_frames(barcode_clip.path)[:30]:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
+        out.mux(stream.encode())
+    with pytest.raises(AssertionError, match="shows the source's detail") as failure:
+        barcode_clip.check(decode_frames(raw))
+    assert str(failure.value).count("shows the source's detail") >= 25  # nearly every face, not a fluke
 
 
 def test_live_command_errors_are_one_line(tmp_path, capsys):

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
+from faceanon_video.detect.landmarker import MESH_KEY, FaceMesher, landmarker_available
 from faceanon_video.errors import ConfigError
 from faceanon_video.types import Detections, Frame
 
-from .align import align_faces, face_mask, match_colour, paste_faces
+from .align import align_faces, face_mask, match_colour, mesh_face_mask, paste_faces
 from .backend import DiffusionBackend, TorchBackend
 from .config import DiffusionSettings, settings_from_config
 from .models import SD21_SCHEDULER_CONFIG, load_models
@@ -69,8 +70,11 @@ class DiffusionAnonymizer:
         backend: DiffusionBackend,
         settings: DiffusionSettings | None = None,
         detect: Callable[[np.ndarray], Detections] | None = None,
+        mesher: FaceMesher | None = None,
     ) -> None:
         self.backend = backend
+        #: Optional dense landmarker: its face oval makes a tighter paste-back mask than the template.
+        self.mesher = mesher
         self.settings = settings = settings or DiffusionSettings()
         self.size_px = settings.image_size_px or backend.image_size_px
         if self.size_px != backend.image_size_px:
@@ -113,11 +117,23 @@ class DiffusionAnonymizer:
                     for i in range(0, len(faces), step)
                 ]
             )
-            # 3. Colour-match and paste back through the feathered face mask.
+            # 3. Colour-match and paste back through each face's feathered mask: the face-mesh oval
+            #    where a mesh is available, the template egg shape otherwise.
+            masks = self._masks(frame.bgr, faces, aligned.frame_to_crop)
             strength = self.settings.colour_match
-            matched = np.stack([match_colour(g, o, self.mask, strength) for g, o in zip(generated, crops_rgb)])
-            bgr = paste_faces(frame.bgr, matched[..., ::-1], aligned.frame_to_crop, self.mask)
+            matched = np.stack([match_colour(g, o, m, strength) for g, o, m in zip(generated, crops_rgb, masks)])
+            bgr = paste_faces(frame.bgr, matched[..., ::-1], aligned.frame_to_crop, masks)
         return frame.with_image(bgr)
+
+    def _masks(self, bgr: np.ndarray, faces: Detections, frame_to_crop: np.ndarray) -> np.ndarray:
+        meshes = None
+        if self.mesher is not None:
+            meshes = self.mesher.add_meshes(bgr, faces).data.get(MESH_KEY)
+        masks = []
+        for i in range(len(faces)):
+            mesh_mask = None if meshes is None else mesh_face_mask(meshes[i], frame_to_crop[i], self.size_px, self.settings.mask_feather)
+            masks.append(self.mask if mesh_mask is None else mesh_mask)
+        return np.stack(masks)
 
     @torch.inference_mode()
     def generate(self, crops_rgb: np.ndarray, seeds: np.ndarray, track_ids=None, frame_index: int = 0) -> np.ndarray:
@@ -317,4 +333,9 @@ def build_diffusion_anonymizer(config, detect: Callable[[np.ndarray], Detections
         from faceanon_video.detect import build_detector
 
         detect = build_detector(getattr(config, "detector", "yunet") or "yunet").detect
-    return DiffusionAnonymizer(backend, settings, detect=detect)
+    mesher = None
+    if settings.face_mesh and landmarker_available():
+        mesher = FaceMesher()
+    elif settings.face_mesh:
+        logger.info("no LiteRT (the 'landmarks' extra): pasting faces back through the template face shape")
+    return DiffusionAnonymizer(backend, settings, detect=detect, mesher=mesher)

@@ -100,3 +100,26 @@ def test_faces_outside_the_frame_are_skipped():
     aligned = align_faces(frame, far, 32)
     out = paste_faces(frame, np.zeros_like(aligned.pixels), aligned.frame_to_crop, face_mask(32))
     assert np.array_equal(out, frame)
+
+
+def test_mesh_mask_follows_the_real_face_and_is_used_for_paste_back():
+    import cv2 as _cv2
+    import pytest as _pytest
+
+    _pytest.importorskip("ai_edge_litert")
+    from faceanon_video.anonymize.diffusion.align import align_faces, mesh_face_mask
+    from faceanon_video.detect import build_detector
+    from faceanon_video.detect.landmarker import MESH_KEY, FaceMesher
+    from tests.conftest import DATA
+
+    image = _cv2.imread(str(DATA / "images" / "two_people.jpg"))
+    faces = FaceMesher().add_meshes(image, build_detector().detect(image))
+    aligned = align_faces(image, faces, 128)
+    for i in range(len(faces)):
+        mask = mesh_face_mask(faces.data[MESH_KEY][i], aligned.frame_to_crop[i], 128)
+        assert mask is not None and mask.max() == 1.0
+        # The aligned eyes and mouth (template positions) are well inside the mesh oval, the crop corners outside.
+        points = faces.landmarks[i] @ aligned.frame_to_crop[i][:, :2].T + aligned.frame_to_crop[i][:, 2]
+        assert all(mask[int(y), int(x)] > 0.5 for x, y in points)
+        assert mask[0, 0] == mask[0, -1] == mask[-1, 0] == mask[-1, -1] == 0
+    assert mesh_face_mask(np.full((468, 2), np.nan, np.float32), aligned.frame_to_crop[0], 128) is None
