@@ -17,11 +17,9 @@ import platform
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from faceanon_video.engines import specs
-from faceanon_video.engines.measure import StageTimer, graph_latency_ms, latency_ms, markdown_table
+from faceanon_video.engines.measure import StageTimer, graph_latency_ms, markdown_table, time_frames
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +39,7 @@ def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
     from faceanon_video.anonymize.diffusion.backend import TorchBackend
+    from faceanon_video.anonymize.diffusion.config import DiffusionSettings
     from faceanon_video.anonymize.diffusion.models import build_tiny_models, load_models, save_models
     from faceanon_video.engines.export import export_models
     from faceanon_video.engines.onnx import OnnxBackend
@@ -48,7 +47,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or save_models(build_tiny_models(), Path(tmp) / "tiny")
-        engine_dir = args.engine_dir or export_models(model_dir, Path(tmp) / "engines", device="cpu") and Path(tmp) / "engines"
+        engine_dir = args.engine_dir
+        if engine_dir is None:
+            engine_dir = Path(tmp) / "engines"
+            export_models(model_dir, engine_dir, device="cpu")
         backends = {
             "torch": TorchBackend(load_models(model_dir)),
             "onnxruntime": OnnxBackend(engine_dir, providers=["cpu"], threads=args.threads),
@@ -63,7 +65,9 @@ def main() -> int:
                 results["graphs"][f"{name}@{batch}"] = times
                 rows.append([name, batch, times["torch"], times["onnxruntime"], times["torch"] / times["onnxruntime"]])
         print(markdown_table(["graph", "batch", "torch ms", "onnxruntime ms", "speed-up"], rows))
-        results["frame"] = frame_times(backends, args.faces, args.steps, max(3, args.repeats // 4))
+        settings = DiffusionSettings(steps=args.steps, scheduler="ddim")
+        repeats = max(3, args.repeats // 4)
+        results["frame"] = {k: time_frames(b, settings, args.faces, repeats) for k, b in backends.items()}
         print()
         print(f"whole frame, {args.faces} faces, {args.steps} steps, guidance on (ms per frame and per-stage split):")
         header = ["backend", "frame ms", *StageTimer.METHODS]
@@ -71,25 +75,6 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
-
-
-def frame_times(backends: dict, faces: int, steps: int, repeats: int) -> dict:
-    """The anonymizer's generate() for ``faces`` random crops, timed whole and per backend method."""
-    from faceanon_video.anonymize.diffusion.anonymizer import DiffusionAnonymizer
-    from faceanon_video.anonymize.diffusion.config import DiffusionSettings
-
-    out = {}
-    for name, backend in backends.items():
-        timer = StageTimer(backend)
-        anonymizer = DiffusionAnonymizer(timer, DiffusionSettings(steps=steps, scheduler="ddim"))
-        size = backend.image_size_px
-        crops = np.random.default_rng(0).integers(0, 256, (faces, size, size, 3), dtype=np.uint8)
-        seeds = np.arange(faces, dtype=np.uint64)
-        frame_ms = latency_ms(lambda: anonymizer.generate(crops, seeds), backend, repeats, warmup=1)
-        timer.reset()
-        anonymizer.generate(crops, seeds)
-        out[name] = {"frame_ms": frame_ms, "stages_ms": {m: timer.seconds[m] * 1e3 for m in StageTimer.METHODS}}
-    return out
 
 
 if __name__ == "__main__":

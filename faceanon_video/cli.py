@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             name = argv[0]
+            argv = [a for a in argv if a != "--debug"]  # handled here for every subcommand
             module = importlib.import_module(f"faceanon_video.commands.{name.replace('-', '_')}")
             sub = argparse.ArgumentParser(prog=f"faceanon-video {name}", description=SUBCOMMANDS[name], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
             module.add_arguments(sub)

@@ -20,10 +20,10 @@ from faceanon_video.eval.options import add_pipeline_arguments, config_from_args
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", nargs="?", metavar="INPUT", help="a video file (default: the bundled sample clip, 640x360, 275 frames)")
-    parser.add_argument("--frames", type=int, metavar="N", help="measure only the first N frames (default: all)")
+    parser.add_argument("--frames", type=int, metavar="N", default=argparse.SUPPRESS, help="measure only the first N frames (default: all)")
     parser.add_argument("--warmup", type=int, default=5, metavar="N", help="frames processed before measuring (first inferences are slow)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    parser.add_argument("--plot", metavar="PNG", help="also save a plot of per-frame latency (needs matplotlib)")
+    parser.add_argument("--plot", metavar="PNG", default=argparse.SUPPRESS, help="also save a plot of per-frame latency (needs matplotlib)")
     add_pipeline_arguments(parser)
 
 
@@ -31,8 +31,8 @@ def main(args: argparse.Namespace) -> int:
     path = args.input or sample_clip()
     if path is None:
         raise InputError(f"no sample clip installed (looked for {SAMPLE_CLIPS[0].name}); give a video: faceanon-video bench INPUT")
-    result = run_bench(path, config_from_args(args), max_frames=args.frames, warmup_frames=args.warmup)
-    if args.plot:
+    result = run_bench(path, config_from_args(args), max_frames=getattr(args, "frames", None), warmup_frames=args.warmup)
+    if getattr(args, "plot", None):
         plot_latency(result, args.plot)
     sys.stdout.write((json.dumps(result.to_dict(), indent=2) if args.json else result.table()) + "\n")
     return 0

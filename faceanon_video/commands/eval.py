@@ -29,8 +29,8 @@ from faceanon_video.eval.options import add_pipeline_arguments, config_from_args
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("annotations", metavar="ANNOTATIONS", help="imglab XML, VOC XML (or folder), or ground-truth JSON")
-    parser.add_argument("--media", metavar="PATH", help="the original video (default: the one the JSON names) or image folder (default: paths in the XML)")
-    parser.add_argument("--anonymized", metavar="PATH", help="score this already-anonymized video / image folder instead of running the pipeline")
+    parser.add_argument("--media", default=argparse.SUPPRESS, metavar="PATH", help="the original video (default: the one the JSON names) or image folder (default: paths in the XML)")
+    parser.add_argument("--anonymized", default=argparse.SUPPRESS, metavar="PATH", help="score this already-anonymized video / image folder instead of running the pipeline")
     parser.add_argument(
         "--identity",
         default="sface",
@@ -38,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(dlib needs pip install 'faceanon-video[eval]'), or 'none'. dlib is independent of the "
         "pipeline's own models but ~3x slower",
     )
-    parser.add_argument("--identity-every", type=int, metavar="N", help="run the identity models on every N-th image/frame only (default: 1 for images, 5 for video)")
+    parser.add_argument("--identity-every", default=argparse.SUPPRESS, type=int, metavar="N", help="run the identity models on every N-th image/frame only (default: 1 for images, 5 for video)")
     parser.add_argument("--covered-fraction", type=float, default=CoverageSettings.covered_fraction, help="fraction of a face's features that must be altered for it to count as covered")
     parser.add_argument("--voc-labels", default="face", help="VOC object names that are faces (comma-separated; 'all' for every object)")
-    parser.add_argument("--max-items", type=int, metavar="N", help="stop after N images/frames")
+    parser.add_argument("--max-items", default=argparse.SUPPRESS, type=int, metavar="N", help="stop after N images/frames")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     add_pipeline_arguments(parser)
 
@@ -56,15 +56,15 @@ def main(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         coverage=CoverageSettings(covered_fraction=args.covered_fraction),
         identity_models=identity,
-        identity_every=args.identity_every or (5 if annotations.is_video else 1),
-        max_items=args.max_items,
+        identity_every=getattr(args, "identity_every", None) or (5 if annotations.is_video else 1),
+        max_items=getattr(args, "max_items", None),
     )
-    name = str(args.annotations)
-    if args.anonymized:
-        if not Path(args.anonymized).exists():
-            raise ConfigError(f"--anonymized {args.anonymized}: no such file or folder")
-        report = evaluate_outputs(annotations, args.anonymized, settings, media=args.media, source_name=name)
+    name, media, anonymized = str(args.annotations), getattr(args, "media", None), getattr(args, "anonymized", None)
+    if anonymized:
+        if not Path(anonymized).exists():
+            raise ConfigError(f"--anonymized {anonymized}: no such file or folder")
+        report = evaluate_outputs(annotations, anonymized, settings, media=media, source_name=name)
     else:
-        report = evaluate_pipeline(annotations, config_from_args(args), settings, media=args.media, source_name=name)
+        report = evaluate_pipeline(annotations, config_from_args(args), settings, media=media, source_name=name)
     sys.stdout.write((json.dumps(report.to_dict(), indent=2) if args.json else report.table()) + "\n")
     return 0

@@ -69,13 +69,24 @@ def _torch(model_dir, device, dtype=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device} requested but torch sees no CUDA GPU")
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-    return TorchBackend(load_models(_need(model_dir, "torch", "--model-dir")), device=device, dtype=dtype)
+    # load_models falls back to $FACEANON_MODEL_DIR and raises ConfigError when there is neither.
+    return TorchBackend(load_models(model_dir, dtype=dtype), device=device, dtype=dtype)
+
+
+def _model_dir_problem(model_dir) -> str | None:
+    from faceanon_video.anonymize.diffusion.models import resolve_model_dir
+
+    try:
+        resolve_model_dir(model_dir)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def _candidates(model_dir, engine_dir) -> list[tuple[str, str | None, Callable]]:
     """(label, reason it cannot run or None, loader), fastest first."""
     no_engines = "no --engine-dir" if engine_dir is None else None
-    no_models = "no --model-dir" if model_dir is None else None
+    no_models = _model_dir_problem(model_dir)
     no_cuda = None if torch.cuda.is_available() else "no CUDA GPU"
     if tensorrt_runtime.is_available():
         no_trt = None
@@ -96,16 +107,25 @@ def _candidates(model_dir, engine_dir) -> list[tuple[str, str | None, Callable]]
 
 
 def _auto(model_dir, engine_dir):
-    skipped = []
+    """The first candidate that loads. Candidates that do not apply here (no GPU, no engines given)
+    are skipped at INFO level; one that applies but fails to load is a real fallback and is logged
+    as a WARNING once a later one loads. When none loads, the last failure is raised as it is, so the
+    user sees one line about what they gave (e.g. which model files are missing)."""
+    skipped, failures = [], []
     for label, reason, loader in _candidates(model_dir, engine_dir):
-        if reason is None:
-            try:
-                backend = loader()
-            except FaceanonError as error:  # a broken candidate; bugs (other errors) still surface
-                reason = str(error)
-            else:
-                logger.info("backend auto: using %s", label)
-                return backend
-        logger.warning("backend auto: %s unavailable (%s); trying the next", label, reason)
-        skipped.append(f"{label}: {reason}")
+        if reason is not None:
+            logger.info("backend auto: skipping %s (%s)", label, reason)
+            skipped.append(f"{label}: {reason}")
+            continue
+        try:
+            backend = loader()
+        except FaceanonError as error:  # a broken candidate; bugs (other errors) still surface
+            failures.append((label, error))
+            continue
+        for failed, error in failures:
+            logger.warning("backend auto: %s failed (%s); using %s instead", failed, error, label)
+        logger.info("backend auto: using %s", label)
+        return backend
+    if failures:
+        raise failures[-1][1]
     raise ConfigError("no diffusion backend can run here: " + "; ".join(skipped))

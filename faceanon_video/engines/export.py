@@ -4,12 +4,13 @@ Each graph is traced from the matching :class:`TorchBackend` method itself, so t
 exactly what the reference backend computes (scaling factors, the CLIP pooler, timestep 0 of the
 ReferenceNets) and there is no second copy of that logic to drift.
 
-Steps per graph (StreamDiffusion's export -> optimise order; each skipped when up to date):
+Steps per graph (StreamDiffusion's export -> optimise order; the whole export is skipped when the
+directory is already up to date with the model, opset and precision):
 
 1. trace with ``torch.onnx.export(dynamo=False)``: the TorchScript exporter handles the diffusers
    UNet with custom attention processors as plain tensor code, in seconds;
-2. clean up and fold constants with onnx-graphsurgeon (drops the exporter's shape arithmetic,
-   which only the batch axis needs);
+2. clean up and fold constants with onnx-graphsurgeon (dead nodes, and the exporter's shape
+   arithmetic down to what the dynamic batch axis needs);
 3. stamp the exact I/O shapes (axis 0 ``batch``, the rest fixed) and check with ``onnx.checker``;
 4. save, with the weights in one ``NAME.onnx.data`` file when the graph is over protobuf's 2 GiB.
 
@@ -118,19 +119,19 @@ class _Traced(nn.Module):
 def _upcast_attention(models) -> int:
     """Computes attention scores in float32 in fp16 graphs where the model asks for it.
 
-    SD 2.1 sets ``upcast_attention``: in fp16 its q.k products overflow. PyTorch's fused SDPA
-    kernels accumulate in fp32 and ignore the flag, but exported to ONNX SDPA becomes a plain fp16
-    MatMul + Softmax. diffusers' classic ``AttnProcessor`` honours the flag (casts q and k to fp32
-    before the product and softmax), so fp16 exports use it wherever the flag is set. Processors
-    that wrap an ``inner`` processor (the reference writer/reader) get their inner one swapped.
-    Returns the number of attention layers changed.
+    SD 2.1 sets ``upcast_attention``: in fp16 its q.k products overflow; the VAE's attention sets
+    ``upcast_softmax``. PyTorch's fused SDPA kernels accumulate in fp32 and ignore both flags, but
+    exported to ONNX SDPA becomes a plain fp16 MatMul + Softmax. diffusers' classic
+    ``AttnProcessor`` honours them (q and k, or the scores before the softmax, in fp32), so fp16
+    exports use it wherever a flag is set. Processors that wrap an ``inner`` processor (the
+    reference writer/reader) get their inner one swapped. Returns the number of layers changed.
     """
     from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
     changed = 0
     for model in models.modules().values():
         for module in model.modules():
-            if not (isinstance(module, Attention) and module.upcast_attention):
+            if not (isinstance(module, Attention) and (module.upcast_attention or module.upcast_softmax)):
                 continue
             processor = module.processor
             if isinstance(getattr(processor, "inner", None), AttnProcessor2_0):

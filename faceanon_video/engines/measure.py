@@ -50,18 +50,21 @@ def graph_latency_ms(backend, spec: specs.GraphSpec, batch: int, repeats: int = 
     return latency_ms(lambda: function(*inputs), backend, repeats, warmup)
 
 
-def max_abs_errors(candidate, reference, graph_specs: dict[str, specs.GraphSpec], batch: int = 2) -> dict[str, float]:
-    """Per graph, the largest absolute difference between two backends on the same inputs,
-    relative to the reference output's largest magnitude (so fp16 drift reads as a fraction)."""
-    errors = {}
-    for name, spec in graph_specs.items():
-        got = graph_functions(candidate)[name](*backend_inputs(candidate, spec, batch))
-        want = graph_functions(reference)[name](*backend_inputs(reference, spec, batch))
-        errors[name] = max(
-            float((g.float().cpu() - w.float().cpu()).abs().max() / w.float().abs().max().clamp_min(1e-12))
-            for g, w in zip(got, want, strict=True)
-        )
-    return errors
+def graph_outputs(backend, graph_specs: dict[str, specs.GraphSpec], batch: int = 2) -> dict[str, list[torch.Tensor]]:
+    """Every graph's outputs on its seeded sample inputs, as float32 CPU tensors."""
+    return {
+        name: [y.float().cpu() for y in graph_functions(backend)[name](*backend_inputs(backend, spec, batch))]
+        for name, spec in graph_specs.items()
+    }
+
+
+def relative_errors(got: dict[str, list[torch.Tensor]], want: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """Per graph, the largest absolute difference relative to the reference's largest magnitude,
+    so fp16 drift reads as a fraction of the output range."""
+    return {
+        name: max(float((g - w).abs().max() / w.abs().max().clamp_min(1e-12)) for g, w in zip(got[name], want[name], strict=True))
+        for name in want
+    }
 
 
 class StageTimer:
@@ -93,6 +96,30 @@ class StageTimer:
     def reset(self) -> None:
         self.seconds.clear()
         self.calls.clear()
+
+
+def time_frames(backend, settings, faces: int, repeats: int = 5, warmup: int = 1) -> dict:
+    """The anonymizer's ``generate`` on ``faces`` random crops: median ms per frame, frames/s,
+    faces/s, and one frame's time split by backend method (``stages_ms``)."""
+    import numpy as np
+
+    from faceanon_video.anonymize.diffusion.anonymizer import DiffusionAnonymizer
+
+    timer = StageTimer(backend)
+    anonymizer = DiffusionAnonymizer(timer, settings)
+    size = backend.image_size_px
+    crops = np.random.default_rng(faces).integers(0, 256, (faces, size, size, 3), dtype=np.uint8)
+    seeds = np.arange(faces, dtype=np.uint64)
+    frame_ms = latency_ms(lambda: anonymizer.generate(crops, seeds), backend, repeats, warmup)
+    timer.reset()
+    anonymizer.generate(crops, seeds)
+    return {
+        "frame_ms": frame_ms,
+        "fps": 1e3 / frame_ms,
+        "faces_per_s": faces * 1e3 / frame_ms,
+        "stages_ms": {m: timer.seconds[m] * 1e3 for m in StageTimer.METHODS},
+        "unet_batch": faces * (2 if anonymizer.use_cfg else 1),
+    }
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -127,13 +127,19 @@ def build_engine(
     return engine_path
 
 
-def build_engines(engine_dir: Path | str, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES, force: bool = False) -> Path:
-    """Builds (or finds in the cache) an engine per graph of ``engine_dir``; returns the cache dir."""
+def _locate(engine_dir: Path | str) -> tuple[specs.Manifest, torch.device, Path]:
+    """The manifest, the current CUDA device and this device's engine cache directory."""
+    _trt()
     _require_cuda()
-    engine_dir = Path(engine_dir)
     manifest = load_manifest(engine_dir)
     device = torch.device("cuda", torch.cuda.current_device())
-    target = cache_dir(engine_dir, manifest, device)
+    return manifest, device, cache_dir(Path(engine_dir), manifest, device)
+
+
+def build_engines(engine_dir: Path | str, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES, force: bool = False) -> Path:
+    """Builds (or finds in the cache) an engine per graph of ``engine_dir``; returns the cache dir."""
+    engine_dir = Path(engine_dir)
+    manifest, _, target = _locate(engine_dir)
     timing_cache = target.parent / f"{target.name.rsplit('_', 1)[0]}.timing-cache"
     for name, graph in manifest.graphs.items():
         engine_path = target / f"{name}.plan"
@@ -202,12 +208,8 @@ class TensorRTBackend(GraphBackend):
     name = "tensorrt"
 
     def __init__(self, engine_dir: Path | str, build: bool = True, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES):
-        _trt()
-        _require_cuda()
         engine_dir = Path(engine_dir)
-        manifest = load_manifest(engine_dir)
-        device = torch.device("cuda", torch.cuda.current_device())
-        target = cache_dir(engine_dir, manifest, device)
+        manifest, device, target = _locate(engine_dir)
         missing = [n for n in manifest.graphs if not (target / f"{n}.plan").is_file()]
         if missing and not build:
             raise ModelError(f"no TensorRT engines for {missing} in {target}: run `faceanon-video export` on this GPU")

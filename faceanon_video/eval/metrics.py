@@ -15,8 +15,9 @@ face oval were altered, and **leaked** otherwise. Precisely:
    percentile mapped to 0..255, at most ``max_contrast_gain`` = 8x). A face in shadow is as
    identifiable as a lit one once brightened, and without the stretch SSIM's stabilising constants
    call any change to a dark face small.
-3. Only the oval inscribed in the box counts: face boxes are rectangles around an oval face, the
-   corners hold hair and background, and ellipse-masked anonymizers leave them alone on purpose.
+3. Only the oval inscribed in the box, shrunk to ``oval_scale`` (90 %), counts: face boxes are
+   rectangles around an oval face, the corners hold hair and background (ellipse-masked
+   anonymizers leave them alone on purpose), and the rim is where annotation conventions disagree.
 4. A pixel is *altered* when the local SSIM (Wang et al. 2004, 7x7 Gaussian window, sigma 1.5)
    between original and output is below ``ssim_altered_below`` (0.85). SSIM rather than a plain
    pixel difference because a blur leaves a face's mean brightness almost unchanged while
@@ -34,11 +35,11 @@ has small, dark, soft faces, plus still photos), comparing original against proc
 =====================================  ======================  ==========================
 processed copy                         altered fraction, mean  counted as covered
 =====================================  ======================  ==========================
-H.264 re-encode, CRF 23 / CRF 30       0.22 / 0.40             0 % / 1 %
-``Blur()`` (sigma 0.125 x face width)  0.97                    92 %
+H.264 re-encode, CRF 23 / CRF 30       0.22 / 0.41             0 % / 1 %
+``Blur()`` (sigma 0.125 x face width)  0.97                    93 %
 ``Mosaic()`` (8 blocks across)         0.97                    100 %
 light blur (sigma 0.05 x width)        0.62                    5 %
-light mosaic (16 blocks)               0.65                    1 %
+light mosaic (16 blocks)               0.65                    0 %
 left / top half blacked out            0.65 / 0.60             8 % / 0 % (the 8 %: profiles)
 =====================================  ======================  ==========================
 
@@ -47,9 +48,9 @@ complementary, model-based check.
 
 Background damage
 -----------------
-The fraction of pixels farther than ``margin`` from every ground-truth face (boxes scaled by
-``margin_scale`` about their centre, 2x by default, so a padded ellipse mask or a lagging track
-box is not blamed) whose colour changed by more than ``changed_above`` (24 of 255, after a
+The fraction of pixels outside every ground-truth face box scaled by ``margin_scale`` about its
+centre (2x by default, so a padded ellipse mask or a lagging track box is not blamed) whose colour
+changed by more than ``changed_above`` (24 of 255, after a
 light 3x3 Gaussian on both frames so codec noise does not count). A frame that the pipeline
 obscured entirely (fail-closed) scores ~100 %.
 

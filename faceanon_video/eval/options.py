@@ -7,6 +7,7 @@ defaults, decide what the option leaves open: the measured run is exactly the ru
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 from faceanon_video.config import BACKENDS, MODES, RunConfig
@@ -19,22 +20,24 @@ _FIELDS = ("mode", "detector", "thresh", "min_face_px", "mask", "mask_scale", "r
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the run being measured (defaults: --config FILE, else faceanon-video's defaults)")
-    group.add_argument("--config", metavar="FILE", help="a JSON run file (from faceanon-video --save-config)")
-    group.add_argument("--mode", choices=MODES, help="anonymization mode (default: blur)")
-    group.add_argument("--detector", choices=DETECTORS, help="face detector (default: yunet)")
-    group.add_argument("--thresh", type=float, help="detection score threshold (default: the detector's)")
-    group.add_argument("--min-face", type=float, dest="min_face_px", help="smallest face width to find, px (default: 24)")
-    group.add_argument("--mask", choices=("ellipse", "box"), help="shape of the replaced area (default: ellipse)")
-    group.add_argument("--mask-scale", type=float, help="grow each face box by this factor (default: 1.3)")
-    group.add_argument("--replace-image", metavar="FILE", help="image pasted over faces with --mode image")
-    group.add_argument("--no-track", dest="track", action="store_const", const=False, help="disable tracking")
-    group.add_argument("--detect-every", type=int, metavar="N", help="full-frame detection every N frames (default: 1)")
-    group.add_argument("--workers", type=int, help="detection threads (default: 2)")
-    group.add_argument("--backend", choices=BACKENDS, help="where the diffusion models run (default: auto)")
+    # SUPPRESS: an option not given is absent from args, so the run file or RunConfig decides.
+    add = functools.partial(group.add_argument, default=argparse.SUPPRESS)
+    add("--config", metavar="FILE", help="a JSON run file (from faceanon-video --save-config)")
+    add("--mode", choices=MODES, help="anonymization mode (default: blur)")
+    add("--detector", choices=DETECTORS, help="face detector (default: yunet)")
+    add("--thresh", type=float, help="detection score threshold (default: the detector's)")
+    add("--min-face", type=float, dest="min_face_px", help="smallest face width to find, px (default: 24)")
+    add("--mask", choices=("ellipse", "box"), help="shape of the replaced area (default: ellipse)")
+    add("--mask-scale", type=float, help="grow each face box by this factor (default: 1.3)")
+    add("--replace-image", metavar="FILE", help="image pasted over faces with --mode image")
+    add("--no-track", dest="track", action="store_const", const=False, help="disable tracking")
+    add("--detect-every", type=int, metavar="N", help="full-frame detection every N frames (default: 1)")
+    add("--workers", type=int, help="detection threads (default: 2)")
+    add("--backend", choices=BACKENDS, help="where the diffusion models run (default: auto)")
     group.add_argument("--model-dir", default=os.environ.get("FACEANON_MODEL_DIR"), help="diffusion weights folder (env FACEANON_MODEL_DIR)")
-    group.add_argument("--engine-dir", help="exported ONNX graphs / TensorRT engines folder")
-    group.add_argument("--steps", type=int, help="diffusion sampling steps (default: 4)")
-    group.add_argument("--key-file", metavar="FILE", help="secret key for per-face seeds (default: a random key per run)")
+    add("--engine-dir", help="exported ONNX graphs / TensorRT engines folder")
+    add("--steps", type=int, help="diffusion sampling steps (default: 4)")
+    add("--key-file", metavar="FILE", help="secret key for per-face seeds (default: a random key per run)")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

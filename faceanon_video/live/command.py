@@ -46,6 +46,8 @@ def build_sinks(config: RunConfig, output: str | None) -> list[Sink]:
     sinks: list[Sink] = []
     if output and not is_live_input(output):
         sinks.append(FileSink(output, segment_s=config.segment_s, overwrite=config.overwrite, **encoder))
+    elif config.segment_s is not None:
+        raise ConfigError("--segment-seconds needs a recording: -o FILE.mp4/.mkv/.ts")
     sinks += [StreamSink(url, reconnect_max_s=config.reconnect_max_s, **encoder) for url in urls]
     if config.preview:
         sinks.append(WindowPreview() if window_available() else MjpegPreview(port=config.preview_port))

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
+import cv2
 import numpy as np
 
 from faceanon_video.anonymize.filters import obscure_whole_frame
@@ -64,6 +65,9 @@ class DeadlineDetector:
     def __init__(self, processor: FrameProcessor) -> None:
         self.processor = processor
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-detect")
+        # Build the worker thread's own detector now (FrameProcessor keeps one per thread), so the first
+        # frame does not pay for loading it and miss its deadline.
+        self._pool.submit(processor.detect, Frame(bgr=np.zeros((64, 64, 3), np.uint8), index=0)).result()
         self._running: concurrent.futures.Future | None = None
 
     def detect(self, frame: Frame, deadline_s: float) -> Detections | BaseException | None:
@@ -190,7 +194,7 @@ class LiveRunner:
                 continue
             if self._shape is None:
                 self._start_outputs()
-            self._shape = frame.bgr.shape
+                self._shape = frame.bgr.shape
             self._last_frame_s = time.monotonic()
             if self._filling_since is not None:
                 log.warning("source back: %d black frames were sent during the outage", self.filler_frames - self._filling_since)
@@ -227,7 +231,11 @@ class LiveRunner:
     def _emit(self, frame: Frame, time_s: float | None) -> None:
         """Stamp ``frame`` on the run's clock (continuous across reconnects) and hand it to every output."""
         now = time.monotonic()
-        frame.pts = round((((time_s or now) - self._started_s)) / LIVE_TIME_BASE)
+        if frame.bgr.shape != self._shape:
+            # The source came back at another resolution; the encoders keep the size they started with.
+            height, width = self._shape[:2]
+            frame = frame.with_image(cv2.resize(frame.bgr, (width, height), interpolation=cv2.INTER_AREA))
+        frame.pts = round(((time_s or now) - self._started_s) / LIVE_TIME_BASE)
         frame.time_base = LIVE_TIME_BASE
         for worker in self.workers:
             worker.submit(frame)
@@ -272,7 +280,7 @@ class LiveRunner:
             gaps=[{"start_s": round(g.start_s - started, 2), "duration_s": round(g.duration_s, 2), "reason": g.reason} for g in self.source.gaps],
             written={w.name: w.written for w in self.workers},
             output_dropped={w.name: w.dropped for w in self.workers},
-            latency_ms={w.name: latency_stats_ms(w.latencies_s) for w in self.workers},
+            latency_ms={w.name: latency_stats_ms(w.latencies_s()) for w in self.workers},
         )
 
 

@@ -28,6 +28,7 @@ import cv2
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.io.encode import VideoWriter
 from faceanon_video.live.mailbox import Mailbox
+from faceanon_video.live.sources import protocol_missing
 from faceanon_video.types import Frame
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ class StreamSink:
             try:
                 self._writer = LiveWriter(self.target, self.fps, LIVE_TIME_BASE, container_format=self.format, container_options=self.options, atomic=False, **self.encoder)
             except FaceanonError as exc:
+                if protocol_missing(exc):
+                    raise ConfigError(f"{self.url}: this FFmpeg build cannot send {self.format} over {self.url.split(':', 1)[0]}://") from exc
                 return self._lost(exc)
         try:
             self._writer.write(frame)  # the connection is made with the first frame (the header)
@@ -395,7 +398,8 @@ class SinkWorker:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.name = sink.name
-        self.latencies_s: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._latencies_s: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._latency_lock = threading.Lock()  # copying a deque while another thread appends raises
         self.written = 0
         self.error: BaseException | None = None
         self._box: Mailbox[Frame] = Mailbox()
@@ -429,7 +433,13 @@ class SinkWorker:
             if written:
                 self.written += 1
                 if frame.capture_s is not None:
-                    self.latencies_s.append(time.monotonic() - frame.capture_s)
+                    with self._latency_lock:
+                        self._latencies_s.append(time.monotonic() - frame.capture_s)
+
+    def latencies_s(self) -> list[float]:
+        """Capture -> written, per frame, oldest first (the last ``LATENCY_WINDOW`` frames)."""
+        with self._latency_lock:
+            return list(self._latencies_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is pending, then finalise the sink (flush the encoder, end the file or stream)."""

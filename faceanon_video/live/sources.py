@@ -46,6 +46,12 @@ def camera_input(index: int) -> tuple[str, str]:
     raise ConfigError("--camera works on Linux (v4l2) and macOS; on Windows use a stream URL as INPUT")
 
 
+def protocol_missing(exc: BaseException) -> bool:
+    """Whether an open failed because this FFmpeg build lacks the protocol (e.g. PyAV's wheels have no
+    SRT): retrying cannot help, so it is reported at once instead of reconnected forever."""
+    return isinstance(exc, av.error.ProtocolNotFoundError) or isinstance(exc.__cause__, av.error.ProtocolNotFoundError)
+
+
 def input_options(url: str, open_timeout_s: float, user: dict[str, str] | None = None) -> dict[str, str]:
     """FFmpeg options for a live input: low-delay demuxing and decoding, TCP for RTSP; ``user``'s win."""
     options = {
@@ -235,6 +241,9 @@ class LiveSource:
         try:
             container = container or self._open()
         except InputError as exc:
+            if protocol_missing(exc):
+                self._failed = InputError(f"{self.url}: this FFmpeg build cannot read {self.url.split(':', 1)[0]}:// streams")
+                return _STOPPED
             return str(exc).removeprefix(f"{self.url}: ")
         try:
             if not container.streams.video:

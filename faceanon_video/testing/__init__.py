@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and evaluation: synthetic clips with exact ground truth (``synthetic``)."""

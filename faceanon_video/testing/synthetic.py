@@ -15,11 +15,13 @@ Ground truth JSON (read by ``faceanon_video.eval.annotations.read_gt_json``)::
                  "visible": 0.93, "size_px": 55.0, "conditions": ["crossing"], "ignore": false}]}]}
 
 ``xyxy`` is the face box (as YuNet draws it on the full-resolution source photo, then moved,
-scaled and squeezed with the face), clipped to the frame. ``visible`` is the fraction of that box's
-unclipped area that is on screen and not hidden by an occluder or another face; a face with nothing
-visible is left out of its frame, and faces less than ``IGNORE_VISIBLE_BELOW`` visible are marked
-``ignore`` (a sliver of cheek is neither leaked nor found). ``size_px`` is the box height before
-clipping; ``conditions`` names the degradations active on that face in that frame.
+scaled and squeezed with the face), clipped to the frame. ``visible`` is the fraction of the face
+as pasted (its box, inside the soft-edged head cut-out) that is on screen and not hidden by an
+occluder or another face; a face with nothing visible is left out of its frame, and faces less than
+``IGNORE_VISIBLE_BELOW`` visible are marked ``ignore`` (a sliver of cheek is neither leaked nor
+found). ``size_px`` is the box height before clipping; ``conditions`` names what is happening to
+that face in that frame: ``blur``, ``dim``, ``squeeze``, ``halfcrop``, ``small`` (< 24 px),
+``occluded`` (partly hidden), ``truncated`` (partly off-screen), ``crossing``.
 
 The default scenario (``default_scenario``) has six people over ``n_frames`` (default 90):
 
@@ -28,7 +30,8 @@ The default scenario (``default_scenario``) has six people over ``n_frames`` (de
 ====  =======================  ===============================================================
  1    a johns chip             walks left to right along the top; crossed by 2 (behind it)
  2    two_people.jpg (right)   walks right to left along the top, in front of 1
- 3    astronaut.png            darts across the bottom left (motion blur), then stands in shadow
+ 3    astronaut.png            speeds up to a run along the bottom (motion blur grows with speed),
+                               then stands in shadow (dim light)
  4    obama.jpg                walks out of the right edge, comes back in later
  5    a johns chip, 26->20 px  small face wandering in the middle
  6    alex-lacamoire.png       turns its head (horizontal squeeze), is half cut (profile-like),
@@ -364,9 +367,9 @@ def _velocity(actor: Actor, u: float, n_frames: int) -> np.ndarray:
     return (np.array(b[:2]) - np.array(a[:2])) / 2.0  # px per frame (central difference)
 
 
-def _paste(canvas, owner, k, sprite: _Sprite, pose, velocity, effects, u, noise_rng) -> tuple[np.ndarray, int, list[str]]:
+def _paste(canvas, owner, k, sprite: _Sprite, pose, velocity, effects, u, noise_rng) -> tuple[np.ndarray, tuple[int, int], list[str]]:
     """Composite one face; return its face box in frame coordinates (unclipped), how many face
-    pixels it pasted (on screen or not) and the conditions."""
+    pixels it pasted (in all, and on screen) and the conditions."""
     cx, cy, face_h = pose
     scale = face_h / (sprite.face_xyxy[3] - sprite.face_xyxy[1])
     sx, sy = scale, scale
@@ -418,21 +421,25 @@ def _paste(canvas, owner, k, sprite: _Sprite, pose, velocity, effects, u, noise_
         face_mask &= alpha > 0.5
         # Visibility is relative to the face's own pasted footprint, off-screen parts included.
         own_px = int(face_mask.sum())
-        owner[y0:y1, x0:x1][face_mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox]] = k
+        on_screen = face_mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        owner[y0:y1, x0:x1][on_screen] = k
+        on_screen_px = int(on_screen.sum())
+        if on_screen_px < 0.98 * own_px:
+            conditions.append("truncated")
     else:
-        own_px = max(int((face[2] - face[0]) * (face[3] - face[1])), 1)
-    return face + np.array([ox, oy, ox, oy]), own_px, conditions
+        own_px, on_screen_px = max(int((face[2] - face[0]) * (face[3] - face[1])), 1), 0
+    return face + np.array([ox, oy, ox, oy]), (own_px, on_screen_px), conditions
 
 
 def _visible_faces(placed: dict, owner: np.ndarray, width: int, height: int) -> list[dict]:
     faces = []
     counts = np.bincount(owner[owner >= 0].ravel(), minlength=max(placed, default=-1) + 1)
-    for k, (xyxy, own_px, face_h, conditions) in sorted(placed.items()):
+    for k, (xyxy, (own_px, on_screen_px), face_h, conditions) in sorted(placed.items()):
         visible = float(counts[k] / max(own_px, 1)) if k < len(counts) else 0.0
         clipped = np.clip(xyxy, 0, [width, height, width, height])
         if visible <= 0.0 or clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
             continue
-        if visible < 0.98:
+        if k < len(counts) and counts[k] < 0.98 * on_screen_px:
             conditions = conditions + ["occluded"]
         faces.append(
             {

@@ -12,9 +12,9 @@ Per frame:
 4. Stage 3: tentative (new, unconfirmed) tracks <- remaining high-score detections, then <- remaining
    low-score ones (these keep a tentative track alive but do not count towards confirming it).
 5. Unmatched high-score detections (and low-score ones cut by the frame border: faces entering the
-   picture) start tentative tracks; a tentative track missed once is dropped
-   (a blinking false positive), a confirmed one coasts on its predicted box for ``lost_track_buffer``
-   frames and is still anonymized (``predicted=True``).
+   picture) start tentative tracks, anonymized at once. A tentative track missed once is dropped (a
+   blinking false positive); one detected ``min_hits`` times is confirmed and, when missed, coasts
+   on its predicted box for ``lost_track_buffer`` frames, still anonymized (``predicted=True``).
 
 Privacy invariants (tested): every input detection with ``score >= high_thresh`` is in the output,
 confirmed or not; a track's output box is its smoothed box grown with its speed and, while
@@ -27,7 +27,7 @@ gives the same ids and, with the same key, the same seeds (``seeds.py``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -37,7 +37,7 @@ from faceanon_video.track.seeds import TrackSeeder, random_key
 from faceanon_video.track.smoothing import OneEuro, hold_pad, motion_pad, move_landmarks, pad_boxes
 from faceanon_video.types import Detections, Frame
 
-__all__ = ["ByteTracker", "buffered_iou"]
+__all__ = ["ByteTracker", "ByteTrackSettings", "buffered_iou"]
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,10 @@ class _Tracks:
     confirmed: np.ndarray  # (n,) bool
     since_seen: np.ndarray  # (n,) frames since the last matched detection (0 = detected now)
     score: np.ndarray  # (n,) last detection score
-    box: np.ndarray  # (n, 4) smoothed xyxy (One-Euro state)
-    box_rate: np.ndarray  # (n, 4)
-    landmarks: np.ndarray  # (n, 5, 2) smoothed, NaN if unknown
-    landmarks_rate: np.ndarray  # (n, 5, 2)
+    # Box and landmarks, smoothed together (One-Euro state): [x0, y0, x1, y1, 5 x (x, y)], NaN
+    # landmarks if unknown. One array so one filter step serves both.
+    shape: np.ndarray  # (n, 14)
+    shape_rate: np.ndarray  # (n, 14)
     pad: np.ndarray  # (n, 2) per-side motion padding last output (peak-hold state)
 
     @classmethod
@@ -111,13 +111,21 @@ class _Tracks:
         shapes = {
             "track_id": ((0,), np.int64), "mean": ((0, 8), float), "cov": ((0, 8, 8), float),
             "hits": ((0,), np.int64), "confirmed": ((0,), bool), "since_seen": ((0,), np.int64),
-            "score": ((0,), np.float32), "box": ((0, 4), float), "box_rate": ((0, 4), float),
-            "landmarks": ((0, 5, 2), float), "landmarks_rate": ((0, 5, 2), float), "pad": ((0, 2), float),
+            "score": ((0,), np.float32), "shape": ((0, 14), float), "shape_rate": ((0, 14), float),
+            "pad": ((0, 2), float),
         }  # fmt: skip
         return cls(**{name: np.zeros(shape, dtype) for name, (shape, dtype) in shapes.items()})
 
     def __len__(self) -> int:
         return len(self.track_id)
+
+    @property
+    def box(self) -> np.ndarray:
+        return self.shape[:, :4]
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        return self.shape[:, 4:].reshape(-1, 5, 2)
 
     def take(self, index) -> _Tracks:
         return _Tracks(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
@@ -126,8 +134,70 @@ class _Tracks:
         return _Tracks(**{f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
 
 
+@dataclass(frozen=True)
+class ByteTrackSettings:
+    """Every knob of ``ByteTracker``, with what turning it buys and costs."""
+
+    #: Detections at or above this score start tracks and are always anonymized. Set it to the
+    #: detection threshold the user chose; lower = more false positives blurred, higher = more
+    #: faces left to the tracker alone.
+    high_thresh: float = 0.6
+    #: Detections in [low_thresh, high_thresh) only extend existing tracks (stage 2); the detector
+    #: must run at this threshold for stage 2 to see them. Lower = tracks survive blur and dim light
+    #: longer, but clutter can hijack a lost track.
+    low_thresh: float = 0.3
+    #: Minimum buffered IoU x score to match a high detection to a track. Lower = fewer broken
+    #: tracks on fast motion, more id swaps when faces cross.
+    match_thresh: float = 0.2
+    #: Minimum buffered IoU for low-score detections (no score fusion: scores are low there).
+    low_match_thresh: float = 0.3
+    #: How much boxes are enlarged before IoU (fraction of size per side). Larger = tolerates faster
+    #: motion and tiny faces, weaker separation of nearby faces.
+    iou_buffer: float = 0.3
+    #: Per coasted frame the buffer grows by this fraction (up to 4x), so a track re-acquires a face
+    #: that drifted from its prediction during a long miss. Larger = fewer new ids after
+    #: occlusions, more risk of taking a neighbour's face.
+    buffer_growth: float = 0.25
+    #: Low-score detections within this many pixels of the frame border also start tracks: a face
+    #: entering the frame is cut off and scores low. None = only high-score detections start tracks
+    #: (fewer false positives along the borders).
+    border_px: float | None = 2.0
+    #: Detections needed to confirm a track. A tentative track is dropped at its first miss; a
+    #: confirmed one coasts. 1 = every detection coasts (blinking false positives become lingering
+    #: blobs); higher = a real face first seen briefly is not carried through a following miss.
+    min_hits: int = 2
+    #: Frames a confirmed track coasts without a detection before it is dropped. Longer = covers
+    #: longer occlusions and detector failures, but a face that left leaves a drifting blob behind.
+    lost_track_buffer: int = 15
+    #: Frames of motion added around each box (per side) so smoothing lag and acceleration do not
+    #: uncover a moving face. Larger = safer, bigger masks on fast movers.
+    motion_lead: float = 1.5
+    #: Standard deviations of the predicted position added around coasting boxes.
+    sigma_k: float = 2.0
+    #: Cap on the per-side growth, as a fraction of the box size. Measured on the synthetic clip:
+    #: 1.0 leaves a sprinting, motion-blurred face uncovered for a few frames, 1.5 does not.
+    max_growth: float = 1.5
+    #: The growth rises at once but shrinks by at most this factor per frame, so noisy speed
+    #: estimates do not make the mask breathe. Lower = masks tighten sooner after a face slows.
+    pad_decay: float = 0.9
+    #: One-Euro settings for boxes and landmarks; None = raw detector boxes (jittery).
+    smoother: OneEuro | None = OneEuro()
+    #: Motion-model noise settings.
+    kalman: BoxKalman = BoxKalman()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low_thresh <= self.high_thresh:
+            raise ValueError(f"need 0 <= low_thresh <= high_thresh, got {self.low_thresh}, {self.high_thresh}")
+        if self.min_hits < 1 or self.lost_track_buffer < 0:
+            raise ValueError(f"need min_hits >= 1 and lost_track_buffer >= 0, got {self.min_hits}, {self.lost_track_buffer}")
+
+
 class ByteTracker:
     """Multi-face tracker; ``update(detections | None, frame) -> Detections`` with ids, flags, seeds.
+
+    Settings come as a ``ByteTrackSettings`` and/or its field names as keywords; seeds come from
+    ``key`` or ``seeder`` (``seeds.TrackSeeder``), and with neither a random key is drawn, so seeds
+    differ between runs.
 
     >>> t = ByteTracker(key=b"k" * 32, min_hits=2)
     >>> frame = Frame(bgr=np.zeros((100, 100, 3), np.uint8), index=0)
@@ -141,81 +211,13 @@ class ByteTracker:
 
     def __init__(
         self,
-        high_thresh: float = 0.6,
-        low_thresh: float = 0.3,
-        match_thresh: float = 0.2,
-        low_match_thresh: float = 0.3,
-        iou_buffer: float = 0.3,
-        buffer_growth: float = 0.25,
-        border_px: float | None = 2.0,
-        min_hits: int = 2,
-        lost_track_buffer: int = 15,
-        motion_lead: float = 1.5,
-        sigma_k: float = 2.0,
-        max_growth: float = 1.5,
-        pad_decay: float = 0.9,
-        smoother: OneEuro | None = OneEuro(),
-        kalman: BoxKalman = BoxKalman(),
+        settings: ByteTrackSettings | None = None,
+        *,
         key: bytes | None = None,
         seeder: TrackSeeder | None = None,
+        **overrides,
     ) -> None:
-        """
-        Args:
-            high_thresh: detections at or above this score start tracks and are always anonymized.
-                Set it to the detection threshold the user chose; lower = more false positives
-                blurred, higher = more faces left to the tracker alone.
-            low_thresh: detections in [low_thresh, high_thresh) only extend existing tracks (stage 2).
-                The detector must run at this threshold for stage 2 to see them. Lower = tracks
-                survive blur and dim light longer, but clutter can hijack a lost track.
-            match_thresh: minimum buffered IoU x score to match a high detection to a track. Lower =
-                fewer broken tracks on fast motion, more id swaps when faces cross.
-            low_match_thresh: minimum buffered IoU for stage 2 (no score fusion: scores are low there).
-            iou_buffer: how much boxes are enlarged before IoU (fraction of size per side). Larger =
-                tolerates faster motion and tiny faces, weaker separation of nearby faces.
-            buffer_growth: per coasted frame, the buffer grows by this fraction (up to 4x), so a
-                track re-acquires a face that drifted from its prediction during a long miss.
-                Larger = fewer new ids after occlusions, more risk of taking a neighbour's face.
-            border_px: low-score detections within this many pixels of the frame border also start
-                tracks: a face entering the frame is cut off and scores low. None = only high-score
-                detections start tracks (fewer false positives along the borders).
-            min_hits: detections needed to confirm a track. A tentative track is dropped at its first
-                miss; a confirmed one coasts. 1 = every detection coasts (blinking false positives
-                become lingering blobs); higher = a real face first seen briefly is not carried
-                through a following miss.
-            lost_track_buffer: frames a confirmed track coasts without a detection before it is
-                dropped. Longer = covers longer occlusions/detector failures, but a face that left
-                leaves a drifting blob behind, and a returning face may be matched to a stale track.
-            motion_lead: frames of motion added around each box (per side) so smoothing lag and
-                acceleration do not uncover a moving face. Larger = safer, bigger masks on movers.
-            sigma_k: standard deviations of the predicted position added around coasting boxes.
-            max_growth: cap on the per-side growth, as a fraction of the box size.
-            pad_decay: the growth rises at once but shrinks by at most this factor per frame, so
-                noisy speed estimates do not make the mask breathe. Lower = masks tighten sooner
-                after a face slows down.
-            smoother: One-Euro settings for boxes and landmarks; None = raw detector boxes (jittery).
-            kalman: motion-model noise settings.
-            key / seeder: where per-track seeds come from (``seeds.TrackSeeder``); with neither, a
-                random key is drawn, so seeds differ between runs.
-        """
-        if not 0.0 <= low_thresh <= high_thresh:
-            raise ValueError(f"need 0 <= low_thresh <= high_thresh, got {low_thresh}, {high_thresh}")
-        if min_hits < 1 or lost_track_buffer < 0:
-            raise ValueError(f"need min_hits >= 1 and lost_track_buffer >= 0, got {min_hits}, {lost_track_buffer}")
-        self.high_thresh = high_thresh
-        self.low_thresh = low_thresh
-        self.match_thresh = match_thresh
-        self.low_match_thresh = low_match_thresh
-        self.iou_buffer = iou_buffer
-        self.buffer_growth = buffer_growth
-        self.border_px = border_px
-        self.min_hits = min_hits
-        self.lost_track_buffer = lost_track_buffer
-        self.motion_lead = motion_lead
-        self.sigma_k = sigma_k
-        self.max_growth = max_growth
-        self.pad_decay = pad_decay
-        self.smoother = smoother
-        self.kalman = kalman
+        self.settings = replace(settings or ByteTrackSettings(), **overrides)
         self.seeder = seeder or TrackSeeder(key if key is not None else random_key())
         self.reset()
 
@@ -234,7 +236,7 @@ class ByteTracker:
         t = self._tracks
         if not len(t):
             return np.zeros((0, 4), np.float32)
-        mean, cov = self.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
+        mean, cov = self.settings.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
         box = cxcywh_to_xyxy(mean[:, :4])
         return pad_boxes(box, self._pad(mean, cov, box, coasting=np.ones(len(t), bool)))
 
@@ -243,29 +245,31 @@ class ByteTracker:
         dropped for being missed. Returns one row per live track (see the class docstring)."""
         t = self._tracks
         # 1. Predict.
-        t.mean, t.cov = self.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
+        t.mean, t.cov = self.settings.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
         t.since_seen = t.since_seen + 1
         source = np.full(len(t), -1, np.intp)  # detection row feeding each track this frame
 
         if detections is not None:
             dets = detections
-            high = dets.score >= self.high_thresh
-            low = (dets.score >= self.low_thresh) & ~high
+            high = dets.score >= self.settings.high_thresh
+            low = (dets.score >= self.settings.low_thresh) & ~high
             # The net widens while a track coasts: its position is less and less certain.
-            buffer = self.iou_buffer * np.minimum(1.0 + self.buffer_growth * (t.since_seen - 1), 4.0)
+            buffer = self.settings.iou_buffer * np.minimum(1.0 + self.settings.buffer_growth * (t.since_seen - 1), 4.0)
             iou = buffered_iou(cxcywh_to_xyxy(t.mean[:, :4]), dets.xyxy, buffer)
             fused = iou * dets.score[None, :]
             # 2-4. Association stages: (tracks, detections, gate, fuse score, counts towards confirmation).
             # Low-score boxes keep a tentative track alive but do not confirm it: clutter scores low.
             taken = np.zeros(len(dets), bool)
             stages = (
-                (t.confirmed, high, self.match_thresh, True, True),
-                (t.confirmed, low, self.low_match_thresh, False, True),
-                (~t.confirmed, high, self.match_thresh, True, True),
-                (~t.confirmed, low, self.low_match_thresh, False, False),
+                (t.confirmed, high, self.settings.match_thresh, True, True),
+                (t.confirmed, low, self.settings.low_match_thresh, False, True),
+                (~t.confirmed, high, self.settings.match_thresh, True, True),
+                (~t.confirmed, low, self.settings.low_match_thresh, False, False),
             )
             hit = np.zeros(len(t), bool)
             for track_mask, det_mask, gate, fuse, counts in stages:
+                if not (track_mask.any() and det_mask.any()):
+                    continue
                 track_rows = np.flatnonzero(track_mask & (source < 0))
                 det_rows = np.flatnonzero(det_mask & ~taken)
                 if not len(track_rows) or not len(det_rows):
@@ -276,7 +280,7 @@ class ByteTracker:
                 hit[track_rows[ti]] = counts
             # A face entering the frame is only partly visible and scores low, so low-score boxes
             # cut by the frame border may start tracks too.
-            entering = low & _touches_border(dets.xyxy, frame, self.border_px)
+            entering = low & _touches_border(dets.xyxy, frame, self.settings.border_px)
             free_high = np.flatnonzero((high | entering) & ~taken)
             self._correct(t, source, hit, dets)
             # 5. Tentative tracks must be re-detected every time the detector looks.
@@ -292,7 +296,7 @@ class ByteTracker:
         # Drop tracks lost for too long or whose predicted box has left the frame entirely.
         box = cxcywh_to_xyxy(t.mean[:, :4])
         inside = (box[:, 2] > 0) & (box[:, 3] > 0) & (box[:, 0] < frame.width) & (box[:, 1] < frame.height)
-        alive = (t.since_seen <= self.lost_track_buffer) & inside
+        alive = (t.since_seen <= self.settings.lost_track_buffer) & inside
         if log.isEnabledFor(logging.DEBUG) and not alive.all():
             log.debug("frame %d: dropped tracks %s", frame.index, t.track_id[~alive].tolist())
         if not alive.all():
@@ -304,16 +308,15 @@ class ByteTracker:
 
     def _start(self, dets: Detections) -> _Tracks:
         n = len(dets)
-        mean, cov = self.kalman.initiate(dets.xyxy)
+        mean, cov = self.settings.kalman.initiate(dets.xyxy)
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         log.debug("new tracks %s", ids.tolist())
-        box = dets.xyxy.astype(float)
-        lms = dets.landmarks.astype(float)
+        shape = _shape(dets.xyxy, dets.landmarks)
         return _Tracks(
-            track_id=ids, mean=mean, cov=cov, hits=np.ones(n, np.int64), confirmed=np.full(n, self.min_hits <= 1),
-            since_seen=np.zeros(n, np.int64), score=dets.score.copy(), box=box, box_rate=np.zeros_like(box),
-            landmarks=lms, landmarks_rate=np.zeros_like(lms), pad=np.zeros((n, 2)),
+            track_id=ids, mean=mean, cov=cov, hits=np.ones(n, np.int64), confirmed=np.full(n, self.settings.min_hits <= 1),
+            since_seen=np.zeros(n, np.int64), score=dets.score.copy(), shape=shape, shape_rate=np.zeros_like(shape),
+            pad=np.zeros((n, 2)),
         )  # fmt: skip
 
     def _correct(self, t: _Tracks, source: np.ndarray, hit: np.ndarray, dets: Detections) -> None:
@@ -322,37 +325,34 @@ class ByteTracker:
         if not len(rows):
             return
         d = source[rows]
-        t.mean[rows], t.cov[rows] = self.kalman.update(t.mean[rows], t.cov[rows], dets.xyxy[d])
+        t.mean[rows], t.cov[rows] = self.settings.kalman.update(t.mean[rows], t.cov[rows], dets.xyxy[d])
         t.hits[rows] += hit[rows]
-        t.confirmed[rows] |= t.hits[rows] >= self.min_hits
+        t.confirmed[rows] |= t.hits[rows] >= self.settings.min_hits
         t.since_seen[rows] = 0
         t.score[rows] = dets.score[d]
-        xyxy, lms = dets.xyxy[d].astype(float), dets.landmarks[d].astype(float)
-        if self.smoother is None:
-            t.box[rows], t.landmarks[rows] = xyxy, lms
+        shape = _shape(dets.xyxy[d], dets.landmarks[d])
+        if self.settings.smoother is None:
+            t.shape[rows] = shape
             return
-        scale = xyxy[:, 3] - xyxy[:, 1]
-        t.box[rows], t.box_rate[rows] = self.smoother.step(xyxy, (t.box[rows], t.box_rate[rows]), scale)[1]
-        t.landmarks[rows], t.landmarks_rate[rows] = self.smoother.step(
-            lms, (t.landmarks[rows], t.landmarks_rate[rows]), scale
-        )[1]
+        scale = shape[:, 3] - shape[:, 1]
+        t.shape[rows], t.shape_rate[rows] = self.settings.smoother.step(shape, (t.shape[rows], t.shape_rate[rows]), scale)[1]
 
     def _coast(self, t: _Tracks, predicted: np.ndarray) -> None:
         """Tracks without a detection take the motion model's box and carry their landmarks along."""
         if not predicted.any():
             return
         new_box = cxcywh_to_xyxy(t.mean[predicted, :4])
-        t.landmarks[predicted] = move_landmarks(t.landmarks[predicted], t.box[predicted], new_box)
-        t.box[predicted] = new_box
+        moved = move_landmarks(t.landmarks[predicted], t.box[predicted], new_box)
+        t.shape[predicted] = np.concatenate([new_box, moved.reshape(-1, 10)], axis=1)
 
     def _pad(self, mean: np.ndarray, cov: np.ndarray, box: np.ndarray, coasting: np.ndarray) -> np.ndarray:
         sigma = np.sqrt(cov[:, [0, 1], [0, 1]]) * coasting[:, None]
-        return motion_pad(box, mean[:, 4:6], sigma, self.motion_lead, self.sigma_k, self.max_growth)
+        return motion_pad(box, mean[:, 4:6], sigma, self.settings.motion_lead, self.settings.sigma_k, self.settings.max_growth)
 
     def _output(
         self, t: _Tracks, source: np.ndarray, predicted: np.ndarray, dets: Detections | None, frame: Frame
     ) -> Detections:
-        t.pad = hold_pad(self._pad(t.mean, t.cov, t.box, predicted), t.pad, self.pad_decay)
+        t.pad = hold_pad(self._pad(t.mean, t.cov, t.box, predicted), t.pad, self.settings.pad_decay)
         xyxy = pad_boxes(t.box, t.pad)
         xyxy = np.clip(xyxy, 0, [frame.width, frame.height, frame.width, frame.height])
         # Rows are already in id order: new tracks are appended, removals keep the order.
@@ -365,6 +365,10 @@ class ByteTracker:
             seed=self.seeder.seeds_for(t.track_id),
             data=_carry_data(dets, source),
         )
+
+
+def _shape(xyxy: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    return np.concatenate([xyxy, landmarks.reshape(-1, 10)], axis=1).astype(float)
 
 
 def _carry_data(dets: Detections | None, source: np.ndarray) -> dict[str, np.ndarray]:

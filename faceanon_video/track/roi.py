@@ -4,13 +4,14 @@ On frames where the full-frame detector is skipped (``--detect-every N``), the f
 tracked are looked for again in padded crops around their predicted boxes. The crops are taken from
 the full-resolution frame (the full-frame detector may shrink large frames, see
 ``detect.scaling``), scaled so each face has a size the detector handles well, and packed into one
-small mosaic so a single detector call covers them all: a fraction of a full-frame pass. New faces that appear away from every track are only found at the
-next full-frame pass: that delay is the price of ``--detect-every``.
+small mosaic so a single detector call covers them all: a fraction of a full-frame pass. New faces
+that appear away from every track are only found at the next full-frame pass: that delay is the
+price of ``--detect-every``.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,49 +21,30 @@ from faceanon_video.types import Detections
 
 __all__ = ["RoiRedetector", "pack_tiles"]
 
-log = logging.getLogger(__name__)
-
-
+@dataclass
 class RoiRedetector:
-    """Runs a ``Detector`` on padded crops around given boxes and maps the faces back.
+    """Runs a ``Detector`` on padded crops around given boxes and maps the faces back."""
 
-    Args:
-        detector: any ``Detector``; it must accept images of any size.
-        pad: margin around each box, as a fraction of its larger side, per side. Larger = finds a
-            face that moved further than predicted, slower.
-        min_crop_px: crops are at least this big (as the detector sees them) for some context.
-        target_face_px: each crop is scaled so its smallest predicted face has this height: small
-            faces are upscaled (detectors miss 20-30 px faces far more often than 60 px ones), big
-            ones shrunk (cheaper, and still well within what the detector finds).
-        max_upscale / min_scale: limits of that scaling (interpolation adds no detail beyond a
-            point; shrinking too far would lose the smaller faces sharing a crop).
-        gap_px: grey gap between crops in the mosaic the detector sees.
-        nms_iou: IoU above which two boxes from overlapping crops are taken for the same face.
-        full_frame_fraction: if the merged crops cover more than this fraction of the frame, one
-            full-frame pass is cheaper than the crops.
-    """
-
-    def __init__(
-        self,
-        detector: Detector,
-        pad: float = 0.5,
-        min_crop_px: int = 64,
-        target_face_px: float = 48,
-        max_upscale: float = 3.0,
-        min_scale: float = 0.25,
-        gap_px: int = 16,
-        nms_iou: float = 0.45,
-        full_frame_fraction: float = 0.6,
-    ) -> None:
-        self.detector = detector
-        self.pad = pad
-        self.min_crop_px = min_crop_px
-        self.target_face_px = target_face_px
-        self.max_upscale = max_upscale
-        self.min_scale = min_scale
-        self.gap_px = gap_px
-        self.nms_iou = nms_iou
-        self.full_frame_fraction = full_frame_fraction
+    #: Any ``Detector``; it must accept images of any size. Give it its own instance (calls come
+    #: from the in-order tracking step, not the detection threads).
+    detector: Detector
+    #: Margin around each box, as a fraction of its larger side, per side. Larger = finds a face
+    #: that moved further than predicted, at more pixels searched.
+    pad: float = 0.5
+    #: Crops are at least this big (as the detector sees them), for some context.
+    min_crop_px: int = 64
+    #: Each crop is scaled so its face has this height: small faces are upscaled (detectors miss
+    #: 20-30 px faces far more often than 60 px ones), big ones shrunk (cheaper, still well found).
+    target_face_px: float = 48
+    #: Limits of that scaling: interpolation adds no detail beyond ``max_upscale``.
+    max_upscale: float = 3.0
+    min_scale: float = 0.25
+    #: Grey gap between crops in the mosaic the detector sees.
+    gap_px: int = 16
+    #: IoU above which two boxes from overlapping crops are taken for the same face.
+    nms_iou: float = 0.45
+    #: If the crops cover more than this fraction of the frame, one full-frame pass is cheaper.
+    full_frame_fraction: float = 0.6
 
     def regions(self, boxes_xyxy: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Integer crop rectangles (n, 4), one per box (padded, clipped to the frame), and the scale
@@ -72,8 +54,6 @@ class RoiRedetector:
         height, width = frame_shape[:2]
         boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
         size = boxes[:, 2:] - boxes[:, :2]
-        # Each face is brought to target_face_px: small faces are upscaled (detectors miss 20-30 px
-        # faces), big ones shrunk (a 48 px face is still found, and cost grows with pixels seen).
         scale = np.clip(self.target_face_px / np.maximum(size[:, 1], 1.0), self.min_scale, self.max_upscale)
         center = (boxes[:, :2] + boxes[:, 2:]) / 2
         half = np.maximum(size / 2 + self.pad * size.max(axis=1, keepdims=True), (self.min_crop_px / 2 / scale)[:, None])

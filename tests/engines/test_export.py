@@ -82,6 +82,7 @@ def test_fp16_unet_matches_fp32_torch(tiny_model_dir, tmp_path):
 
     reference = TorchBackend(load_models(tiny_model_dir))
     half = TorchBackend(load_models(tiny_model_dir), dtype=torch.float16)
+    export._upcast_attention(half.models)  # as export_models does for fp16
     spec = export.probe_specs(reference)[specs.UNET]
     module = export._Traced(graph_functions(half)[specs.UNET], spec, half)
     export.export_graph(module, spec, tmp_path / "unet.onnx")
@@ -100,21 +101,25 @@ def test_fp16_unet_matches_fp32_torch(tiny_model_dir, tmp_path):
 
 
 def test_upcast_attention_swaps_sdpa_where_the_model_asks(tiny_model_dir):
-    from diffusers.models.attention_processor import AttnProcessor
+    from diffusers.models.attention_processor import Attention, AttnProcessor
 
     from faceanon_video.anonymize.diffusion.backend import TorchBackend
     from faceanon_video.anonymize.diffusion.models import load_models
 
     models = load_models(tiny_model_dir)
-    assert export._upcast_attention(models) == 0  # the tiny model does not set upcast_attention
-    backend = TorchBackend(models)
-    attention = [m for m in models.unet.modules() if type(m).__name__ == "Attention"]
-    for module in attention:
+    TorchBackend(models)  # installs the reference writers/readers that wrap an inner processor
+    unet_attention = [m for m in models.unet.modules() if isinstance(m, Attention)]
+    vae_attention = [m for m in models.vae.modules() if isinstance(m, Attention)]
+    assert vae_attention and all(m.upcast_softmax for m in vae_attention)
+    # The tiny UNet does not set upcast_attention: only the VAE's attention is changed.
+    assert export._upcast_attention(models) == len(vae_attention)
+    assert all(isinstance(m.processor, AttnProcessor) for m in vae_attention)
+    for module in unet_attention:
         module.upcast_attention = True  # as SD 2.1's config does
-    assert export._upcast_attention(models) == len(attention)
-    readers = [m.processor for m in attention if hasattr(m.processor, "inner")]
+    assert export._upcast_attention(models) == len(unet_attention)
+    readers = [m.processor for m in unet_attention if hasattr(m.processor, "inner")]
     assert readers and all(isinstance(p.inner, AttnProcessor) for p in readers)
-    assert backend.unet is not None
+    assert all(isinstance(getattr(m.processor, "inner", m.processor), AttnProcessor) for m in unet_attention)
 
 
 def test_export_rejects_bad_settings(tiny_model_dir, tmp_path):

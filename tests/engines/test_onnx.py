@@ -43,25 +43,26 @@ def test_unet_accepts_scalar_and_integer_timesteps(torch_backend, onnx_backend):
         onnx_backend.unet(sample, 981, context, source, conditioning, timestep_cond=torch.zeros(2, 16))
 
 
-def test_batches_over_the_engine_limit_run_in_chunks(tiny_engine_dir, onnx_backend):
-    chunked = OnnxBackend(tiny_engine_dir, providers=["cpu"])
-    runner = chunked.runners[specs.REFNET_SOURCE]
+def test_batches_over_the_engine_limit_run_in_chunks(onnx_backend):
+    runner = onnx_backend.runners[specs.REFNET_SOURCE]
     calls = []
-    run = runner.__call__
-    runner.max_batch = 2
 
-    class Counting:
+    class Limited:
         spec, max_batch = runner.spec, 2
 
         def __call__(self, *inputs):
             calls.append(inputs[0].shape[0])
-            return run(*inputs)
+            return runner(*inputs)
 
-    chunked.runners[specs.REFNET_SOURCE] = Counting()
     latents, embeds = runner.spec.sample_inputs(5)
-    got = chunked.reference_states(latents, embeds, "source")
+    want = onnx_backend.reference_states(latents, embeds, "source")
+    onnx_backend.runners[specs.REFNET_SOURCE] = Limited()
+    try:
+        got = onnx_backend.reference_states(latents, embeds, "source")
+    finally:
+        onnx_backend.runners[specs.REFNET_SOURCE] = runner
     assert calls == [2, 2, 1]
-    for g, w in zip(got, onnx_backend.reference_states(latents, embeds, "source"), strict=True):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
 
 

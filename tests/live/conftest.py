@@ -33,6 +33,9 @@ BITS = 10
 #: raw faces 0.87 median. (A ratio of detail amounts does not work: x264's blocking on a blurred face
 #: adds "detail" that is not the face's.)
 LEAK_MATCH = 0.5
+#: Faces with less fine detail than this (mean grey levels) are not checked: dim or out-of-focus faces whose
+#: detail H.264 erases even when they are sent raw. Above it, raw faces match at >= 0.9 after re-encoding.
+MIN_FACE_DETAIL = 1.5
 
 
 def ffmpeg_path() -> str | None:
@@ -97,6 +100,12 @@ class Clip:
 
     def check(self, frames: list[np.ndarray]) -> dict[str, int]:
         """Counts black frames, numbered frames and faces checked; asserts every face checked is anonymized."""
+        counts, leaks = self.inspect(frames)
+        assert not leaks, "\n".join(leaks)
+        return counts
+
+    def inspect(self, frames: list[np.ndarray]) -> tuple[dict[str, int], list[str]]:
+        """(counts, one line per face that shows the source's detail)."""
         counts = {"black": 0, "numbered": 0, "unnumbered": 0, "faces": 0}
         leaks = []
         for i, bgr in enumerate(frames):
@@ -113,8 +122,7 @@ class Clip:
                 if match >= LEAK_MATCH:
                     leaks.append(f"output frame {i} = source frame {number}: face at {slices} shows the source's detail (match {match:.2f})")
                 counts["faces"] += 1
-        assert not leaks, "\n".join(leaks)
-        return counts
+        return counts, leaks
 
 
 @pytest.fixture(scope="session")
@@ -152,9 +160,11 @@ def barcode_clip(tmp_path_factory) -> Clip:
                 continue
             cx, cy, hw, hh = (x0 + x1) // 2, (y0 + y1) // 2, (x1 - x0) // 4, (y1 - y0) // 4
             slices = (slice(cy - hh, cy + hh), slice(cx - hw, cx + hw))
-            found.append((slices, fine_detail(bgr[slices])))
+            face_detail = fine_detail(bgr[slices])
+            if np.abs(face_detail).mean() >= MIN_FACE_DETAIL:
+                found.append((slices, face_detail))
         faces[number] = found
-    assert sum(len(v) for v in faces.values()) > 60
+    assert sum(len(v) for v in faces.values()) > 30
     return Clip(path=path, faces=faces)
 
 

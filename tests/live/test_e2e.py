@@ -57,11 +57,11 @@ def test_source_outage_is_bridged_and_every_output_stays_anonymized(tmp_path, ba
         assert wait_for(lambda: preview_has_frame(preview_url), 30), "no frame reached the preview"
         # Receives our push from now on; ends 3 s after the push stops.
         receiver = peers("-i", f"udp://127.0.0.1:{push_port}?timeout=3000000", "-c", "copy", "-f", "mpegts", str(pushed))
-        time.sleep(3)
+        time.sleep(2.5)
         publisher.kill()  # the camera dies mid-stream
-        time.sleep(3)
+        time.sleep(2.5)
         peers(*udp_publisher_args(barcode_clip.path, source_port))
-        time.sleep(4)
+        time.sleep(3)
         assert app.poll() is None, "the app did not survive the outage"
         app.send_signal(signal.SIGINT)
         out, err = app.communicate(timeout=30)
@@ -75,14 +75,21 @@ def test_source_outage_is_bridged_and_every_output_stays_anonymized(tmp_path, ba
     assert summary["latency_ms"][str(record)]["n"] > 30
 
     receiver.process.wait(15)
+    # Finalised on SIGINT: the recording holds every frame written, up to the last one.
+    assert len(decode_frames(record)) == summary["written"][str(record)]
     for path in (record, pushed):
         frames = decode_frames(path)
         counts = barcode_clip.check(frames)  # asserts every checked face is anonymized
-        assert counts["faces"] >= 15 and counts["numbered"] >= 4 * counts["unnumbered"], counts
-        longest_black = max(n for kind, n in runs(frames) if kind == "black")
-        assert longest_black >= 20, runs(frames)  # the outage, at the nominal frame rate
-        kinds = [kind for kind, n in runs(frames) if n >= 10]
-        assert kinds[:1] == ["picture"] and kinds[-1:] == ["picture"] and "black" in kinds, runs(frames)
+        # Enough faces were compared for the check to mean something, even at a few fps on a busy machine.
+        assert counts["faces"] >= 8 and counts["numbered"] >= counts["unnumbered"], (path.name, counts)
+        # The outage is the longest black run (at the nominal rate; a loaded machine may add short
+        # ones: any 0.5 s without frames is bridged), and pictures come back after it.
+        spans = runs(frames)
+        outage = max(range(len(spans)), key=lambda i: spans[i][1] if spans[i][0] == "black" else 0)
+        assert spans[outage][0] == "black" and spans[outage][1] >= 20, spans
+        assert sum(n for kind, n in spans[outage + 1 :] if kind == "picture") >= 10, spans
+        if path == record:  # recorded from the first frame on (the receiver of the push joined later)
+            assert sum(n for kind, n in spans[:outage] if kind == "picture") >= 10, spans
 
 
 @needs_ffmpeg
@@ -107,7 +114,7 @@ def test_rtsp_in_rtmp_out_and_a_killed_app_leaves_a_playable_recording(tmp_path,
         assert app.poll() is None
     finally:
         app.kill()  # SIGKILL: no chance to finalise anything
-        app.wait(10)
+        print(app.communicate(timeout=10)[1])  # shown if the test fails
     server.process.wait(15)  # the RTMP connection dropped with the app
     recorded = decode_frames(record)
     assert len(recorded) >= 30
@@ -142,12 +149,12 @@ def test_the_leak_check_catches_raw_frames(tmp_path, barcode_clip):
         stream = out.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
         stream.codec_context.options = {"preset": "ultrafast", "crf": "20"}
-        for bgr in decode_frames(barcode_clip.path)[:30]:
+        for bgr in decode_frames(barcode_clip.path):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
         out.mux(stream.encode())
-    with pytest.raises(AssertionError, match="shows the source's detail") as failure:
-        barcode_clip.check(decode_frames(raw))
-    assert str(failure.value).count("shows the source's detail") >= 25  # nearly every face, not a fluke
+    counts, leaks = barcode_clip.inspect(decode_frames(raw))
+    assert counts["faces"] == sum(len(found) for found in barcode_clip.faces.values())
+    assert len(leaks) == counts["faces"]  # every one
 
 
 def test_live_command_errors_are_one_line(tmp_path, capsys):

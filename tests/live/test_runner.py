@@ -111,20 +111,20 @@ def test_injected_faults_black_out_their_frames_and_nothing_leaks():
 
 def test_hung_detector_blacks_out_every_frame_without_stalling_the_output():
     detector = ScriptedDetector(lambda n: "sleep", sleep_s=1.0)
-    runner, sink, kinds = run(detector, deadline_ms=100, duration_s=2.5)
+    runner, sink, kinds = run(detector, deadline_ms=100, duration_s=2.0)
     assert set(kinds) == {"black"}
-    assert len(kinds) >= 12  # about one frame per deadline, not one per detector call (3)
+    assert len(kinds) >= 10  # about one frame per deadline, not one per detector call (2)
     latency = runner.summary().latency_ms["capture"]
     assert latency["p95"] < 100 + 150, latency  # the deadline plus scheduling slack on a loaded 2-core box
 
 
 def test_slow_detector_drops_frames_instead_of_building_latency():
     detector = ScriptedDetector(lambda n: "sleep", sleep_s=0.06)  # ~16 fps for a 30 fps source
-    runner, sink, kinds = run(detector, deadline_ms=2000, duration_s=3.0)
+    runner, sink, kinds = run(detector, deadline_ms=2000, duration_s=2.5)
     summary = runner.summary()
     assert set(kinds) == {"green"}
     assert summary.frames_dropped >= 20 and summary.obscured_deadline == 0
-    latencies = list(runner.workers[0].latencies_s)
+    latencies = list(runner.workers[0].latencies_s())
     third = len(latencies) // 3
     early, late = np.median(latencies[:third]), np.median(latencies[-third:])
     assert late < early + 0.06, (early, late)  # flat, not growing with a queue
@@ -132,7 +132,8 @@ def test_slow_detector_drops_frames_instead_of_building_latency():
 
 
 class OutageSource:
-    """30 fps grey frames, a silent outage from 1.0 s to 2.5 s, then frames until 3.5 s, then the end."""
+    """30 fps grey frames, a silent outage from 1.0 s to 2.5 s, then frames at a higher resolution (as from
+    a camera that came back with other settings) until 3.5 s, then the end."""
 
     url = "scripted://outage"
     fps = Fraction(30)
@@ -160,10 +161,11 @@ class OutageSource:
         due_s = self.started_s + (self.captured + 1) / 30
         time.sleep(max(0.0, due_s - time.monotonic()))
         self.captured += 1
-        return Frame(bgr=np.full((48, 64, 3), 128, np.uint8), index=self.captured - 1, capture_s=time.monotonic())
+        shape = (48, 64, 3) if t < 1.0 else (60, 80, 3)
+        return Frame(bgr=np.full(shape, 128, np.uint8), index=self.captured - 1, capture_s=time.monotonic())
 
 
-def test_outage_sends_black_frames_at_the_nominal_rate():
+def test_outage_sends_black_frames_at_the_nominal_rate_and_keeps_the_output_size():
     runner, sink, kinds = run(ScriptedDetector(), source=OutageSource(), deadline_ms=200)
     runs = [(kind, len(list(group))) for kind, group in itertools.groupby(kinds)]
     assert [kind for kind, _ in runs] == ["green", "black", "green"], runs
@@ -175,6 +177,7 @@ def test_outage_sends_black_frames_at_the_nominal_rate():
     assert 0.025 < step_s < 0.06
     all_pts = [pts for _, _, pts in sink.frames]
     assert all_pts == sorted(all_pts)
+    assert {bgr.shape for bgr, _, _ in sink.frames} == {(48, 64, 3)}
 
 
 def test_stop_finalises_a_playable_recording(tmp_path):

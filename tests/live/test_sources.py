@@ -100,3 +100,50 @@ def test_udp_source_reconnects_after_the_publisher_dies(barcode_clip, peers):
     gap = source.gaps[0]
     assert gap.end_s is not None and 1.0 < gap.duration_s < 10
     assert "no data" in gap.reason
+
+
+def numbered_frames(source: LiveSource, count: int, timeout_s: float) -> int:
+    """How many of the next frames (up to ``count``) carry the clip's barcode."""
+    got = 0
+    deadline_s = time.monotonic() + timeout_s
+    while got < count and time.monotonic() < deadline_s:
+        frame = source.get(timeout_s=0.1)
+        got += frame is not None and read_barcode(frame.bgr) is not None
+    return got
+
+
+@needs_ffmpeg
+def test_http_source_connects_once_the_server_is_up(barcode_clip, peers):
+    url = f"http://127.0.0.1:{free_port()}/live.ts"
+    with LiveSource(url, open_timeout_s=2, reconnect_initial_s=0.2, reconnect_max_s=0.5) as source:
+        time.sleep(0.5)  # refused meanwhile: retried, not fatal
+        peers("-re", "-stream_loop", "-1", "-i", str(barcode_clip.path), "-c", "copy", "-f", "mpegts", "-listen", "1", url)
+        assert numbered_frames(source, 10, 15) == 10
+
+
+@needs_ffmpeg
+def test_rtmp_source_in_listen_mode_receives_a_publisher(barcode_clip, peers):
+    url = f"rtmp://127.0.0.1:{free_port()}/live/camera"
+    with LiveSource(url, options={"listen": "1"}, open_timeout_s=10) as source:
+
+        def publishing() -> bool:  # retried until the source listens
+            publisher = peers("-re", "-stream_loop", "-1", "-i", str(barcode_clip.path), "-c", "copy", "-f", "flv", url)
+            time.sleep(0.5)
+            return publisher.process.poll() is None
+
+        assert wait_for(publishing, 15, step_s=0.2)
+        assert numbered_frames(source, 10, 15) == 10
+
+
+def test_a_protocol_this_ffmpeg_lacks_fails_at_once():
+    # PyAV's wheels are built without libsrt; a missing protocol must not be "reconnected" forever.
+    source = LiveSource("srt://127.0.0.1:9?mode=caller")
+    with source:
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < 5:
+                source.get(timeout_s=0.1)
+        except InputError as exc:
+            assert "cannot read srt://" in str(exc)
+        else:
+            pytest.skip("this FFmpeg build has SRT")

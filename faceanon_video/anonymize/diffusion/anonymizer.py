@@ -292,33 +292,22 @@ def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def build_backend(config, settings: DiffusionSettings) -> DiffusionBackend:
-    """The backend named by ``config.backend`` (auto|torch|onnx|tensorrt).
+    """The backend named by ``config.backend`` (auto|torch|onnx|tensorrt); see ``engines.backends``.
 
-    auto: the exported graphs when ``config.engine_dir`` is given (TensorRT on a CUDA host with
-    TensorRT installed, else ONNX Runtime), otherwise PyTorch on ``config.model_dir``.
+    auto takes the fastest one available (TensorRT > ONNX Runtime on a GPU > PyTorch on a GPU >
+    ONNX Runtime on the CPU > PyTorch on the CPU), warning about each it skips; a named backend
+    never falls back.
     """
-    kind = getattr(config, "backend", None) or "auto"
-    engine_dir = getattr(config, "engine_dir", None)
-    if kind == "auto":
-        kind = "torch"
-        if engine_dir:
-            from faceanon_video.engines import tensorrt
+    from faceanon_video.engines.backends import load_backend
 
-            kind = "tensorrt" if torch.cuda.is_available() and tensorrt.is_available() else "onnx"
-        logger.info("diffusion backend: %s", kind)
-    if kind == "torch":
-        device = _resolve_device(settings.device)
-        dtype = _resolve_dtype(settings.dtype, device)
-        return TorchBackend(load_models(getattr(config, "model_dir", None), dtype=dtype), device, dtype)
-    if kind == "onnx":
-        from faceanon_video.engines.onnx import OnnxBackend
-
-        return OnnxBackend(engine_dir)
-    if kind == "tensorrt":
-        from faceanon_video.engines.tensorrt import TensorRTBackend
-
-        return TensorRTBackend(engine_dir)
-    raise ConfigError(f"unknown diffusion backend {kind!r}; choose from auto, torch, onnx, tensorrt")
+    device = _resolve_device(settings.device)
+    return load_backend(
+        getattr(config, "backend", None) or "auto",
+        model_dir=getattr(config, "model_dir", None),
+        engine_dir=getattr(config, "engine_dir", None),
+        device=device,
+        dtype=_resolve_dtype(settings.dtype, device),
+    )
 
 
 def build_diffusion_anonymizer(config, detect: Callable[[np.ndarray], Detections] | None = None) -> DiffusionAnonymizer:
