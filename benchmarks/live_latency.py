@@ -107,6 +107,8 @@ def main() -> int:
         "filler_frames": summary.filler_frames,
         "stage_ms_mean": {k: round(float(np.mean(v)) * 1000, 1) for k, v in runner.processor.timings.items() if v},
         "cpu_cores_used": round(cpu_s / summary.seconds, 2),
+        # Less dependent on what else runs on the machine than the wall-clock numbers.
+        "cpu_ms_per_processed_frame": round(cpu_s * 1000 / max(1, summary.frames_processed), 1),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
     }
     text = json.dumps(result, indent=2)

@@ -8,9 +8,10 @@ truth), plus the cost of one tracker update with 10 faces.
 
 What is measured
 ----------------
-* Timing: each configuration runs ``--repeat`` times and the fastest run is reported (on a shared
-  machine the slower runs measure the neighbours). CPU ms/frame is this process's CPU time (all
-  threads) per frame; on a VM it still includes time stolen by other guests.
+* Timing: all configurations run interleaved, frame by frame, so they share whatever load other
+  processes put on the machine (``run_configs``); ``--repeat`` passes are summed. CPU ms/frame is
+  this process's CPU time (all threads) per frame; on a VM it also counts time stolen by other
+  guests, so compare configurations within one run, not across runs.
 * Frames go through ``pipeline.FrameProcessor.process`` (the real detect -> track -> ROI code) one
   at a time with ``--mode none``, so fps is detection + tracking compute per frame on one thread,
   without decode/encode/anonymize (identical across configurations) and without the pipeline's
@@ -91,19 +92,35 @@ class Result:
         )
 
 
-def run_config(frames: list[np.ndarray], overrides: dict, key_file: Path) -> tuple[list[Detections], float, float, float]:
-    """Tracker outputs per frame, frames/s of FrameProcessor.process, CPU ms/frame (all threads of
-    this process: steadier than wall time on a shared machine), mean tracker ms/frame."""
-    config = RunConfig(mode="none", progress=False, key_file=str(key_file), **overrides)
-    processor = FrameProcessor(config)
-    recorder = Recorder()
-    processor.track_writer = recorder
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for i, bgr in enumerate(frames):
-        processor.process(Frame(bgr=bgr, index=i))
-    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-    track_ms = 1000 * float(np.mean(processor.timings["track"])) if processor.timings["track"] else 0.0
-    return recorder.outputs, len(frames) / seconds, 1000 * cpu_s / len(frames), track_ms
+def run_configs(frames: list[np.ndarray], configs: dict[str, dict], key_file: Path, passes: int) -> dict[str, tuple]:
+    """Run every configuration over the clip, interleaved frame by frame (rotating the order), so
+    that all of them see the same load from other processes; a sequential A-then-B run on a shared
+    machine mostly measures the neighbours. Returns, per configuration: tracker outputs per frame,
+    frames/s, CPU ms/frame (all threads of this process) and mean tracker ms/frame."""
+    processors = {}
+    for name, overrides in configs.items():
+        processors[name] = FrameProcessor(RunConfig(mode="none", progress=False, key_file=str(key_file), **overrides))
+    wall = dict.fromkeys(configs, 0.0)
+    cpu = dict.fromkeys(configs, 0.0)
+    outputs = {}
+    names = list(configs)
+    for _ in range(max(1, passes)):
+        for processor in processors.values():
+            processor.tracker.reset()
+            processor.track_writer = Recorder()
+        for i, bgr in enumerate(frames):
+            for k in range(len(names)):
+                name = names[(i + k) % len(names)]
+                start, cpu_start = time.perf_counter(), time.process_time()
+                processors[name].process(Frame(bgr=bgr, index=i))
+                wall[name] += time.perf_counter() - start
+                cpu[name] += time.process_time() - cpu_start
+        outputs = {name: p.track_writer.outputs for name, p in processors.items()}  # same in every pass
+    n = len(frames) * max(1, passes)
+    return {
+        name: (outputs[name], n / wall[name], 1000 * cpu[name] / n, 1000 * float(np.mean(p.timings["track"])))
+        for name, p in processors.items()
+    }
 
 
 def real_clip(path: Path, max_frames: int | None, scale: float = 1.0) -> SyntheticClip:
@@ -167,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-frames", type=int, default=None, help="only the first N frames of each real clip")
     parser.add_argument("--real-scale", type=float, nargs="*", default=[1.0], help="also run each real clip upscaled by these factors (2 = bikes at 1280x544), where re-detecting only around tracks saves more")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--repeat", type=int, default=2, help="timing runs per configuration (the fastest is kept: least disturbed by other processes)")
+    parser.add_argument("--repeat", type=int, default=2, help="passes over each clip (timings are summed over them)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -184,10 +201,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[Result] = []
     for name, clip, synthetic in clips:
+        runs = run_configs(clip.frames, {c: CONFIGS[c] for c in args.configs}, key_file, args.repeat)
         for config_name in args.configs:
-            runs = [run_config(clip.frames, CONFIGS[config_name], key_file) for _ in range(max(1, args.repeat))]
-            outputs = runs[0][0]  # identical in every run (same input, same key)
-            fps, cpu_ms, track_ms = max(r[1] for r in runs), min(r[2] for r in runs), min(r[3] for r in runs)
+            outputs, fps, cpu_ms, track_ms = runs[config_name]
             score = score_tracks(clip, outputs, min_face_px=24 if synthetic else 0).summary()
             if not synthetic or not CONFIGS[config_name]["track"]:
                 score["id_switches"] = None  # no ground-truth ids / ids are per detection, not per face
