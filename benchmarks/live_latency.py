@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--mode", default="blur")
     parser.add_argument("--preset", default="ultrafast", help="x264 preset of the recording")
     parser.add_argument("--min-face", type=float, default=24, help="smallest face width to find (px); larger is faster")
+    parser.add_argument("--detect-every", type=int, default=1, help="full-frame detection every N frames, re-detection around tracks between")
     parser.add_argument("--deadline-ms", type=float, default=200)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -78,7 +79,10 @@ def main() -> int:
         publisher = subprocess.Popen([ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
         try:
             # 2. The live run.
-            config = RunConfig(mode=args.mode, preset=args.preset, min_face_px=args.min_face, deadline_ms=args.deadline_ms, duration_s=args.seconds + WARMUP_S)
+            config = RunConfig(
+                mode=args.mode, preset=args.preset, min_face_px=args.min_face, detect_every=args.detect_every,
+                deadline_ms=args.deadline_ms, duration_s=args.seconds + WARMUP_S,
+            )  # fmt: skip
             sink = FileSink(Path(tmp) / "live.mp4", preset=args.preset)
             runner = LiveRunner(LiveSource(f"udp://127.0.0.1:{port}"), [sink], config)
             load_before = os.getloadavg()
@@ -96,6 +100,7 @@ def main() -> int:
         "mode": args.mode,
         "preset": args.preset,
         "min_face_px": args.min_face,
+        "detect_every": args.detect_every,
         "seconds": round(summary.seconds, 1),
         "latency_ms_after_warmup": latency_stats_ms(latencies[skip:]),
         "latency_ms_all": summary.latency_ms[sink.name],

@@ -30,7 +30,8 @@ face oval were altered, and **leaked** otherwise. Precisely:
 
 The 90 % bar makes a half-covered face (about 50-65 % altered) leaked, as it should be: half a face
 is enough to recognise someone. The thresholds were set on 76 faces (the 640x360 test clip, which
-has small, dark, soft faces, plus still photos), comparing original against processed copies:
+has small, dark, soft faces, plus still photos), comparing original against processed copies
+(``python benchmarks/coverage_calibration.py`` reproduces this table):
 
 =====================================  ======================  ==========================
 processed copy                         altered fraction, mean  counted as covered

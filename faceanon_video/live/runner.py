@@ -37,6 +37,7 @@ from faceanon_video.errors import FaceanonError
 from faceanon_video.live.sinks import LIVE_TIME_BASE, Sink, SinkWorker
 from faceanon_video.live.sources import LiveSource
 from faceanon_video.pipeline import FrameProcessor
+from faceanon_video.track.bytetrack import ByteTracker
 from faceanon_video.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,13 @@ class DeadlineMissed(Exception):
 
 
 class DeadlineDetector:
-    """Runs ``FrameProcessor.detect`` on one worker thread so the loop can give up waiting at a deadline.
+    """Runs each frame's detection on one worker thread so the loop can give up waiting at a deadline.
 
-    A detection that overruns keeps the worker busy; later frames wait for it only until their own
-    deadline and are obscured if it is still running. So a hung detector costs black frames, never a
-    growing queue or a raw frame.
+    That is the full-frame detector on the frames ``--detect-every`` schedules, and on the others the
+    tracker's re-detection around its live tracks (which ``FrameProcessor.finish`` would otherwise run
+    in line, beyond the deadline's reach). A detection that overruns keeps the worker busy; later
+    frames wait for it only until their own deadline and are obscured if it is still running. So a
+    hung detector costs black frames, never a growing queue or a raw frame.
     """
 
     def __init__(self, processor: FrameProcessor) -> None:
@@ -71,15 +74,38 @@ class DeadlineDetector:
         self._running: concurrent.futures.Future | None = None
 
     def detect(self, frame: Frame, deadline_s: float) -> Detections | BaseException | None:
-        """Detections, an error to fail closed on, or None on frames the detect-every-N schedule skips."""
-        if not self.processor.should_detect(frame):
+        """Detections, an error to fail closed on, or None where nothing is to be detected (a skipped
+        frame without re-detection: the tracker coasts)."""
+        job = self._job(frame)
+        if job is None:
             return None
         if self._running is not None and not _finished_by(self._running, deadline_s):
             return DeadlineMissed("the detector is still busy with an earlier frame")
-        self._running = self._pool.submit(self.processor.detect, frame)
+        self._running = self._pool.submit(job)
         if not _finished_by(self._running, deadline_s):
             return DeadlineMissed("detection did not finish before the deadline")
         return self._running.result()
+
+    def _job(self, frame: Frame) -> Callable[[], Detections | BaseException | None] | None:
+        processor = self.processor
+        if processor.should_detect(frame):
+            return lambda: processor.detect(frame)
+        if processor.roi is None or not isinstance(processor.tracker, ByteTracker):
+            return None
+        # Where the tracks will be, read now in frame order; only one job runs at a time, so the
+        # re-detector (which must not be shared between threads) is never used twice at once.
+        predicted_xyxy = processor.tracker.predict_xyxy()
+
+        def redetect() -> Detections | BaseException:
+            start = time.perf_counter()
+            try:
+                return processor.roi.detect(frame.bgr, predicted_xyxy)
+            except Exception as exc:  # noqa: BLE001 - returned so the frame fails closed, as processor.detect does
+                return exc
+            finally:
+                processor.timings["detect"].append(time.perf_counter() - start)
+
+        return redetect
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

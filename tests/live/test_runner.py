@@ -209,3 +209,29 @@ def test_run_fails_when_every_output_has_failed():
     with pytest.raises(FaceanonError, match="disk full"):
         runner.run()
     assert time.monotonic() - started < 3
+
+
+class SlowRedetector:
+    """Stands in for the tracker's re-detection around tracks (``--detect-every``): hangs."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, bgr: np.ndarray, boxes: np.ndarray) -> Detections:
+        self.calls += 1
+        time.sleep(0.3)
+        return Detections.empty()
+
+
+def test_the_deadline_also_covers_re_detection_between_full_frame_passes():
+    config = RunConfig(detect_every=2, deadline_ms=100, duration_s=2.0)
+    anonymizer = Solid(color_bgr=(0, 255, 0), mask_shape="box", mask_scale=1.0)
+    processor = FrameProcessor(config, make_detector=lambda: ScriptedDetector(), anonymizer=anonymizer)  # ByteTrack
+    processor.roi = SlowRedetector()
+    sink = CaptureSink()
+    runner = LiveRunner(LiveSource(str(CARPHONE)), [sink], config, processor=processor)
+    runner.run()
+    kinds = classify(sink.frames)
+    assert "RAW" not in kinds
+    assert processor.roi.calls >= 3 and kinds.count("black") >= processor.roi.calls
+    assert kinds.count("green") >= 3
