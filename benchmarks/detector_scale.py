@@ -1,64 +1,80 @@
-"""Which detection scale keeps small faces findable? Real face chips of 16-160 px pasted onto a real
-face-free 1280x720 frame (bikes.mp4 frame 10, upscaled); recall and ms per frame at several scales.
+"""How far can a frame be shrunk before YuNet misses small faces? Recall and cost vs input scale.
+
+The 18 hand-annotated faces of tests/data/images/annotated (real photos, faces in context) are
+rescaled so the median face is FACE px wide, then detected at several input scales. This sets
+``detect.yunet.YUNET_MIN_FACE_PX``: the face width at the model's input below which recall drops.
 
     python benchmarks/detector_scale.py
 """
 
 from __future__ import annotations
 
-import glob
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from faceanon_video.detect.yunet import YuNetDetector
-from faceanon_video.io.decode import VideoReader
+from faceanon_video.detect.yunet import MODEL
+from faceanon_video.weights import model_path
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
-def pasted_faces_frame(sizes_px, seed=0):
-    with VideoReader(DATA / "bikes.mp4") as reader:
-        background = next(f.bgr for f in reader if f.index == 10)
-    frame = cv2.resize(background, (1280, 720), interpolation=cv2.INTER_CUBIC)
-    chips = sorted(glob.glob(str(DATA / "images/identities/johns/*/*.jpg")))
-    rng = np.random.default_rng(seed)
-    boxes = []
-    cols = len(sizes_px)
-    for i, size in enumerate(sizes_px):
-        chip = cv2.imread(chips[(i * 7) % len(chips)])
-        chip = cv2.resize(chip, (size, size), interpolation=cv2.INTER_AREA)
-        x = int(10 + i * ((1280 - 180) / cols))
-        y = int(rng.integers(40, 720 - size - 40))
-        frame[y : y + size, x : x + size] = chip
-        boxes.append((x, y, x + size, y + size))
-    return frame, np.array(boxes, np.float32)
+def annotated():
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(DATA / "images" / "annotated" / "training.xml").getroot()
+    for image in root.iter("image"):
+        boxes = [[int(b.get(k)) for k in ("left", "top", "width", "height")] for b in image.iter("box")]
+        xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes], np.float32)
+        yield cv2.imread(str(DATA / "images" / "annotated" / image.get("file"))), xyxy
 
 
-def recall(dets, boxes):
-    found = 0
-    for box in boxes:
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        inside = (dets.xyxy[:, 0] <= cx) & (cx <= dets.xyxy[:, 2]) & (dets.xyxy[:, 1] <= cy) & (cy <= dets.xyxy[:, 3])
-        found += bool(inside.any())
-    return found
+def iou(a, b):
+    x0, y0 = np.maximum(a[:2], b[:2])
+    x1, y1 = np.minimum(a[2:], b[2:])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def recall(face_px: float, input_scale: float, threshold: float) -> tuple[int, int]:
+    found = total = 0
+    for image, boxes in annotated():
+        s = face_px / np.median(boxes[:, 2] - boxes[:, 0])
+        frame = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(frame, None, fx=input_scale, fy=input_scale, interpolation=cv2.INTER_AREA)
+        net = cv2.FaceDetectorYN.create(str(model_path(MODEL)), "", (small.shape[1], small.shape[0]), threshold, 0.3, 5000)
+        _, faces = net.detect(small)
+        dets = np.zeros((0, 4)) if faces is None else np.c_[faces[:, :2], faces[:, :2] + faces[:, 2:4]] / input_scale
+        for box in boxes * s:
+            total += 1
+            found += any(iou(box, d) > 0.3 for d in dets)
+    return found, total
+
+
+def cost_ms(shape=(720, 1280), scales=(1.0, 0.75, 0.58, 0.5), repeats=10) -> dict[float, float]:
+    frame = (np.random.default_rng(0).random((*shape, 3)) * 255).astype(np.uint8)
+    out = {}
+    for scale in scales:
+        small = cv2.resize(frame, None, fx=scale, fy=scale)
+        net = cv2.FaceDetectorYN.create(str(model_path(MODEL)), "", (small.shape[1], small.shape[0]), 0.5, 0.3, 5000)
+        net.detect(small)
+        start = time.process_time()
+        for _ in range(repeats):
+            net.detect(small)
+        out[scale] = (time.process_time() - start) / repeats * 1000
+    return out
 
 
 def main() -> None:
-    sizes = [16, 20, 24, 28, 32, 40, 56, 80, 120, 160]
-    frame, boxes = pasted_faces_frame(sizes)
-    print(f"{'min_face_px':>11} {'scale':>6} {'ms':>6}  found (of {len(sizes)}: {sizes})")
-    for min_face in (12, 18, 24, 32, 48):
-        det = YuNetDetector(min_face_px=min_face)
-        det.detect(frame)
-        t = time.perf_counter()
-        for _ in range(10):
-            d = det.detect(frame)
-        ms = (time.perf_counter() - t) / 10 * 1000
-        per_size = [recall(d, boxes[i : i + 1]) for i in range(len(sizes))]
-        print(f"{min_face:>11} {min(1, 12 / min_face):>6.2f} {ms:>6.1f}  {per_size}")
+    scales = (1.0, 0.6, 0.5, 0.4)
+    print("recall (found/total) of annotated faces; columns: input scale", scales)
+    for threshold in (0.5, 0.25):
+        for face_px in (32, 24, 20):
+            row = [recall(face_px, s, threshold) for s in scales]
+            print(f"thresh {threshold}  face {face_px:>2} px: " + "  ".join(f"{f}/{t} ({face_px * s:.0f} px in)" for (f, t), s in zip(row, scales)))
+    print("CPU ms per 1280x720 frame by input scale:", {k: round(v, 1) for k, v in cost_ms().items()})
 
 
 if __name__ == "__main__":

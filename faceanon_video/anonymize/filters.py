@@ -29,7 +29,7 @@ class RegionFilter:
             if region.mask is None:
                 roi[...] = replacement
             else:
-                np.copyto(roi, replacement, where=region.mask[..., None])
+                cv2.copyTo(np.ascontiguousarray(replacement), region.mask, roi)  # in place: roi is a view of the frame
         return frame
 
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:

@@ -14,14 +14,14 @@ MASK_SHAPES = ("ellipse", "box")
 
 @dataclass
 class FaceRegion:
-    """A face's paint area: a clipped box ``[y0:y1, x0:x1]`` and, for ellipses, a bool mask of that size."""
+    """A face's paint area: a clipped box ``[y0:y1, x0:x1]`` and, for ellipses, a mask of that size."""
 
     x0: int
     y0: int
     x1: int
     y1: int
     face_width_px: float
-    mask: np.ndarray | None = None  # (y1-y0, x1-x0) bool; None paints the whole box
+    mask: np.ndarray | None = None  # (y1-y0, x1-x0) uint8, 255 inside; None paints the whole box
 
     @property
     def slices(self) -> tuple[slice, slice]:
@@ -49,6 +49,5 @@ def face_regions(faces: Detections, frame_shape: tuple[int, ...], mask_scale: fl
             center = (int(round(cx - bx0)), int(round(cy - by0)))
             axes = (max(1, int(np.ceil(half_w))), max(1, int(np.ceil(half_h))))
             cv2.ellipse(mask, center, axes, 0, 0, 360, 255, thickness=-1)
-            mask = mask.astype(bool)
         regions.append(FaceRegion(bx0, by0, bx1, by1, float(x1 - x0), mask))
     return regions

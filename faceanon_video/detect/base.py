@@ -19,3 +19,8 @@ class Detector(Protocol):
     """
 
     def detect(self, bgr: np.ndarray) -> Detections: ...
+
+    def input_scale(self, shape: tuple[int, ...]) -> float:
+        """Scale at which a frame of ``shape`` is analysed (1.0: full resolution); lets callers
+        compare the cost of a full-frame pass with other work."""
+        ...

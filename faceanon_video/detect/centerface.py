@@ -40,8 +40,12 @@ class CenterFaceDetector:
         self._outputs = self._net.getUnconnectedOutLayersNames()
         self._lock = threading.Lock()
 
+    def input_scale(self, shape: tuple[int, ...]) -> float:
+        """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
+        return detection_scale(shape, self.min_face_px, CENTERFACE_MIN_FACE_PX)
+
     def detect(self, bgr: np.ndarray) -> Detections:
-        scale = detection_scale(bgr.shape, self.min_face_px, CENTERFACE_MIN_FACE_PX)
+        scale = self.input_scale(bgr.shape)
         height, width = bgr.shape[:2]
         # The network needs sides that are multiples of 32; the scale per axis is kept exact.
         in_w = max(32, int(np.ceil(width * scale / 32) * 32))

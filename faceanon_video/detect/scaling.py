@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import math
 
-def detection_scale(shape: tuple[int, ...], min_face_px: float, model_min_face_px: float, min_side_px: int = 64) -> float:
-    """Scale in (0, 1] at which a ``min_face_px`` face becomes ``model_min_face_px`` at the model's input.
+#: Frames up to this many pixels (640x480) are always detected at full resolution: it is cheap there
+#: (~10 ms for YuNet), and partly visible faces at the frame edge are found a frame or two sooner.
+FULL_RESOLUTION_PX = 640 * 480
 
-    Never upscales (a face smaller than the model can see is not made findable by interpolation), and
-    never shrinks the short side below ``min_side_px``.
+
+def detection_scale(shape: tuple[int, ...], min_face_px: float, model_min_face_px: float, full_resolution_px: int = FULL_RESOLUTION_PX) -> float:
+    """Scale in (0, 1] for detecting in a frame of ``shape``.
+
+    The largest of: the scale at which a ``min_face_px`` face becomes ``model_min_face_px`` at the
+    model's input, and the scale that keeps ``full_resolution_px`` pixels. Never upscales (a face
+    smaller than the model can see is not made findable by interpolation). ``min_face_px <= 0``
+    means full resolution.
     """
     if min_face_px <= 0:
         return 1.0
-    scale = min(1.0, model_min_face_px / float(min_face_px))
-    short_side = min(shape[0], shape[1])
-    return max(scale, min(1.0, min_side_px / short_side))
+    by_face = model_min_face_px / float(min_face_px)
+    by_budget = math.sqrt(full_resolution_px / float(shape[0] * shape[1]))
+    return min(1.0, max(by_face, by_budget))

@@ -1,9 +1,11 @@
 """YuNet (libfacedetection, OpenCV Zoo) through ``cv2.FaceDetectorYN``: fast, 5 landmarks, small faces.
 
-Measured on this project's 2-core machine (benchmarks/detector_scale.py): at 1280x720 YuNet int8
-takes ~36 ms at full resolution and ~10 ms at half, and at half resolution it still finds faces of
-24 px (12 px at the model's input). So frames are shrunk by ``min_face_px``: just enough that the
-smallest face we promise to catch stays findable, and no more.
+Measured on this project's 2-core machine (benchmarks/detector_scale.py, the 18 hand-annotated
+faces of tests/data/images/annotated rescaled to a given face width): YuNet finds 18/18 faces that
+are 12 px wide at its input, 16-17/18 at 10 px, 8-15/18 at 8 px. Its cost grows with the pixel
+count (~115 ms CPU at 1280x720 full resolution). So frames are shrunk until the smallest face we
+promise to catch (``min_face_px``, 24 by default) is 14 px at the model's input: a margin over the
+12 px where recall is still complete, at about a third of the full-resolution cost.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from faceanon_video.weights import model_path
 MODEL = "face_detection_yunet_2023mar_int8bq.onnx"
 
 #: Smallest face (in model-input pixels) YuNet finds reliably; see module docstring.
-YUNET_MIN_FACE_PX = 24
+YUNET_MIN_FACE_PX = 14
 
 
 class YuNetDetector:
@@ -42,8 +44,12 @@ class YuNetDetector:
         self._input_size: tuple[int, int] | None = None
         self._lock = threading.Lock()  # cv2's detector keeps per-instance state between setInputSize and detect
 
+    def input_scale(self, shape: tuple[int, ...]) -> float:
+        """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
+        return detection_scale(shape, self.min_face_px, YUNET_MIN_FACE_PX)
+
     def detect(self, bgr: np.ndarray) -> Detections:
-        scale = detection_scale(bgr.shape, self.min_face_px, YUNET_MIN_FACE_PX)
+        scale = self.input_scale(bgr.shape)
         image = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         size = (image.shape[1], image.shape[0])
         with self._lock:

@@ -89,6 +89,6 @@ def status_line(summary: LiveSummary) -> str:
     return (
         f"{summary.seconds:.0f} s, {summary.frames_processed} frames ({summary.fps:.1f} fps), "
         f"{summary.frames_dropped} dropped, {summary.obscured_deadline + summary.obscured_error} obscured, "
-        f"{summary.filler_frames} black filler, {summary.reconnects} reconnects, {len(summary.gaps)} gaps"
+        f"{summary.filler_frames} black filler, {sum(not g['initial'] for g in summary.gaps)} outages, {summary.reconnects} reconnects"
         + (f"; latency {latency}" if latency else "")
     )

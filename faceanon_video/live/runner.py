@@ -13,7 +13,8 @@ Promises, in order of importance:
   ``StreamSink``; SIGINT/SIGTERM stop the loop and finalise every output.
 
 Threads: capture (``LiveSource``), one detection worker (so the loop can stop waiting for it at the
-deadline), this loop (track + anonymize), and one per output (encoding).
+deadline; it detects the next frame while this loop tracks and anonymizes the current one), this loop
+(track + anonymize, in frame order), and one per output (encoding).
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class DeadlineMissed(Exception):
     """Detection for a frame did not finish before its deadline; the frame is obscured."""
 
 
+@dataclass
+class PendingDetection:
+    """A frame whose detection has been asked for; ``DeadlineDetector.result`` gives the outcome."""
+
+    frame: Frame
+    deadline_s: float
+    full_frame: bool
+    future: concurrent.futures.Future | None = None
+
+
 class DeadlineDetector:
     """Runs each frame's detection on one worker thread so the loop can give up waiting at a deadline.
 
@@ -63,6 +74,10 @@ class DeadlineDetector:
     in line, beyond the deadline's reach). A detection that overruns keeps the worker busy; later
     frames wait for it only until their own deadline and are obscured if it is still running. So a
     hung detector costs black frames, never a growing queue or a raw frame.
+
+    ``submit`` starts a full-frame detection at once when the worker is free, so it can overlap the
+    tracking and anonymizing of the frame before; re-detection starts in ``result``, because it needs
+    the tracker to have seen that frame first.
     """
 
     def __init__(self, processor: FrameProcessor) -> None:
@@ -73,26 +88,33 @@ class DeadlineDetector:
         self._pool.submit(processor.detect, Frame(bgr=np.zeros((64, 64, 3), np.uint8), index=0)).result()
         self._running: concurrent.futures.Future | None = None
 
-    def detect(self, frame: Frame, deadline_s: float) -> Detections | BaseException | None:
-        """Detections, an error to fail closed on, or None where nothing is to be detected (a skipped
-        frame without re-detection: the tracker coasts)."""
-        job = self._job(frame)
-        if job is None:
-            return None
-        if self._running is not None and not _finished_by(self._running, deadline_s):
-            return DeadlineMissed("the detector is still busy with an earlier frame")
-        self._running = self._pool.submit(job)
-        if not _finished_by(self._running, deadline_s):
-            return DeadlineMissed("detection did not finish before the deadline")
-        return self._running.result()
+    def submit(self, frame: Frame, deadline_s: float) -> PendingDetection:
+        pending = PendingDetection(frame, deadline_s, full_frame=self.processor.should_detect(frame))
+        if pending.full_frame and (self._running is None or self._running.done()):
+            pending.future = self._running = self._pool.submit(self.processor.detect, frame)
+        return pending
 
-    def _job(self, frame: Frame) -> Callable[[], Detections | BaseException | None] | None:
-        processor = self.processor
-        if processor.should_detect(frame):
+    def result(self, pending: PendingDetection) -> Detections | BaseException | None:
+        """Detections, an error to fail closed on, ``DeadlineMissed``, or None where nothing is to be
+        detected (a skipped frame without re-detection: the tracker coasts)."""
+        if pending.future is None:
+            job = self._job(pending)
+            if job is None:
+                return None
+            if self._running is not None and not _finished_by(self._running, pending.deadline_s):
+                return DeadlineMissed("the detector is still busy with an earlier frame")
+            pending.future = self._running = self._pool.submit(job)
+        if not _finished_by(pending.future, pending.deadline_s):
+            return DeadlineMissed("detection did not finish before the deadline")
+        return pending.future.result()
+
+    def _job(self, pending: PendingDetection) -> Callable[[], Detections | BaseException] | None:
+        processor, frame = self.processor, pending.frame
+        if pending.full_frame:
             return lambda: processor.detect(frame)
         if processor.roi is None or not isinstance(processor.tracker, ByteTracker):
             return None
-        # Where the tracks will be, read now in frame order; only one job runs at a time, so the
+        # Where the tracks will be, read in frame order; only one job runs at a time, so the
         # re-detector (which must not be shared between threads) is never used twice at once.
         predicted_xyxy = processor.tracker.predict_xyxy()
 
@@ -199,11 +221,12 @@ class LiveRunner:
                 self._started_s = time.monotonic()
                 self._loop(on_status, status_every_s)
             finally:
-                self._finish()
+                self._close()
         return self.summary()
 
     def _loop(self, on_status, status_every_s: float) -> None:
         next_status_s = self._started_s + status_every_s
+        pending: PendingDetection | None = None
         while not self.stop.is_set():
             now = time.monotonic()
             if self.config.duration_s is not None and now - self._started_s >= self.config.duration_s:
@@ -212,20 +235,20 @@ class LiveRunner:
                 on_status(self.summary())
                 next_status_s = now + status_every_s
             self._check_outputs()
-            frame = self.source.get(timeout_s=self._interval_s)  # raises SourceLost when the source gave up
-            if frame is None:
-                if self.source.ended:
-                    break
-                self._fill_if_stalled()
-                continue
-            if self._shape is None:
-                self._start_outputs()
-                self._shape = frame.bgr.shape
-            self._last_frame_s = time.monotonic()
-            if self._filling_since is not None:
-                log.warning("source back: %d black frames were sent during the outage", self.filler_frames - self._filling_since)
-                self._filling_since = None
-            self._emit(self._process(frame), frame.capture_s)
+            if pending is None:
+                frame = self.source.get(timeout_s=self._interval_s)  # raises SourceLost when the source gave up
+                if frame is None:
+                    if self.source.ended:
+                        break
+                    self._fill_if_stalled()
+                    continue
+                pending = self._submit(frame)
+            detections = self.detector.result(pending)
+            # Pipelining: the newest frame's detection runs while this one is tracked and anonymized.
+            upcoming = self.source.get(timeout_s=0)
+            following = self._submit(upcoming) if upcoming is not None else None
+            self._emit(self._finish(pending.frame, detections), pending.frame.capture_s)
+            pending = following
 
     def _start_outputs(self) -> None:
         fps = self.source.fps or DEFAULT_FPS
@@ -235,10 +258,19 @@ class LiveRunner:
 
     # 2. One frame: detect against the deadline, then track and anonymize (or obscure).
 
-    def _process(self, frame: Frame) -> Frame:
+    def _submit(self, frame: Frame) -> PendingDetection:
+        if self._shape is None:
+            self._start_outputs()
+            self._shape = frame.bgr.shape
+        self._last_frame_s = time.monotonic()
+        if self._filling_since is not None:
+            log.warning("source back: %d black frames were sent during the outage", self.filler_frames - self._filling_since)
+            self._filling_since = None
         if frame.capture_s is None:
             frame.capture_s = time.monotonic()
-        detections = self.detector.detect(frame, frame.capture_s + self.deadline_s)
+        return self.detector.submit(frame, frame.capture_s + self.deadline_s)
+
+    def _finish(self, frame: Frame, detections: Detections | BaseException | None) -> Frame:
         if isinstance(detections, DeadlineMissed):
             self.obscured_deadline += 1
             self._warn_missed(detections)
@@ -282,7 +314,7 @@ class LiveRunner:
         if self.workers and all(worker.error is not None for worker in self.workers):
             raise FaceanonError(f"every output failed; first: {self.workers[0].error}")
 
-    def _finish(self) -> None:
+    def _close(self) -> None:
         self.detector.close()
         for worker in self.workers:
             worker.close()
@@ -303,7 +335,7 @@ class LiveRunner:
             obscured_error=self.processor.obscured_frames,
             filler_frames=self.filler_frames,
             reconnects=self.source.reconnects,
-            gaps=[{"start_s": round(g.start_s - started, 2), "duration_s": round(g.duration_s, 2), "reason": g.reason} for g in self.source.gaps],
+            gaps=[{"start_s": round(g.start_s - started, 2), "duration_s": round(g.duration_s, 2), "reason": g.reason, "initial": g.initial} for g in self.source.gaps],
             written={w.name: w.written for w in self.workers},
             output_dropped={w.name: w.dropped for w in self.workers},
             latency_ms={w.name: latency_stats_ms(w.latencies_s()) for w in self.workers},

@@ -85,6 +85,8 @@ class Gap:
     reason: str
     end_s: float | None = None
     attempts: int = 0
+    #: True for the wait before the very first frame (a source not up yet), which is not a reconnect.
+    initial: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -225,9 +227,11 @@ class LiveSource:
         """Record a failed read or reopen; False once it is time to give up."""
         now = time.monotonic()
         if not self.in_gap:
-            self.gaps.append(Gap(start_s=now, reason=reason))
-            what = "source lost" if self.captured else "source not reachable yet"
-            log.warning("%s: %s (%s); reconnecting, outputs get obscured frames meanwhile", self.url, what, reason)
+            self.gaps.append(Gap(start_s=now, reason=reason, initial=self.captured == 0))
+            if self.captured:
+                log.warning("%s: source lost (%s); reconnecting, outputs get black frames meanwhile", self.url, reason)
+            else:
+                log.warning("%s: source not reachable yet (%s); retrying", self.url, reason)
         gap = self.gaps[-1]
         gap.attempts += 1
         log.info("%s: reconnect attempt %d failed (%s); next in %.1f s", self.url, gap.attempts, reason, self._delay_s)
@@ -281,8 +285,8 @@ class LiveSource:
         if self.in_gap:
             gap = self.gaps[-1]
             gap.end_s = now
-            self.reconnects += 1
-            log.warning("%s: source back after %.1f s (%d attempts)", self.url, gap.duration_s, gap.attempts)
+            self.reconnects += not gap.initial
+            log.warning("%s: source %s after %.1f s (%d attempts)", self.url, "up" if gap.initial else "back", gap.duration_s, gap.attempts)
         self._delay_s = self.reconnect_initial_s
 
 

@@ -502,7 +502,7 @@ def anonymized_mask(faces, shape: tuple[int, ...], mask_scale: float = 1.3, mask
     painted = np.zeros(shape[:2], bool)
     for region in face_regions(faces, shape, mask_scale=mask_scale, shape=mask):
         view = painted[region.slices]
-        view |= True if region.mask is None else region.mask
+        view |= True if region.mask is None else region.mask > 0
     return painted
 
 

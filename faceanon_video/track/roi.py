@@ -43,8 +43,12 @@ class RoiRedetector:
     gap_px: int = 16
     #: IoU above which two boxes from overlapping crops are taken for the same face.
     nms_iou: float = 0.45
-    #: If the crops cover more than this fraction of the frame, one full-frame pass is cheaper.
+    #: If the crops, as the detector sees them, hold more than this fraction of the pixels of a
+    #: full-frame pass, that pass is run instead (it is cheaper and also finds new faces).
     full_frame_fraction: float = 0.6
+    #: The detector for that full-frame pass (the pipeline's own, which may shrink large frames);
+    #: None uses ``detector`` on the whole frame.
+    full_frame_detector: Detector | None = None
 
     def regions(self, boxes_xyxy: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Integer crop rectangles (n, 4), one per box (padded, clipped to the frame), and the scale
@@ -67,9 +71,12 @@ class RoiRedetector:
         regions, scales = self.regions(boxes_xyxy, bgr.shape)
         if not len(regions):
             return Detections.empty()
-        area = np.prod(regions[:, 2:] - regions[:, :2], axis=1).sum()
-        if area > self.full_frame_fraction * bgr.shape[0] * bgr.shape[1]:
-            return self.detector.detect(bgr)
+        full = self.full_frame_detector or self.detector
+        searched_px = (np.prod(regions[:, 2:] - regions[:, :2], axis=1) * scales**2).sum()
+        full_scale = full.input_scale(bgr.shape) if hasattr(full, "input_scale") else 1.0
+        full_frame_px = bgr.shape[0] * bgr.shape[1] * full_scale**2
+        if searched_px > self.full_frame_fraction * full_frame_px:
+            return full.detect(bgr)
         tiles = []
         for (x0, y0, x1, y1), scale in zip(regions, scales):
             crop = bgr[y0:y1, x0:x1]
