@@ -1,0 +1,1 @@
+"""Evaluation: leak rate, background damage, detection recall/precision, re-identification (``faceanon-video eval``)."""
