@@ -104,6 +104,8 @@ def main() -> int:
         "seconds": round(summary.seconds, 1),
         "latency_ms_after_warmup": latency_stats_ms(latencies[skip:]),
         "latency_ms_all": summary.latency_ms[sink.name],
+        # No backlog: the median latency of the last third of the run is that of the first third.
+        "latency_p50_ms_first_last_third": [round(float(np.median(part)) * 1000, 1) for part in (latencies[skip:][: len(latencies[skip:]) // 3], latencies[-(len(latencies[skip:]) // 3) :])] if len(latencies) - skip >= 3 else None,
         "fps_processed": round(summary.fps, 1),
         "fps_captured": round(summary.frames_captured / summary.seconds, 1),
         "frames_dropped": summary.frames_dropped,

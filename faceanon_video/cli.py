@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "eval": "measure leaks, background damage, recall and re-identification on annotated data",
     "export": "export the diffusion models to ONNX (and TensorRT engines on a GPU host)",
     "download-models": "fetch the diffusion weights into a local folder (needs internet; opt-in)",
+    "restore": "put the original faces back into an anonymized video from its --vault (needs the key)",
+    "verify": "check whether the person in a photo appears in an anonymized video, using its --vault and key",
 }
 
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--detect-every", type=int, default=1, metavar="N", help="run the full-frame detector every N frames and only re-detect around known faces in between: faster when faces fill little of the frame (measured 1.7x at N=2, 2.4x at N=3 with one face; ~15%% with six), but a NEW face can stay visible for up to N-1 frames; 1 keeps every face covered")
     trk.add_argument("--lost-track-buffer", type=int, default=15, metavar="FRAMES", help="frames a face keeps being anonymized on its predicted position after the detector loses it: longer covers longer occlusions and misses, but leaves a drifting blur behind faces that left")
     trk.add_argument("--key-file", metavar="FILE", help="secret key (>= 16 bytes; e.g. 'openssl rand -hex 32 > key') from which each face's random seed is derived: same video + same key = same replacement faces; without it, a random key per run")
+    trk.add_argument("--vault", metavar="FILE", help="also write the original faces, encrypted with --key-file (AES-256-GCM), to FILE so that 'faceanon-video restore' can undo the anonymization and 'verify' can check who is in the video; anyone with the key and FILE can (a folder: one NAME.favault per input)")
     trk.add_argument("--save-tracks", metavar="FILE.jsonl", help="write per-frame track ids, boxes, landmarks, scores and detected/predicted flags as JSON lines (a folder: one NAME.tracks.jsonl per input)")
 
     diff = parser.add_argument_group("diffusion (--mode diffusion; needs the 'diffusion' extra and local weights)")

@@ -34,6 +34,7 @@ class RunConfig:
     lost_track_buffer: int = 15
     key_file: str | None = None
     save_tracks: str | None = None
+    vault: str | None = None  # encrypted sidecar with the original faces (see faceanon_video.vault)
 
     # Diffusion (see faceanon_video.anonymize.diffusion).
     model_dir: str | None = None
@@ -92,6 +93,9 @@ class RunConfig:
             raise ConfigError("--detect-every must be >= 1")
         if self.detect_every > 1 and not self.track:
             raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
+        if self.vault and not self.key_file:
+            # A per-run random key would be thrown away at exit, leaving a vault nobody can open.
+            raise ConfigError("--vault needs --key-file: the vault can only be opened with the key that wrote it")
         if self.lost_track_buffer < 0:
             raise ConfigError("--lost-track-buffer must be >= 0")
         if self.workers < 1:

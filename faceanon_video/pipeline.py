@@ -32,7 +32,7 @@ from faceanon_video.anonymize.filters import CLASSIC_MODES, NoOp, obscure_whole_
 from faceanon_video.config import RunConfig
 from faceanon_video.detect import build_detector
 from faceanon_video.detect.base import Detector
-from faceanon_video.errors import FaceanonError, InputError
+from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import AtomicOutput, VideoWriter
 from faceanon_video.track.base import Tracker
@@ -42,6 +42,7 @@ from faceanon_video.track.roi import RoiRedetector
 from faceanon_video.track.seeds import load_key, random_key
 from faceanon_video.track.tracks_io import TrackWriter, tracks_path_for
 from faceanon_video.types import Detections, Frame
+from faceanon_video.vault import VaultWriteError, VaultWriter, open_run_vault
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class FrameProcessor:
                 )
         self.tracker = tracker or build_tracker(config, high_thresh=high_thresh)
         self.track_writer: TrackWriter | None = None  # set per input by process_video (--save-tracks)
+        self.vault_writer: VaultWriter | None = None  # set per input by process_video (--vault)
         self.anonymizer = anonymizer or build_anonymizer(config)
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.frames = 0
@@ -190,12 +192,16 @@ class FrameProcessor:
             faces = self.tracker.update(detections, frame)
             if self.track_writer is not None:
                 self.track_writer.write(frame.index, frame.time_s, faces)
+            if self.vault_writer is not None:
+                self.vault_writer.write(frame, faces)  # the originals, before the anonymizer paints over them
             mid = time.perf_counter()
             self.faces += len(faces)
             frame = self.anonymizer.apply(frame, faces)
             self.timings["track"].append(mid - start)
             self.timings["anonymize"].append(time.perf_counter() - mid)
             return frame
+        except VaultWriteError:
+            raise  # the vault is the only copy of the faces: stop the run rather than lose one silently
         except Exception as exc:  # noqa: BLE001 - fail closed: see module docstring
             log.warning("frame %d obscured: %s: %s", frame.index, type(exc).__name__, exc)
             self.obscured_frames += 1
@@ -250,6 +256,8 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         processor = processor or FrameProcessor(config)
         if config.save_tracks:
             processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source))
+        if config.vault:
+            processor.vault_writer = open_run_vault(config, source)
         writer = VideoWriter(
             destination,
             fps=reader.info.fps,
@@ -263,6 +271,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
     except BaseException:
         reader.close()
         _close_track_writer(processor)
+        _close_vault(processor, success=False)
         raise
     timings = processor.timings
 
@@ -336,7 +345,9 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         encoder.join()
         if encode_error:
             raise encode_error[0]
-        # 4. Finalize: flush the encoder and rename the file into place.
+        # 4. Finalize: complete the vault (its failure fails the run), flush the encoder, rename into place.
+        if processor.vault_writer is not None:
+            processor.vault_writer.finish()
         writer.close(success=True)
         success = True
     finally:
@@ -350,6 +361,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
             writer.close(success=False)
         reader.close()
         _close_track_writer(processor)
+        _close_vault(processor, success)
     return _summary(source, destination, processor, time.perf_counter() - started)
 
 
@@ -359,9 +371,17 @@ def _close_track_writer(processor: FrameProcessor | None) -> None:
         processor.track_writer = None
 
 
+def _close_vault(processor: FrameProcessor | None, success: bool) -> None:
+    if processor is not None and processor.vault_writer is not None:
+        vault, processor.vault_writer = processor.vault_writer, None
+        vault.close(success=success)
+
+
 def process_image(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
     """Anonymize one still image (written atomically, same format as the destination's extension)."""
     started = time.perf_counter()
+    if config.vault:
+        raise ConfigError(f"{source}: --vault works on videos only")
     bgr = cv2.imread(str(source), cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"{source}: not a readable image")

@@ -59,16 +59,18 @@ class Blur(RegionFilter):
 
 
 class Mosaic(RegionFilter):
-    """Pixelation with ``blocks`` cells across the face (8: coarse enough that identity is gone, the
-    face's position and colour stay readable)."""
+    """Pixelation with ``blocks`` cells across the face (6: coarse enough that identity is gone, the
+    face's position and colour stay readable), and cells of at least ``min_cell_px``: on a 25 px face,
+    8 cells of 3 px left enough for SFace/dlib to re-identify a few faces (``faceanon-video eval``)."""
 
-    def __init__(self, blocks: int = 8, **kwargs) -> None:
+    def __init__(self, blocks: int = 6, min_cell_px: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.blocks = blocks
+        self.min_cell_px = min_cell_px
 
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:
         h, w = roi.shape[:2]
-        cell_px = max(1.0, region.face_width_px / self.blocks)
+        cell_px = max(self.min_cell_px, region.face_width_px / self.blocks)
         small = cv2.resize(roi, (max(1, round(w / cell_px)), max(1, round(h / cell_px))), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 

@@ -1,0 +1,398 @@
+"""The face vault: an encrypted sidecar file holding the original pixels of every anonymized face.
+
+With ``--vault FILE --key-file KEY`` a run also writes FILE; whoever holds the key can later put the
+original faces back (``faceanon-video restore``) or check who appears in the video
+(``faceanon-video verify``). Without the key the file reveals only which frames have faces and how
+large each frame's record is (roughly: how many and how big the faces are).
+
+File format (all integers big-endian)::
+
+    b"FAVAULT1"                       magic, 8 bytes
+    salt                              16 random bytes, fresh per file
+    {"format": 1, ...}\\n              JSON info line (public: format and algorithm names only)
+    record*                           one per frame with faces, frame indices strictly increasing
+    trailer                           a record with index -1: {"frames", "records", "source", "width", ...}
+
+    record = u32 length | i64 frame index | 12-byte nonce | AES-256-GCM ciphertext + 16-byte tag
+             (length counts everything after itself)
+
+The record key is HKDF-SHA256(user key, salt, info=b"faceanon-video vault v1"); the associated data
+of each record is SHA-256(header) + its frame index, so a record cannot be moved to another frame or
+another vault, and the public header cannot be edited. The trailer counts the records, so cutting
+records off the end or deleting one is detected too. A frame record's plaintext is::
+
+    u32 length | JSON {"frame", "pts_s", "faces": [{"track_id", "xyxy": [x0, y0, x1, y1], "png_bytes"}]}
+    | the faces' PNG images (original BGR pixels of [y0:y1, x0:x1]), back to back
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import struct
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from faceanon_video.anonymize.regions import face_regions
+from faceanon_video.config import RunConfig
+from faceanon_video.errors import ConfigError, FaceanonError, InputError
+from faceanon_video.io.encode import AtomicOutput
+from faceanon_video.track.seeds import load_key
+from faceanon_video.types import Detections, Frame
+
+__all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "open_run_vault", "vault_path_for"]
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"FAVAULT1"
+FORMAT = 1
+SALT_BYTES = 16
+NONCE_BYTES = 12
+_HKDF_INFO = b"faceanon-video vault v1"
+_TRAILER_INDEX = -1
+_RECORD_HEAD = struct.Struct(">Iq")  # length, frame index
+_MAX_INFO_BYTES = 64 * 1024
+#: Refuse larger records: a damaged length field must not make the reader allocate gigabytes. One
+#: record holds one frame's faces as PNG, which even for a full 8K frame stays far below this.
+_MAX_RECORD_BYTES = 512 * 1024 * 1024
+#: Region scale recorded in diffusion mode (see ``open_run_vault``).
+DIFFUSION_REGION_SCALE = 2.0
+#: Frames whose faces may wait for the writer thread (bounds the memory of a slow disk).
+MAX_PENDING_FRAMES = 16
+DAMAGED = "wrong key, or the vault is damaged"
+
+
+class VaultWriteError(FaceanonError):
+    """The vault could not be written. The pipeline stops the run instead of obscuring the frame: the
+    vault is the only copy of the original faces, so a gap in it must not pass silently."""
+
+
+@dataclass(frozen=True)
+class VaultFace:
+    track_id: int
+    xyxy: tuple[int, int, int, int]  # integer region [y0:y1, x0:x1] of the frame
+    bgr: np.ndarray  # the original pixels of that region
+
+
+@dataclass(frozen=True)
+class VaultRecord:
+    frame_index: int
+    pts_s: float | None
+    faces: list[VaultFace]
+
+
+def _record_key(key: bytes, salt: bytes) -> AESGCM:
+    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_HKDF_INFO).derive(key))
+
+
+def _associated_data(header_digest: bytes, frame_index: int) -> bytes:
+    return header_digest + frame_index.to_bytes(8, "big", signed=True)
+
+
+def vault_path_for(vault: str | Path, source: str | Path) -> Path:
+    """One input's vault: ``vault`` itself, ``STEM.favault`` inside it when it is a folder (several
+    inputs), or ``vault`` with ``{stem}`` replaced by the input's name."""
+    target = Path(vault)
+    stem = Path(str(source)).stem or "stream"
+    if target.is_dir():
+        return target / f"{stem}.favault"
+    return target.with_name(target.name.replace("{stem}", stem))
+
+
+class VaultWriter:
+    """Records the original face regions of each frame; call ``write`` for EVERY frame, in order,
+    before the anonymizer paints it, then ``close(success)``.
+
+    The file is written under a temporary name and renamed into place by ``close(success=True)``,
+    like the video, so a failed run never leaves a vault that looks complete.
+
+    Args:
+        mask_scale: the run's ``--mask-scale``: regions are the anonymizer's (as boxes, so the whole
+            painted area is kept). Larger keeps more background and costs more space.
+        info: facts about the source (name, size) stored encrypted in the trailer, checked by restore.
+    """
+
+    def __init__(self, path: str | Path, key: bytes, mask_scale: float = 1.3, info: dict | None = None) -> None:
+        self.path = Path(path)
+        self.mask_scale = mask_scale
+        self.info = dict(info or {})
+        self._output = AtomicOutput(self.path)
+        salt = secrets.token_bytes(SALT_BYTES)
+        public = {"format": FORMAT, "kdf": "HKDF-SHA256", "cipher": "AES-256-GCM", "content": "PNG face regions"}
+        self._header = MAGIC + salt + json.dumps(public, sort_keys=True).encode() + b"\n"
+        self._digest = hashlib.sha256(self._header).digest()
+        self._aead = _record_key(key, salt)
+        self.frames = 0
+        self.records = 0
+        self.faces = 0
+        self._first_pts_s: float | None = None
+        self._last_index = _TRAILER_INDEX
+        self._finished = False
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault")
+        self._pending: deque[Future] = deque()
+        try:
+            self._file = open(self._output.temp, "wb")  # noqa: SIM115 - closed in close()
+            self._file.write(self._header)
+        except OSError as exc:
+            raise VaultWriteError(f"cannot write vault {self.path}: {exc.strerror or exc}") from exc
+
+    def write(self, frame: Frame, faces: Detections) -> None:
+        """Store the original pixels of ``faces`` in ``frame`` (nothing is written for a face-free frame)."""
+        if frame.index <= self._last_index:
+            raise VaultWriteError(f"vault frames must come in order: got {frame.index} after {self._last_index}")
+        self._last_index = frame.index
+        if self.frames == 0:
+            self._first_pts_s = frame.time_s
+            self.info.setdefault("width", frame.width)
+            self.info.setdefault("height", frame.height)
+        self.frames += 1
+        ids = faces.track_id if faces.track_id is not None else np.full(len(faces), -1, np.int64)
+        crops = []
+        for i in range(len(faces)):
+            # One face at a time: face_regions skips faces wholly outside the frame, so ids stay paired.
+            for region in face_regions(faces[i], frame.bgr.shape, self.mask_scale, "box"):
+                # A copy: the anonymizer paints the frame in place right after this call.
+                crops.append((int(ids[i]), (region.x0, region.y0, region.x1, region.y1), frame.bgr[region.slices].copy()))
+        if not crops:
+            return
+        self.records += 1
+        self.faces += len(crops)
+        # PNG encoding costs ~1-5 ms a face, so it runs on the writer's own thread (one, to keep the
+        # records in order); at most MAX_PENDING_FRAMES frames of crops wait in memory.
+        self._pending.append(self._worker.submit(self._seal, frame.index, frame.time_s, crops))
+        while self._pending and (len(self._pending) > MAX_PENDING_FRAMES or self._pending[0].done()):
+            self._pending.popleft().result()  # re-raises the worker's error in the caller's thread
+
+    def _seal(self, index: int, pts_s: float | None, crops: list) -> None:
+        meta, blobs = [], []
+        for track_id, xyxy, bgr in crops:
+            # PNG: lossless; compression level 1 favours speed (level 6 is ~20% smaller, 2x slower).
+            try:
+                ok, png = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            except cv2.error as exc:
+                raise VaultWriteError(f"frame {index}: PNG encoding of a face failed: {exc}") from exc
+            if not ok:
+                raise VaultWriteError(f"frame {index}: PNG encoding of a face failed")
+            blobs.append(png.tobytes())
+            meta.append({"track_id": track_id, "xyxy": list(xyxy), "png_bytes": len(blobs[-1])})
+        head = json.dumps({"frame": index, "pts_s": pts_s, "faces": meta}).encode()
+        self._append(index, struct.pack(">I", len(head)) + head + b"".join(blobs))
+
+    def _append(self, index: int, plaintext: bytes) -> None:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = nonce + self._aead.encrypt(nonce, plaintext, _associated_data(self._digest, index))
+        try:
+            self._file.write(_RECORD_HEAD.pack(8 + len(sealed), index) + sealed)
+        except OSError as exc:
+            raise VaultWriteError(f"writing vault {self.path} failed: {exc.strerror or exc}") from exc
+
+    def finish(self) -> None:
+        """Write the trailer and flush it to disk (the file keeps its temporary name until ``close``).
+        Called before the video is committed, so a vault that cannot be completed fails the run."""
+        if self._finished:
+            return
+        while self._pending:
+            self._pending.popleft().result()
+        self._worker.shutdown(wait=True)
+        try:
+            trailer = {**self.info, "frames": self.frames, "records": self.records, "first_pts_s": self._first_pts_s}
+            self._append(_TRAILER_INDEX, json.dumps(trailer).encode())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            raise VaultWriteError(f"writing vault {self.path} failed: {exc.strerror or exc}") from exc
+        self._finished = True
+
+    def close(self, success: bool = True) -> None:
+        """With ``success``: finish and rename into place; otherwise remove the partial file."""
+        try:
+            if success:
+                self.finish()
+                self._output.commit()
+                log.info("vault %s: %d faces in %d of %d frames", self.path, self.faces, self.records, self.frames)
+                return
+        except BaseException:
+            self._abandon()
+            raise
+        self._abandon()
+
+    def _abandon(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)  # it may be writing to the file
+        self._pending.clear()
+        self._file.close()
+        self._output.discard()
+
+
+def open_run_vault(config: RunConfig, source: str | Path) -> VaultWriter:
+    """The vault of one input of a run (``--vault``), keyed by ``--key-file``."""
+    path = vault_path_for(config.vault, source)
+    if path.exists() and not config.overwrite:
+        raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+    # Diffusion pastes through a feathered mask of the aligned face crop, which may reach past the
+    # --mask-scale box; a wider region makes sure restore covers everything it painted.
+    mask_scale = config.mask_scale if config.mode != "diffusion" else max(config.mask_scale, DIFFUSION_REGION_SCALE)
+    info = {"source": Path(str(source)).name, "start_s": config.start_s, "end_s": config.end_s}
+    return VaultWriter(path, load_key(config.key_file), mask_scale=mask_scale, info=info)
+
+
+class VaultReader:
+    """Opens a vault and checks it against the key at once: the framing is scanned and the trailer,
+    which authenticates the header and counts the records, is decrypted before anything else.
+
+    Records are decrypted one at a time (``record(i)`` or iteration), so memory stays flat. Every
+    failure to authenticate raises ``ConfigError("... wrong key, or the vault is damaged")``: AES-GCM
+    cannot tell a wrong key from an edited byte, and neither can we.
+    """
+
+    def __init__(self, path: str | Path, key: bytes) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise InputError(f"cannot read vault {self.path}: {exc.strerror or exc}") from exc
+        try:
+            self._open(key)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _damaged(self, why: str) -> ConfigError:
+        log.debug("vault %s: %s", self.path, why)
+        return ConfigError(f"{self.path}: {DAMAGED}")
+
+    def _open(self, key: bytes) -> None:
+        head = self._file.read(len(MAGIC) + SALT_BYTES)
+        if head[: len(MAGIC)] != MAGIC:
+            raise InputError(f"{self.path}: not a faceanon-video vault")
+        line = self._file.readline(_MAX_INFO_BYTES)
+        if len(head) < len(MAGIC) + SALT_BYTES or not line.endswith(b"\n"):
+            raise self._damaged("header cut short or too long")
+        self._digest = hashlib.sha256(head + line).digest()
+        try:
+            self.public = json.loads(line)
+        except ValueError as exc:
+            raise self._damaged("header is not JSON") from exc
+        if not isinstance(self.public, dict) or self.public.get("format") != FORMAT:
+            raise InputError(f"{self.path}: vault format {self.public!r} is not supported by this version")
+        self._aead = _record_key(key, head[len(MAGIC) :])
+        self._where, trailer = self._scan()
+        try:
+            self.info = json.loads(self._decrypt(_TRAILER_INDEX, *trailer))
+        except ValueError as exc:
+            raise self._damaged("trailer is not JSON") from exc
+        if self.info.get("records") != len(self._where):
+            raise self._damaged(f"trailer counts {self.info.get('records')} records, the file holds {len(self._where)}")
+
+    def _scan(self) -> tuple[dict[int, tuple[int, int]], tuple[int, int]]:
+        """(offset, length) of every record's sealed bytes by frame index, and the trailer's; no decryption."""
+        where: dict[int, tuple[int, int]] = {}
+        trailer = None
+        last = _TRAILER_INDEX
+        size = os.fstat(self._file.fileno()).st_size
+        offset = self._file.tell()
+        while offset < size:
+            raw = self._file.read(_RECORD_HEAD.size)
+            if len(raw) < _RECORD_HEAD.size:
+                raise self._damaged("cut inside a record header")
+            length, index = _RECORD_HEAD.unpack(raw)
+            body = length - 8
+            if trailer is not None or body < NONCE_BYTES + 16 or length > _MAX_RECORD_BYTES or offset + 4 + length > size:
+                raise self._damaged(f"bad record framing at byte {offset}")
+            if index == _TRAILER_INDEX:
+                trailer = (offset + _RECORD_HEAD.size, body)
+            elif index <= last:
+                raise self._damaged(f"record for frame {index} out of order")
+            else:
+                where[index] = (offset + _RECORD_HEAD.size, body)
+                last = index
+            offset += 4 + length
+            self._file.seek(offset)
+        if trailer is None:
+            raise self._damaged("no trailer (file cut short)")
+        return where, trailer
+
+    @property
+    def frames(self) -> int:
+        """Frames of the run that wrote the vault (with and without faces)."""
+        return int(self.info["frames"])
+
+    @property
+    def frame_indices(self) -> list[int]:
+        """Indices of the frames that have faces, in order."""
+        return list(self._where)
+
+    def _decrypt(self, index: int, offset: int, length: int) -> bytes:
+        self._file.seek(offset)
+        sealed = self._file.read(length)
+        try:
+            return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _associated_data(self._digest, index))
+        except InvalidTag as exc:
+            raise self._damaged(f"record {index} fails authentication") from exc
+
+    def record(self, frame_index: int) -> VaultRecord | None:
+        """The faces of one frame, or None when the frame had none."""
+        where = self._where.get(frame_index)
+        if where is None:
+            return None
+        plain = self._decrypt(frame_index, *where)
+        try:
+            (head_len,) = struct.unpack(">I", plain[:4])
+            head = json.loads(plain[4 : 4 + head_len])
+            if head["frame"] != frame_index:
+                raise ValueError(f"it says frame {head['frame']}")
+            faces, offset = [], 4 + head_len
+            for face in head["faces"]:
+                end = offset + face["png_bytes"]
+                bgr = cv2.imdecode(np.frombuffer(plain[offset:end], np.uint8), cv2.IMREAD_COLOR)
+                x0, y0, x1, y1 = (int(v) for v in face["xyxy"])
+                if bgr is None or bgr.shape[:2] != (y1 - y0, x1 - x0):
+                    raise ValueError(f"the face image of track {face['track_id']} does not match its region")
+                faces.append(VaultFace(int(face["track_id"]), (x0, y0, x1, y1), bgr))
+                offset = end
+        except (KeyError, TypeError, ValueError, struct.error) as exc:
+            # Authenticated yet unparsable: written by a buggy or incompatible writer, not tampered with.
+            raise InputError(f"{self.path}: the record of frame {frame_index} is malformed ({exc})") from exc
+        return VaultRecord(frame_index, head.get("pts_s"), faces)
+
+    def __iter__(self) -> Iterator[VaultRecord]:
+        for index in self._where:
+            yield self.record(index)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> VaultReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_video(vault: VaultReader, video: str | Path, frame_count: int, size_px: tuple[int, int] | None) -> None:
+    """Raise ``ConfigError`` (one line) when ``video`` cannot be the anonymized output the vault was
+    written with: a different frame count (0: unknown, not checked) or frame size (either orientation,
+    since a container's coded size is before rotation)."""
+    info = vault.info
+    problems = []
+    if frame_count and frame_count != vault.frames:
+        problems.append(f"{frame_count} frames, the vault {vault.frames}")
+    if size_px and info.get("width") and sorted(size_px) != sorted((info["width"], info["height"])):
+        problems.append(f"{size_px[0]}x{size_px[1]} pixels, the vault {info['width']}x{info['height']}")
+    if problems:
+        raise ConfigError(
+            f"{video} does not match vault {vault.path} (written for {info.get('source', '?')}): the video has " + "; ".join(problems)
+        )
