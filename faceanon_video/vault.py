@@ -53,7 +53,7 @@ from faceanon_video.io.encode import AtomicOutput
 from faceanon_video.track.seeds import load_key
 from faceanon_video.types import Detections, Frame
 
-__all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "open_run_vault", "vault_path_for"]
+__all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "check_video", "open_run_vault", "vault_path_for"]
 
 log = logging.getLogger(__name__)
 

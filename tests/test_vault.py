@@ -140,18 +140,24 @@ def test_tampered_vault_is_rejected(carphone, tmp_path, capsys, where):
 def test_records_cannot_be_moved_to_another_frame(carphone, tmp_path):
     video, vault, key = carphone
     data = vault.read_bytes()
-    first, second = _record_offsets(data)[:2]
+    first, second, third = _record_offsets(data)[:3]
     head = struct.Struct(">Iq")
-    # Give record 0's sealed bytes record 1's frame index (the lengths are kept consistent).
-    length, _ = head.unpack(data[first : first + head.size])
-    _, index_1 = head.unpack(data[second : second + head.size])
-    moved = data[:first] + head.pack(length, index_1) + data[first + head.size : first + 4 + length]
-    moved += data[second + 4 + head.unpack(data[second : second + head.size])[0] :]
-    path = tmp_path / "moved.favault"
-    path.write_bytes(moved)
-    with pytest.raises(ConfigError, match="wrong key"):
-        with VaultReader(path, load_key(key)) as reader:
-            reader.record(index_1)
+    (_, index_0), (_, index_1) = head.unpack_from(data, first), head.unpack_from(data, second)
+
+    body_0, body_1 = data[first + head.size : second], data[second + head.size : third]  # nonce + ciphertext
+    # Swap the two records' contents, each keeping the other's frame index (framing stays valid).
+    swapped = (
+        data[:first]
+        + struct.pack(">Iq", 8 + len(body_1), index_0) + body_1
+        + struct.pack(">Iq", 8 + len(body_0), index_1) + body_0
+        + data[third:]
+    )
+    path = tmp_path / "swapped.favault"
+    path.write_bytes(swapped)
+    with VaultReader(path, load_key(key)) as reader:  # the framing and the trailer are intact
+        for index in (index_0, index_1):
+            with pytest.raises(ConfigError, match="wrong key"):
+                reader.record(index)
 
 
 def test_vault_needs_a_key_file(tmp_path, capsys):

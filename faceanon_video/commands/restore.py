@@ -10,7 +10,6 @@ into the frame with the same index; frames without faces pass through. The video
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from faceanon_video.io.encode import VideoWriter
 from faceanon_video.track.seeds import load_key
 from faceanon_video.types import Frame
 from faceanon_video.vault import VaultReader, check_video
-
-log = logging.getLogger(__name__)
 
 
 def add_vault_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -27,8 +26,6 @@ from faceanon_video.eval.identity import SFaceIdentity
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.track.seeds import load_key
 from faceanon_video.vault import VaultReader, check_video
-
-log = logging.getLogger(__name__)
 
 #: SFace's cosine-similarity threshold for "same person" (OpenCV Zoo, measured on LFW).
 SFACE_THRESHOLD = 0.363

@@ -8,6 +8,8 @@ anything else is a raw frame that slipped through.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import threading
 import time
 from fractions import Fraction
@@ -180,14 +182,16 @@ def test_outage_sends_black_frames_at_the_nominal_rate_and_keeps_the_output_size
     assert {bgr.shape for bgr, _, _ in sink.frames} == {(48, 64, 3)}
 
 
-def test_stop_finalises_a_playable_recording(tmp_path):
+def test_sigterm_stops_the_run_and_finalises_the_recording(tmp_path):
     config = RunConfig(deadline_ms=500, preset="ultrafast")
     detector = ScriptedDetector()
     out = tmp_path / "live.mp4"
     runner = LiveRunner(LiveSource(str(CARPHONE)), [FileSink(out, preset="ultrafast")], config, processor=green_processor(config, detector))
-    stopper = threading.Timer(1.5, runner.stop.set)
-    stopper.start()
-    summary = runner.run()
+    previous = signal.getsignal(signal.SIGTERM)
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()  # as from a service manager
+    summary = runner.run()  # pytest runs tests on the main thread, where the handler is installed
+    assert signal.getsignal(signal.SIGTERM) is previous  # and removed again
+    assert 1.0 < summary.seconds < 3.5
     frames, pts = decode_all(out)
     assert len(frames) == summary.written[str(out)] >= 20
     assert pts == sorted(pts)
