@@ -157,7 +157,7 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         destination = output_path_for(source, args.output, several)
         try:
             if processor is not None:
-                processor.tracker.reset()
+                processor.reset()
             processor = processor or FrameProcessor(config)  # models load once for all inputs
             summary = process_file(source, destination, config, processor=_fresh_counters(processor))
         except FaceanonError as exc:

@@ -91,3 +91,19 @@ def test_frame_processor_counts(tmp_path):
     assert summary.faces >= 15  # at least one face per frame in this clip's opening shot
     assert set(summary.stage_seconds) >= {"decode", "detect", "track", "anonymize", "encode"}
     assert np.isfinite(summary.fps)
+
+
+def test_shot_change_ends_tracks_so_no_one_inherits_another_persons_identity():
+    # short_hamilton_clip.mp4 cuts at frames 20, 82 and 211 (from one stage shot to another).
+    from faceanon_video.io.decode import VideoReader
+
+    processor = FrameProcessor(RunConfig(progress=False, mode="none"))
+    ids_by_frame = {}
+    for frame in VideoReader(HAMILTON, end_s=7.2):
+        faces = processor.tracker.update(processor._handle_scene_cut(frame, processor.detect(frame)), frame)
+        ids_by_frame[frame.index] = set(faces.track_id.tolist())
+    for cut in (20, 82, 211):
+        if cut in ids_by_frame:
+            assert not ids_by_frame[cut] & ids_by_frame[cut - 1], f"a track crosses the cut at frame {cut}"
+    # ...while within a shot the same faces keep their ids.
+    assert ids_by_frame[40] & ids_by_frame[41]

@@ -246,7 +246,7 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
     processor = _latency_processor(config)
     for frame in warm:
         processor.process(frame)
-    processor.tracker.reset()
+    processor.reset()
     processor.timings.clear()
     processor.latency_s.clear()
     processor.frames = processor.faces = processor.obscured_frames = 0

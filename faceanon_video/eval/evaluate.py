@@ -287,7 +287,7 @@ def evaluate_pipeline(
         if settings.max_items is not None and n >= settings.max_items:
             break
         if not annotations.is_video:
-            processor.tracker.reset()  # unrelated photos: no track carries over
+            processor.reset()  # unrelated photos: no track carries over
         frame = Frame(bgr=original.copy(), index=int(truth.key) if annotations.is_video else 0)
         detections = processor.detect(frame)
         frame = processor.finish(frame, detections)

@@ -226,6 +226,11 @@ class ByteTracker:
         self._tracks = _Tracks.empty()
         self._next_id = 1
 
+    def cut(self) -> None:
+        """A shot change: end every track. Ids keep counting, so faces of the new shot get new ids
+        and seeds instead of inheriting those of whoever stood at the same place before the cut."""
+        self._tracks = _Tracks.empty()
+
     def __len__(self) -> int:
         """Number of live tracks (detected, tentative or coasting)."""
         return len(self._tracks)

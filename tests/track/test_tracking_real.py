@@ -85,9 +85,10 @@ def test_tracking_leaks_no_face_of_24px_or_more(synthetic_clip, tracked):
 def test_no_id_switch_at_crossings_and_few_overall(synthetic_clip, tracked):
     switches = score_tracks(synthetic_clip, tracked).id_switches
     assert not [s for s in switches if "crossing" in s["conditions"]]
-    # Allowed: the face that leaves and re-enters gets a new id; the sprinting face may too.
-    assert len(switches) <= 2
-    assert {s["id"] for s in switches} <= {3, 4}
+    # Allowed: the face that leaves and re-enters gets a new id; the sprinting face and the face that
+    # disappears fully behind the pillar may too. None at the crossing.
+    assert len(switches) <= 3
+    assert {s["id"] for s in switches} <= {3, 4, 6}
 
 
 def test_same_input_same_key_same_ids_and_seeds(synthetic_clip, key_file, tracked):
