@@ -25,8 +25,11 @@ def box_change(before: np.ndarray, after: np.ndarray, box) -> float:
 
 def detail(image: np.ndarray, box) -> float:
     """Variance of the Laplacian inside a box: the high-frequency energy face recognisers rely on."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    return float(cv2.Laplacian(cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY), cv2.CV_32F).var())
+    x0, y0, x1, y1 = (max(0, int(v)) for v in box)
+    crop = image[y0:y1, x0:x1]
+    if crop.size == 0:
+        return 0.0
+    return float(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var())
 
 
 @pytest.mark.parametrize("mode", ["blur", "mosaic", "solid"])

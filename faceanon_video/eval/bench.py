@@ -83,6 +83,9 @@ class BenchResult:
     peak_rss_mb: float
     machine: dict = field(default_factory=dict)
     obscured_frames: int = 0
+    #: fps of decoding and re-encoding the same frames with the same settings and nothing in between
+    #: (the most any anonymizer could reach with this decoder and encoder), measured in the same run.
+    io_ceiling_fps: float | None = None
     #: Per-frame decode-to-anonymized latency in frame order (for plots; left out of ``to_dict``).
     frame_latency_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -114,7 +117,8 @@ class BenchResult:
         lat = self.latency_ms
         lines += [
             "",
-            f"end-to-end  {self.fps:.1f} fps ({self.frames} frames in {self.wall_s:.2f} s)",
+            f"end-to-end  {self.fps:.1f} fps ({self.frames} frames in {self.wall_s:.2f} s)"
+            + (f"; I/O ceiling {self.io_ceiling_fps:.1f} fps, so {self.fps / self.io_ceiling_fps:.0%} of it" if self.io_ceiling_fps else ""),
             f"latency     p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms (decoded -> anonymized)",
             f"peak memory {self.peak_rss_mb:.0f} MB resident",
         ]
@@ -216,7 +220,27 @@ def _latency_processor(config: RunConfig):
     return LatencyProcessor(config)
 
 
-def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = None, warmup_frames: int = 5) -> BenchResult:
+def io_ceiling_fps(path: str | Path, config: RunConfig) -> float:
+    """fps of the pipeline's own decode -> encode with ``config``'s encoder settings, frames and audio
+    copied through untouched: the I/O ceiling an anonymizer is compared against."""
+    from faceanon_video.io.decode import VideoReader
+    from faceanon_video.io.encode import VideoWriter
+
+    with tempfile.TemporaryDirectory(prefix="faceanon-io-") as tmp, VideoReader(path, start_s=config.start_s, end_s=config.end_s) as reader:
+        start = time.perf_counter()
+        frames = 0
+        templates = reader.copy_streams if config.keep_audio else []
+        with VideoWriter(Path(tmp) / f"io{Path(path).suffix or '.mp4'}", reader.info.fps, reader.info.time_base, templates=templates, codec=config.codec, crf=config.crf, preset=config.preset) as writer:
+            for item in reader.items(packets=config.keep_audio):
+                if isinstance(item, Frame):
+                    writer.write(item)
+                    frames += 1
+                else:
+                    writer.write_packet(item)
+        return frames / (time.perf_counter() - start)
+
+
+def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = None, warmup_frames: int = 5, io_ceiling: bool = True) -> BenchResult:
     """Measure ``config``'s pipeline on the video at ``path`` (see module docstring).
 
     ``max_frames`` limits the run to the clip's first frames; ``warmup_frames`` are processed
@@ -255,6 +279,7 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
     with tempfile.TemporaryDirectory(prefix="faceanon-bench-") as tmp:
         with _MemorySampler() as memory:
             summary = process_video(path, Path(tmp) / f"bench{path.suffix or '.mp4'}", config, processor)
+    ceiling = io_ceiling_fps(path, config) if io_ceiling else None
     latency_ms = np.asarray(processor.latency_s, np.float64) * 1000
     if not len(latency_ms):
         raise InputError(f"{path}: no frames were decoded")
@@ -280,6 +305,7 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
         peak_rss_mb=memory.peak_bytes / 2**20,
         machine=machine_description(),
         obscured_frames=summary.obscured_frames,
+        io_ceiling_fps=ceiling,
         frame_latency_ms=latency_ms.tolist(),
     )
 
