@@ -11,11 +11,12 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 
 from faceanon_video import __version__
 from faceanon_video.config import BACKENDS, MODES, RunConfig
 from faceanon_video.detect import DETECTORS
-from faceanon_video.errors import FaceanonError
+from faceanon_video.errors import ConfigError, FaceanonError
 
 log = logging.getLogger("faceanon_video")
 
@@ -149,6 +150,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return run_command(config, args.inputs, args.output, quiet=args.quiet)
     sources = expand_inputs(args.inputs)
     several = len(sources) > 1
+    if several and config.vault and not Path(config.vault).is_dir():
+        raise ConfigError("with several inputs, --vault must be an existing folder (one NAME.favault per input)")
     if args.ray is not None:
         return _run_on_ray(sources, args, config, several)
     processor = None

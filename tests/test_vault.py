@@ -201,3 +201,16 @@ def test_verify_does_not_find_someone_else(hamilton, capsys, face):
     assert code == 1 and not result["found"]
     checked = [t for t in result["tracks"] if t["checked"]]
     assert checked and all(t["best_similarity"] < 0.363 for t in checked)
+
+
+def test_several_inputs_need_a_vault_folder_and_live_refuses_a_vault(tmp_path):
+    from faceanon_video.cli import main
+    from tests.conftest import BIKES, CARPHONE
+
+    key = tmp_path / "k"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main([str(CARPHONE), str(BIKES), "-o", str(out), "--key-file", str(key), "--vault", str(tmp_path / "one.favault"), "-q"])
+    assert code == 2 and list(out.iterdir()) == []
+    assert main(["udp://127.0.0.1:9", "--key-file", str(key), "--vault", str(tmp_path / "v"), "-o", str(tmp_path / "x.mp4")]) == 2

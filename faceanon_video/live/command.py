@@ -57,6 +57,8 @@ def build_sinks(config: RunConfig, output: str | None) -> list[Sink]:
 
 
 def run_command(config: RunConfig, inputs: list[str], output: str | None, quiet: bool = False) -> int:
+    if config.vault or config.save_tracks:
+        raise ConfigError("--vault and --save-tracks are for files; live streams do not write them")
     source = build_source(config, inputs)
     sinks = build_sinks(config, output)
     try:
