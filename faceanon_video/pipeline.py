@@ -30,7 +30,7 @@ import numpy as np
 from faceanon_video.anonymize.base import Anonymizer
 from faceanon_video.anonymize.filters import CLASSIC_MODES, NoOp, obscure_whole_frame
 from faceanon_video.config import RunConfig
-from faceanon_video.detect import build_detector
+from faceanon_video.detect import DEFAULT_THRESHOLDS, build_detector
 from faceanon_video.detect.base import Detector
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.io.decode import VideoReader
@@ -155,18 +155,20 @@ class FrameProcessor:
         anonymizer: Anonymizer | None = None,
     ) -> None:
         self.config = config
-        self._make_detector = make_detector or detector_factory(config)
         self._local = threading.local()
-        self.detector = self._thread_detector()  # built now so model errors surface before any frame
-        high_thresh = float(getattr(self.detector, "threshold", 0.5))
         self.roi: RoiRedetector | None = None
-        if config.track and make_detector is None:
-            # The tracker's second stage needs the low-score boxes, so the detector reports them too;
-            # faces below high_thresh are only anonymized when they continue a track.
-            self._make_detector = detector_factory(config, threshold=high_thresh * LOW_SCORE_FRACTION)
-            self._local = threading.local()
+        if make_detector is not None:
+            self._make_detector = make_detector
             self.detector = self._thread_detector()
-            if config.detect_every > 1:
+            high_thresh = float(getattr(self.detector, "threshold", 0.5))
+        else:
+            high_thresh = config.thresh if config.thresh is not None else DEFAULT_THRESHOLDS[config.detector]
+            # With tracking, the tracker's second stage needs the low-score boxes, so the detector
+            # reports them too; faces below high_thresh are only anonymized when they continue a track.
+            low_or_high = high_thresh * LOW_SCORE_FRACTION if config.track else high_thresh
+            self._make_detector = detector_factory(config, threshold=low_or_high)
+            self.detector = self._thread_detector()  # built now so model errors surface before any frame
+            if config.track and config.detect_every > 1:
                 # Own instance (used only in frame order), at full resolution (min_face_px=0).
                 self.roi = RoiRedetector(
                     detector_factory(config, high_thresh * LOW_SCORE_FRACTION, min_face_px=0)(),

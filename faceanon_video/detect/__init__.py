@@ -6,6 +6,8 @@ from faceanon_video.detect.base import Detector
 from faceanon_video.errors import ConfigError
 
 DETECTORS = ("yunet", "centerface")
+#: Score above which each detector reports a face by default (``--thresh`` overrides).
+DEFAULT_THRESHOLDS = {"yunet": 0.5, "centerface": 0.3}
 
 
 def build_detector(name: str = "yunet", threshold: float | None = None, min_face_px: float = 24) -> Detector:
