@@ -12,8 +12,8 @@ What is measured
   processes put on the machine (``run_configs``); ``--repeat`` passes are summed. CPU ms/frame is
   this process's CPU time (all threads) per frame; on a VM it also counts time stolen by other
   guests, so compare configurations within one run, not across runs.
-* Frames go through ``pipeline.FrameProcessor.process`` (the real detect -> track -> ROI code) one
-  at a time with ``--mode none``, so fps is detection + tracking compute per frame on one thread,
+* Frames go through ``pipeline.FrameProcessor.finish_held`` (the real detect -> track -> backfill code
+  of the file pipeline) one at a time with ``--mode none``, so fps is detection + tracking compute per frame on one thread,
   without decode/encode/anonymize (identical across configurations) and without the pipeline's
   detection thread pool (which overlaps frames and would blur the comparison).
 * Leaks: a ground-truth face whose visible oval is less than 90 % inside the area the anonymizer
@@ -138,15 +138,18 @@ def run_configs(frames: list[np.ndarray], configs: dict[str, dict], key_file: Pa
     names = list(configs)
     for _ in range(max(1, passes)):
         for processor in processors.values():
-            processor.tracker.reset()
+            processor.reset()
             processor.track_writer = Recorder()
         for i, bgr in enumerate(frames):
             for k in range(len(names)):
                 name = names[(i + k) % len(names)]
                 start, cpu_start = time.perf_counter(), time.process_time()
-                processors[name].process(Frame(bgr=bgr, index=i))
+                frame = Frame(bgr=bgr, index=i)
+                processors[name].finish_held(frame, processors[name].detect(frame))  # as files are processed
                 wall[name] += time.perf_counter() - start
                 cpu[name] += time.process_time() - cpu_start
+        for processor in processors.values():
+            processor.flush()
         outputs = {name: p.track_writer.outputs for name, p in processors.items()}  # same in every pass
     n = len(frames) * max(1, passes)
     return {

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     trk = parser.add_argument_group("tracking (carries faces through detector misses; see faceanon_video.track)")
     trk.add_argument("--no-track", dest="track", action="store_false", default=argparse.SUPPRESS, help="anonymize only where the detector fires in that frame: faster by <1 ms/frame, but a face leaks on every frame the detector misses (blur, dim light, turned heads)")
-    trk.add_argument("--detect-every", type=int, default=1, metavar="N", help="run the full-frame detector every N frames and only re-detect around known faces in between: faster when faces fill little of the frame (measured 1.7x at N=2, 2.4x at N=3 with one face; ~15%% with six), but a NEW face can stay visible for up to N-1 frames; 1 keeps every face covered")
+    trk.add_argument("--detect-every", type=int, default=None, metavar="N", help="run the full-frame detector every N-th frame (default: 2 for files, 1 for live streams). Files: the frames between are held back until the next full pass, faces get boxes interpolated between passes, and a face first found there is followed back over the skipped frames, so none is left visible (0 leaks measured up to N=5 on the synthetic clips). Live streams cannot wait: known faces are re-detected around their tracks, and a NEW face can stay visible for up to N-1 frames")
     trk.add_argument("--lost-track-buffer", type=int, default=15, metavar="FRAMES", help="frames a face keeps being anonymized on its predicted position after the detector loses it: longer covers longer occlusions and misses, but leaves a drifting blur behind faces that left")
     trk.add_argument("--key-file", metavar="FILE", help="secret key (>= 16 bytes; e.g. 'openssl rand -hex 32 > key') from which each face's random seed is derived: same video + same key = same replacement faces; without it, a random key per run")
     trk.add_argument("--vault", metavar="FILE", help="also write the original faces, encrypted with --key-file (AES-256-GCM), to FILE so that 'faceanon-video restore' can undo the anonymization and 'verify' can check who is in the video; anyone with the key and FILE can (a folder: one NAME.favault per input)")
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     enc = parser.add_argument_group("encoding")
     enc.add_argument("--crf", type=int, default=20, help="quality (lower is better and bigger; 18 is visually lossless)")
-    enc.add_argument("--preset", default="veryfast", help="x264 preset (ultrafast..veryslow): slower is smaller at equal quality")
+    enc.add_argument("--preset", default="ultrafast", help="x264 preset (ultrafast..veryslow): slower is smaller at equal quality. ultrafast keeps a 720p encode at ~8 ms per frame on one core; veryfast halves the file size for ~4x the encoding time")
     enc.add_argument("--codec", default=None, help="video codec (default: libx264, libvpx-vp9 for .webm)")
     enc.add_argument("--no-audio", action="store_true", help="drop audio and other streams instead of copying them")
     enc.add_argument("--start", type=float, dest="start_s", help="start time in seconds")

@@ -30,7 +30,7 @@ class RunConfig:
 
     # Tracking (see faceanon_video.track).
     track: bool = True
-    detect_every: int = 1
+    detect_every: int | None = None  # None: 2 for files (frames held back, see track.backfill), 1 for live streams
     lost_track_buffer: int = 15
     key_file: str | None = None
     save_tracks: str | None = None
@@ -48,7 +48,7 @@ class RunConfig:
 
     # Encoding.
     crf: int = 20
-    preset: str = "veryfast"
+    preset: str = "ultrafast"
     codec: str | None = None  # None: H.264 (VP9 for .webm)
     keep_audio: bool = True
 
@@ -89,9 +89,9 @@ class RunConfig:
             raise ConfigError("--mask-scale must be >= 1.0 (smaller masks leave face edges visible)")
         if self.mode == "image" and not self.replace_image:
             raise ConfigError("--mode image needs --replace-image FILE")
-        if self.detect_every < 1:
+        if self.detect_every is not None and self.detect_every < 1:
             raise ConfigError("--detect-every must be >= 1")
-        if self.detect_every > 1 and not self.track:
+        if (self.detect_every or 1) > 1 and not self.track:
             raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
         if self.vault and not self.key_file:
             # A per-run random key would be thrown away at exit, leaving a vault nobody can open.

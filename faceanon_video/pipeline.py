@@ -38,6 +38,7 @@ from faceanon_video.io.encode import AtomicOutput, VideoWriter
 from faceanon_video.track.base import Tracker
 from faceanon_video.track.bytetrack import ByteTracker
 from faceanon_video.track.passthrough import PassThroughTracker
+from faceanon_video.track.backfill import Backfill
 from faceanon_video.track.roi import RoiRedetector
 from faceanon_video.track.seeds import load_key, random_key
 from faceanon_video.track.tracks_io import TrackWriter, tracks_path_for
@@ -126,7 +127,9 @@ class ShotChangeDetector:
         self._previous: tuple[np.ndarray, np.ndarray] | None = None
 
     def is_cut(self, bgr: np.ndarray) -> bool:
-        small = cv2.resize(bgr, (160, 90), interpolation=cv2.INTER_AREA)
+        # Every n-th pixel first: INTER_AREA over the whole of a large frame would cost ~2 ms.
+        step = max(1, min(bgr.shape[0] // 180, bgr.shape[1] // 320))
+        small = cv2.resize(bgr[::step, ::step], (160, 90), interpolation=cv2.INTER_AREA)
         grey = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
         hist = cv2.calcHist([cv2.cvtColor(small, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
         cv2.normalize(hist, hist)
@@ -145,6 +148,9 @@ class FrameProcessor:
 
     ``detect`` may run on several threads at once (each gets its own detector); ``finish`` (track +
     anonymize) must be called in frame order. ``process`` does both for callers that need no overlap.
+    Files use ``finish_held`` + ``flush`` instead, which hold the last frames back so that faces found
+    late are covered on earlier frames too (``track.backfill``); ``live=True`` processors (streams,
+    which cannot wait) detect every frame by default and re-detect around tracks on skipped frames.
     """
 
     def __init__(
@@ -153,8 +159,10 @@ class FrameProcessor:
         make_detector: Callable[[], Detector] | None = None,
         tracker: Tracker | None = None,
         anonymizer: Anonymizer | None = None,
+        live: bool = False,
     ) -> None:
         self.config = config
+        self.live = live
         self._local = threading.local()
         self.roi: RoiRedetector | None = None
         if make_detector is not None:
@@ -168,8 +176,9 @@ class FrameProcessor:
             low_or_high = high_thresh * LOW_SCORE_FRACTION if config.track else high_thresh
             self._make_detector = detector_factory(config, threshold=low_or_high)
             self.detector = self._thread_detector()  # built now so model errors surface before any frame
-            if config.track and config.detect_every > 1:
-                # Own instance (used only in frame order), at full resolution (min_face_px=0).
+            if config.track:
+                # Re-detection around tracks (skipped frames, faces found late). Own instance (used only
+                # in frame order), at full resolution (min_face_px=0).
                 self.roi = RoiRedetector(
                     detector_factory(config, high_thresh * LOW_SCORE_FRACTION, min_face_px=0)(),
                     full_frame_detector=self.detector,  # this thread's; the pool's threads have their own
@@ -177,6 +186,12 @@ class FrameProcessor:
         self.tracker = tracker or build_tracker(config, high_thresh=high_thresh)
         self.track_writer: TrackWriter | None = None  # set per input by process_video (--save-tracks)
         self.shot_detector = ShotChangeDetector()
+        # Files only (finish_held): frames wait a little so faces found late are covered back to where
+        # they appeared, and skipped frames get interpolated boxes. Needs tracks (identities) to follow.
+        held = config.track and not live and isinstance(self.tracker, ByteTracker)
+        # Skipping frames is safe by default only where held frames let backfill cover what they miss.
+        self.detect_every = config.detect_every or (2 if held else 1)
+        self.backfill = Backfill(self.roi, detect_every=self.detect_every) if held else None
         self.vault_writer: VaultWriter | None = None  # set per input by process_video (--vault)
         self.anonymizer = anonymizer or build_anonymizer(config)
         self.timings: dict[str, list[float]] = defaultdict(list)
@@ -192,7 +207,7 @@ class FrameProcessor:
 
     def should_detect(self, frame: Frame) -> bool:
         """Whether the full-frame detector runs on this frame (every ``detect_every``-th frame)."""
-        return frame.index % self.config.detect_every == 0
+        return frame.index % self.detect_every == 0
 
     def detect(self, frame: Frame) -> Detections | BaseException | None:
         """Full-frame detection, or None on frames the schedule skips. Errors are returned, not raised,
@@ -209,27 +224,63 @@ class FrameProcessor:
 
     def finish(self, frame: Frame, detections: Detections | BaseException | None) -> Frame:
         """Track and anonymize, in frame order. Never returns a frame with a face it failed to cover."""
-        self.frames += 1
+        faces, _, _ = self._track(frame, detections, redetect=True)
+        return self._release(frame, faces)
+
+    def finish_held(self, frame: Frame, detections: Detections | BaseException | None) -> list[Frame]:
+        """Like ``finish``, for files: with ``--detect-every N > 1``, frames are held back until the
+        next full-frame detection so that faces first found there are covered on the frames before it
+        too (``track.backfill``). Returns the frames now final, in order; ``flush`` returns the rest."""
+        faces, full_pass, cut = self._track(frame, detections, redetect=self.backfill is None)
+        if self.backfill is None:
+            return [self._release(frame, faces)]
+        start = time.perf_counter()
+        settled = self.backfill.push(frame, faces, full_pass, cut)
+        if self.timings["track"]:
+            self.timings["track"][-1] += time.perf_counter() - start  # part of this frame's tracking
+        return [self._release(f, fs) for f, fs in settled]
+
+    def flush(self) -> list[Frame]:
+        """The frames ``finish_held`` still holds (call at the end of each video)."""
+        if self.backfill is None:
+            return []
+        return [self._release(f, fs) for f, fs in self.backfill.flush()]
+
+    def _track(self, frame: Frame, detections: Detections | BaseException | None, redetect: bool) -> tuple[Detections | BaseException, bool, bool]:
+        """This frame's faces (or the error to fail closed on), whether the full-frame detector ran on
+        it, and whether it starts a new shot. ``redetect``: on a skipped frame, look for the tracked
+        faces around their predicted boxes (else they coast until ``backfill`` settles them)."""
         try:
             if isinstance(detections, BaseException):
                 raise detections
-            detections = self._handle_scene_cut(frame, detections)
-            if detections is None and self.roi is not None and isinstance(self.tracker, ByteTracker):
+            cut, detections = self._handle_scene_cut(frame, detections)
+            full_pass = detections is not None
+            if detections is None and redetect and self.roi is not None and isinstance(self.tracker, ByteTracker):
                 # Skipped frame (--detect-every): look again around the live tracks only.
                 start = time.perf_counter()
                 detections = self.roi.detect(frame.bgr, self.tracker.predict_xyxy())
                 self.timings["detect"].append(time.perf_counter() - start)
             start = time.perf_counter()
             faces = self.tracker.update(detections, frame)
+            self.timings["track"].append(time.perf_counter() - start)
+            return faces, full_pass, cut
+        except Exception as exc:  # noqa: BLE001 - fail closed: see module docstring
+            return exc, False, False
+
+    def _release(self, frame: Frame, faces: Detections | BaseException) -> Frame:
+        """Write the frame's faces to the track file and vault, then anonymize; obscure it whole on any error."""
+        self.frames += 1
+        try:
+            if isinstance(faces, BaseException):
+                raise faces
             if self.track_writer is not None:
                 self.track_writer.write(frame.index, frame.time_s, faces)
             if self.vault_writer is not None:
                 self.vault_writer.write(frame, faces)  # the originals, before the anonymizer paints over them
-            mid = time.perf_counter()
+            start = time.perf_counter()
             self.faces += len(faces)
             frame = self.anonymizer.apply(frame, faces)
-            self.timings["track"].append(mid - start)
-            self.timings["anonymize"].append(time.perf_counter() - mid)
+            self.timings["anonymize"].append(time.perf_counter() - start)
             return frame
         except VaultWriteError:
             raise  # the vault is the only copy of the faces: stop the run rather than lose one silently
@@ -245,21 +296,24 @@ class FrameProcessor:
         """Forget everything carried from frame to frame (call between unrelated videos or images)."""
         self.tracker.reset()
         self.shot_detector.reset()
+        if self.backfill is not None:
+            self.backfill.reset()
         if hasattr(self.anonymizer, "reset"):
             self.anonymizer.reset()
 
-    def _handle_scene_cut(self, frame: Frame, detections: Detections | None) -> Detections | None:
+    def _handle_scene_cut(self, frame: Frame, detections: Detections | None) -> tuple[bool, Detections | None]:
         """At a shot change, end all tracks (so a new person never inherits the id, seed and fake face
-        of someone else) and make sure this frame has a full detection to start the new tracks from."""
+        of someone else) and make sure this frame has a full detection to start the new tracks from.
+        Returns whether this frame starts a new shot, and its detections."""
         if not self.shot_detector.is_cut(frame.bgr) or not hasattr(self.tracker, "cut"):
-            return detections
+            return False, detections
         log.debug("frame %d: shot change", frame.index)
         self.tracker.cut()
         if detections is None:
             start = time.perf_counter()
             detections = self._thread_detector().detect(frame.bgr)
             self.timings["detect"].append(time.perf_counter() - start)
-        return detections
+        return True, detections
 
 
 # 3. Files: a threaded run over one video, and the image path.
@@ -373,12 +427,15 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
 
         def emit_oldest() -> None:
             item, future = pending.popleft()
-            if future is not None:
-                item = processor.finish(item, future.result())
-                progress.update(1)
-                progress.set_postfix(faces=processor.faces, refresh=False)
-            if not _put(to_encode, item, stop):
-                raise encode_error[0] if encode_error else KeyboardInterrupt
+            send(processor.finish_held(item, future.result()) if future is not None else [item])
+
+        def send(items: list) -> None:
+            for item in items:
+                if not _put(to_encode, item, stop):
+                    raise encode_error[0] if encode_error else KeyboardInterrupt
+                if isinstance(item, Frame):
+                    progress.update(1)
+            progress.set_postfix(faces=processor.faces, refresh=False)
 
         while True:
             item = _get(decoded, stop, decoder)
@@ -392,6 +449,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
                 emit_oldest()
         while pending:
             emit_oldest()
+        send(processor.flush())
         _put(to_encode, _END, stop)
         encoder.join()
         if encode_error:

@@ -27,16 +27,17 @@ class FlakyDetector:
         return self.inner.detect(bgr)
 
 
-def test_detector_fault_obscures_exactly_that_frame(tmp_path):
-    config = RunConfig(progress=False, end_s=1.0, workers=1)
-    processor = FrameProcessor(config, make_detector=lambda: FlakyDetector({3, 7}))
+@pytest.mark.parametrize("detect_every, failing_calls, failing_frames", [(1, {3, 7}, {3, 7}), (2, {3, 7}, {6, 14})])
+def test_detector_fault_obscures_exactly_that_frame(tmp_path, detect_every, failing_calls, failing_frames):
+    config = RunConfig(progress=False, end_s=1.0, workers=1, detect_every=detect_every)
+    processor = FrameProcessor(config, make_detector=lambda: FlakyDetector(failing_calls))
     out = tmp_path / "out.mp4"
     summary = process_video(HAMILTON, out, config, processor)
     frames, _ = decode_all(out)
-    assert summary.obscured_frames == 2
+    assert summary.obscured_frames == 2 and len(frames) == summary.frames
     means = [f.mean() for f in frames]
-    assert means[3] < 3 and means[7] < 3  # fully black (after compression)
-    assert all(m > 10 for i, m in enumerate(means) if i not in (3, 7))  # the opening shot is dark (~16)
+    assert all(means[i] < 3 for i in failing_frames)  # fully black (after compression)
+    assert all(m > 10 for i, m in enumerate(means) if i not in failing_frames)  # the opening shot is dark (~16)
 
 
 class BrokenAnonymizer:
@@ -98,10 +99,12 @@ def test_shot_change_ends_tracks_so_no_one_inherits_another_persons_identity():
     from faceanon_video.io.decode import VideoReader
 
     processor = FrameProcessor(RunConfig(progress=False, mode="none"))
-    ids_by_frame = {}
+    ids_by_frame, cuts = {}, []
     for frame in VideoReader(HAMILTON, end_s=7.2):
-        faces = processor.tracker.update(processor._handle_scene_cut(frame, processor.detect(frame)), frame)
+        faces, _, cut = processor._track(frame, processor.detect(frame), redetect=True)
         ids_by_frame[frame.index] = set(faces.track_id.tolist())
+        cuts += [frame.index] if cut else []
+    assert cuts == [c for c in (20, 82, 211) if c in ids_by_frame]
     for cut in (20, 82, 211):
         if cut in ids_by_frame:
             assert not ids_by_frame[cut] & ids_by_frame[cut - 1], f"a track crosses the cut at frame {cut}"

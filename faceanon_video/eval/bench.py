@@ -17,6 +17,7 @@ temporary file, and reports:
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 import os
 import platform
 import tempfile
@@ -210,9 +211,9 @@ def _latency_processor(config: RunConfig):
             super().__init__(config)
             self.latency_s: list[float] = []
 
-        def finish(self, frame: Frame, detections: Detections | BaseException | None) -> Frame:
-            captured = frame.capture_s
-            out = super().finish(frame, detections)
+        def _release(self, frame: Frame, faces: Detections | BaseException) -> Frame:
+            captured = frame.capture_s  # frames held back for --detect-every count their wait too
+            out = super()._release(frame, faces)
             if captured is not None:
                 self.latency_s.append(time.monotonic() - captured)
             return out
@@ -220,24 +221,36 @@ def _latency_processor(config: RunConfig):
     return LatencyProcessor(config)
 
 
+class _CopyOnly:
+    """Stands in for ``FrameProcessor`` in ``process_video``: frames go from decoder to encoder untouched."""
+
+    track_writer = vault_writer = None
+
+    def __init__(self) -> None:
+        self.timings: dict[str, list[float]] = defaultdict(list)
+        self.frames = self.faces = self.obscured_frames = 0
+
+    def detect(self, frame: Frame) -> None:
+        return None
+
+    def finish_held(self, frame: Frame, detections: None) -> list[Frame]:
+        self.frames += 1
+        return [frame]
+
+    def flush(self) -> list[Frame]:
+        return []
+
+
 def io_ceiling_fps(path: str | Path, config: RunConfig) -> float:
     """fps of the pipeline's own decode -> encode with ``config``'s encoder settings, frames and audio
-    copied through untouched: the I/O ceiling an anonymizer is compared against."""
-    from faceanon_video.io.decode import VideoReader
-    from faceanon_video.io.encode import VideoWriter
+    copied through untouched: the I/O ceiling an anonymizer is compared against. It is the real file
+    pipeline (decode and encode threads, queues, colour conversions) with nothing in between."""
+    from faceanon_video.pipeline import process_video
 
-    with tempfile.TemporaryDirectory(prefix="faceanon-io-") as tmp, VideoReader(path, start_s=config.start_s, end_s=config.end_s) as reader:
-        start = time.perf_counter()
-        frames = 0
-        templates = reader.copy_streams if config.keep_audio else []
-        with VideoWriter(Path(tmp) / f"io{Path(path).suffix or '.mp4'}", reader.info.fps, reader.info.time_base, templates=templates, codec=config.codec, crf=config.crf, preset=config.preset) as writer:
-            for item in reader.items(packets=config.keep_audio):
-                if isinstance(item, Frame):
-                    writer.write(item)
-                    frames += 1
-                else:
-                    writer.write_packet(item)
-        return frames / (time.perf_counter() - start)
+    with tempfile.TemporaryDirectory(prefix="faceanon-io-") as tmp:
+        copy_config = replace(config, progress=False, save_tracks=None, vault=None, overwrite=True)
+        summary = process_video(path, Path(tmp) / f"io{Path(path).suffix or '.mp4'}", copy_config, processor=_CopyOnly())
+        return summary.frames / summary.seconds
 
 
 def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = None, warmup_frames: int = 5, io_ceiling: bool = True) -> BenchResult:

@@ -267,8 +267,8 @@ def evaluate_pipeline(
 ) -> EvalReport:
     """Run the pipeline configured by ``config`` (a ``RunConfig``) over the annotated data and score it.
 
-    Frames are processed one at a time in order (the tracker sees the whole video), so the result
-    is what ``faceanon-video`` would write, before encoding.
+    Frames are processed one at a time in order (the tracker sees the whole video) through the
+    file pipeline's in-order path, so the result is what ``faceanon-video`` would write, before encoding.
     """
     from faceanon_video.pipeline import FrameProcessor
 
@@ -283,19 +283,28 @@ def evaluate_pipeline(
         anonymizer=f"faceanon-video --mode {config.mode} --detector {config.detector}",
         embedding_cache=embedding_cache,
     )
+    pending: dict[int, tuple] = {}  # frames the processor holds back (as for files), by index
+
+    def score(finished: list[Frame]) -> None:
+        for frame in finished:
+            truth, original, found = pending.pop(frame.index)
+            evaluator.add(original, frame.bgr, truth, detections=found, obscured=frame.obscured)
+
     for n, (truth, original) in enumerate(_originals(annotations, media)):
         if settings.max_items is not None and n >= settings.max_items:
             break
         if not annotations.is_video:
+            score(processor.flush())
             processor.reset()  # unrelated photos: no track carries over
         frame = Frame(bgr=original.copy(), index=int(truth.key) if annotations.is_video else 0)
         detections = processor.detect(frame)
-        frame = processor.finish(frame, detections)
         # Recall/precision judge the detector; what the tracker then paints is judged by the leak rate.
         found = detections if isinstance(detections, Detections) else None
         if found is not None and high_thresh is not None:
             found = found[found.score >= high_thresh]
-        evaluator.add(original, frame.bgr, truth, detections=found, obscured=frame.obscured)
+        pending[frame.index] = (truth, original, found)
+        score(processor.finish_held(frame, detections))
+    score(processor.flush())
     return evaluator.report()
 
 

@@ -31,7 +31,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     add("--mask-scale", type=float, help="grow each face box by this factor (default: 1.3)")
     add("--replace-image", metavar="FILE", help="image pasted over faces with --mode image")
     add("--no-track", dest="track", action="store_const", const=False, help="disable tracking")
-    add("--detect-every", type=int, metavar="N", help="full-frame detection every N frames (default: 1)")
+    add("--detect-every", type=int, metavar="N", help="full-frame detection every N frames (default: 2, as for files)")
     add("--workers", type=int, help="detection threads (default: 2)")
     add("--backend", choices=BACKENDS, help="where the diffusion models run (default: auto)")
     group.add_argument("--model-dir", default=os.environ.get("FACEANON_MODEL_DIR"), help="diffusion weights folder (env FACEANON_MODEL_DIR)")

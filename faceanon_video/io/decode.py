@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from faceanon_video.errors import InputError
+from faceanon_video.io import codec_threads
 from faceanon_video.types import Frame
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,11 @@ class VideoReader:
             self.container.close()
             raise InputError(f"{self.url}: has no video stream")
         self.video_stream = self.container.streams.video[0]
-        self.video_stream.thread_type = "AUTO"  # frame + slice threads; the decode thread is otherwise the bottleneck
+        context = self.video_stream.codec_context
+        threads = codec_threads(context.width or 0, context.height or 0)
+        if threads > 1:
+            self.video_stream.thread_type = "AUTO"  # frame + slice threads
+        context.thread_count = threads
         self.copy_streams = [
             s for s in self.container.streams if s.type in ("audio", "subtitle", "data") and s.index != self.video_stream.index
         ]

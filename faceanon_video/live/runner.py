@@ -197,7 +197,10 @@ class LiveRunner:
         self.source = source
         self.config = config
         # Models load here, before the source is opened or any output written.
-        self.processor = processor or FrameProcessor(config)
+        if processor is not None and not processor.live:
+            # A file processor may skip frames by default, counting on holding frames back: a stream cannot.
+            raise ValueError("LiveRunner needs a FrameProcessor built with live=True")
+        self.processor = processor or FrameProcessor(config, live=True)
         self.detector = DeadlineDetector(self.processor)
         self.workers = [SinkWorker(sink) for sink in sinks]
         self.deadline_s = config.deadline_ms / 1000

@@ -91,7 +91,7 @@ class FileSink:
             are easier to ship and prune; each starts with its own header and keyframe. None: one file.
     """
 
-    def __init__(self, path: str | Path, crf: int = 20, preset: str = "veryfast", codec: str | None = None, segment_s: float | None = None, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, crf: int = 20, preset: str = "ultrafast", codec: str | None = None, segment_s: float | None = None, overwrite: bool = False) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in RECORD_FORMATS:
@@ -165,7 +165,7 @@ class StreamSink:
     on; each new connection starts with a keyframe, so viewers recover at once.
     """
 
-    def __init__(self, url: str, crf: int = 23, preset: str = "veryfast", codec: str | None = None, reconnect_initial_s: float = 0.5, reconnect_max_s: float = 10.0) -> None:
+    def __init__(self, url: str, crf: int = 23, preset: str = "ultrafast", codec: str | None = None, reconnect_initial_s: float = 0.5, reconnect_max_s: float = 10.0) -> None:
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme not in PUSH_FORMATS:
             raise ConfigError(f"{url}: cannot push to this URL; use one of {', '.join(s + '://' for s in PUSH_FORMATS)}")

@@ -19,7 +19,8 @@ def test_run_bench_measures_every_stage():
     assert result.frames == 12
     assert set(result.stages) == set(STAGES)
     for name, stage in result.stages.items():
-        assert stage.calls == 12, name
+        # Files detect every 2nd frame by default (track.backfill covers the others).
+        assert stage.calls == (6 if name == "detect" else 12), name
         assert 0 < stage.mean_ms <= stage.total_s * 1000
     # One face in every frame of this clip; the detector finds it.
     assert result.faces >= 10

@@ -49,7 +49,9 @@ def test_unknown_detector_and_corrupted_model(tmp_path, monkeypatch):
         build_detector("nope")
     import faceanon_video.weights as weights
 
-    bad = tmp_path / "face_detection_yunet_2023mar_int8bq.onnx"
+    from faceanon_video.detect.yunet import MODEL
+
+    bad = tmp_path / MODEL
     bad.write_bytes(b"corrupted")
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     weights.model_path.cache_clear()

@@ -72,7 +72,7 @@ class CaptureSink:
 
 def green_processor(config: RunConfig, detector: ScriptedDetector) -> FrameProcessor:
     anonymizer = Solid(color_bgr=(0, 255, 0), mask_shape="box", mask_scale=1.0)
-    return FrameProcessor(config, make_detector=lambda: detector, tracker=NoTracker(), anonymizer=anonymizer)
+    return FrameProcessor(config, make_detector=lambda: detector, tracker=NoTracker(), anonymizer=anonymizer, live=True)
 
 
 def classify(frames) -> list[str]:
@@ -230,7 +230,7 @@ class SlowRedetector:
 def test_the_deadline_also_covers_re_detection_between_full_frame_passes():
     config = RunConfig(detect_every=2, deadline_ms=100, duration_s=2.0)
     anonymizer = Solid(color_bgr=(0, 255, 0), mask_shape="box", mask_scale=1.0)
-    processor = FrameProcessor(config, make_detector=lambda: ScriptedDetector(), anonymizer=anonymizer)  # ByteTrack
+    processor = FrameProcessor(config, make_detector=lambda: ScriptedDetector(), anonymizer=anonymizer, live=True)  # ByteTrack
     processor.roi = SlowRedetector()
     sink = CaptureSink()
     runner = LiveRunner(LiveSource(str(CARPHONE)), [sink], config, processor=processor)

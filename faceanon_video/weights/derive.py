@@ -1,0 +1,86 @@
+"""Rebuild the float32 YuNet graph the detector runs from the vendored int8 file.
+
+Why a derived file: ``face_detection_yunet_2023mar_int8bq.onnx`` stores its weights block-quantised
+(int8 + per-block scales) and declares a fixed 640x640 input. Both OpenCV and onnxruntime dequantise
+the weights at load and run float32 convolutions anyway, but OpenCV's DNN module is ~3.5x slower
+than onnxruntime on this network (benchmarks/detector_scale.py), and onnxruntime enforces the fixed
+input size. So the weights are dequantised once, here, exactly as ``DequantizeLinear`` defines it,
+and the input made ``1x3xHxW``. Nothing is retrained or approximated: the outputs match the original
+within float rounding (tests/weights/test_derive.py).
+
+Run ``python -m faceanon_video.weights.derive`` to regenerate; needs the ``onnx`` extra. The result
+is byte-for-byte reproducible and pinned in ``weights.SHA256``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = "face_detection_yunet_2023mar_int8bq.onnx"
+DERIVED = "face_detection_yunet_2023mar_fp32_dynamic.onnx"
+
+
+def _dequantize(quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | int, axis: int, block_size: int) -> np.ndarray:
+    """ONNX ``DequantizeLinear`` (opset 21), per-axis or blocked: ``(x - zero_point) * scale``."""
+    x = quantized.astype(np.float32)
+    zero_point = np.asarray(zero_point, dtype=np.float32)
+    if block_size:
+        # Each scale covers ``block_size`` consecutive entries along ``axis``; the last block may be short.
+        def expand(values):
+            return np.repeat(values, block_size, axis=axis).take(range(x.shape[axis]), axis=axis)
+
+        return ((x - (expand(zero_point) if zero_point.ndim else zero_point)) * expand(scale)).astype(np.float32)
+    if scale.ndim:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero_point = scale.reshape(shape), (zero_point.reshape(shape) if zero_point.ndim else zero_point)
+    return ((x - zero_point) * scale).astype(np.float32)
+
+
+def dequantized_yunet(source: str | Path):
+    """The YuNet graph at ``source`` with float32 constant weights and a dynamic ``HxW`` input."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    folded: dict[str, np.ndarray] = {}
+    kept = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "DequantizeLinear" and node.input[0] in initializers:
+            zero_point = initializers[node.input[2]] if len(node.input) > 2 and node.input[2] else 0
+            folded[node.output[0]] = _dequantize(initializers[node.input[0]], initializers[node.input[1]], zero_point, attrs.get("axis", 1), attrs.get("block_size", 0))
+        elif node.op_type == "Reshape" and node.input[0] in folded and node.input[1] in initializers:
+            folded[node.output[0]] = folded[node.input[0]].reshape(initializers[node.input[1]])
+        else:
+            kept.append(node)
+    used = {name for node in kept for name in node.input}
+    new_initializers = [numpy_helper.from_array(v, k) for k, v in folded.items() if k in used]
+    new_initializers += [numpy_helper.from_array(v, k) for k, v in initializers.items() if k in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(new_initializers)
+    del graph.value_info[:]  # shapes inferred for 640x640 would contradict other sizes
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for output in graph.output:
+        output.type.tensor_type.shape.dim[1].dim_param = f"{output.name}_anchors"
+    onnx.checker.check_model(model)
+    return model
+
+
+def main() -> None:
+    import onnx
+
+    here = Path(__file__).parent
+    onnx.save(dequantized_yunet(here / SOURCE), str(here / DERIVED))
+    print(f"wrote {here / DERIVED}")
+
+
+if __name__ == "__main__":
+    main()
