@@ -89,8 +89,13 @@ def compare_speed(deface: str, clip: Path, work: Path, repeat: int) -> dict:
             log.info("run %d %s: %.1f s", i + 1, name, seconds[name][-1])
     median = {name: statistics.median(v) for name, v in seconds.items()}
     frames = {name: frame_count(path) for name, path in outputs.items()}
+    from faceanon_video.io.decode import VideoReader
+
+    with VideoReader(clip) as reader:
+        size = f"{reader.info.width}x{reader.info.height}"
     return {
         "clip": str(clip),
+        "size": size,
         "source_frames": frame_count(clip),
         "output_frames": frames,
         "seconds": seconds,

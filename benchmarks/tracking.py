@@ -24,37 +24,30 @@ What is measured
   face CenterFace sees that the configuration did not cover. No ids, so no id switches.
 * Id switches: CLEAR-MOT (see ``score_tracks``); re-entering the frame counts as a switch.
 
-Results (2-core VM shared with other jobs, YuNet int8, ``--seeds 0 1 2 --real-scale 1 2 --repeat 2``)
--------------------------------------------------------------------------------------------------------
-Compute-only fps (detect + track + re-detect, one thread, no decode/encode/blur), all
-configurations interleaved frame by frame:
+Results (2-core VM shared with other jobs, YuNet on onnxruntime, ``--seeds 0 1 2 --repeat 1``)
+----------------------------------------------------------------------------------------------
+Compute-only fps (detect + track + backfill, one thread, no decode/encode/blur), all configurations
+interleaved frame by frame:
 
-==========================  =========================  ===========  ==========  ==============  ==============
-configuration               synthetic, 3 x 90 frames   id switches  synth fps   bikes fps       bikes x2 fps
-                            leaked face-frames >=24px  (synthetic)              (leaked / 57)   (1280x544)
-==========================  =========================  ===========  ==========  ==============  ==============
-no tracking                 111 / 1330 (8.3 %)         n/a          37.6        39.7 (2)        11.0 (1)
-tracking (default)          0 / 1330                   5            35.7        38.2 (1)        10.8 (1)
-tracking, detect every 2    3 / 1330                   3            40.8        67.0 (1)        20.1 (2)
-tracking, detect every 3    0 / 1330                   4            40.6        95.1 (3)        27.8 (3)
-tracking, detect every 5    12 / 1330                  5            42.8        142.4 (7)       46.9 (3)
-==========================  =========================  ===========  ==========  ==============  ==============
+==========================  =========================  ===========  ==========  ==============  ================
+configuration               synthetic, 3 x 90 frames   id switches  synth fps   bikes fps       boxes off faces
+                            leaked face-frames >=24px  (synthetic)              (leaked / 57)   (synthetic)
+==========================  =========================  ===========  ==========  ==============  ================
+no tracking                 108 / 1330 (8.1 %)         n/a          94.0        96.4 (2)        0
+tracking, detect every 1    0 / 1330                   6            86.7        90.2 (1)        62
+tracking, detect every 2    0 / 1330                   6            152.2       155.6 (1)       73
+tracking, detect every 3    0 / 1330                   8            202.9       203.1 (1)       101
+tracking, detect every 5    0 / 1330                   12           257.4       264.6 (2)       248
+==========================  =========================  ===========  ==========  ==============  ================
 
-* Small faces (20-23 px) on the synthetic clips: 27 / 132 leaked without tracking, 0 with it.
+* Small faces (20-23 px) on the synthetic clips: 11 / 132 leaked without tracking, 0 with it.
 * Id switches with tracking: per clip, one for the face that leaves and re-enters the frame (a new
-  face to the tracker) and, on two of three clips, one for the face that sprints while
-  motion-blurred (re-detected too far from where it was coasting); none at the crossing.
-* Every leak with ``--detect-every`` > 1 is a face coming into view between two full-frame passes
-  (the synthetic face re-entering at the right edge; the bikes cyclist appearing, and reappearing
-  from behind a car). ``detect every 3`` scores 0 on the synthetic clips only because the
-  re-entry happens to fall on a full-frame pass.
-* Re-detection around tracks pays off when faces cover little of the frame: bikes (at most one
-  face) runs 1.7x / 2.4x / 3.6x faster at N = 2 / 3 / 5, and 1.8x / 2.5x / 4.3x at 1280x544. With
-  six faces in a 640x272 frame the crops' mosaic costs about half a full pass, so the gain is ~15 %.
-* End to end (decode + detect + track + blur + encode, ``process_file``, 3 synthetic clips + bikes,
-  interleaved): no tracking 53.4 fps, tracking 47.5 fps (the tracker, and more and larger boxes to
-  blur: coasting faces and motion padding), detect every 2: 52.8 fps, detect every 3: 56.3 fps.
-* ``ByteTracker.update`` with 10 faces: 0.47-0.67 ms CPU median (varies with the machine's load).
+  face to the tracker) and one for the face that sprints while motion-blurred; none at the crossing.
+* With ``--detect-every`` > 1, the frames between full passes are held back and settled by
+  ``track.backfill`` (interpolation between passes, faces found late followed backwards), so no face
+  that comes into view between two passes is left uncovered; the cost is more background painted
+  around predicted boxes. The one bikes.mp4 leak at every N is a defocused face no detector here finds.
+* ``ByteTracker.update`` with 10 faces: 0.5-0.9 ms CPU median (varies with the machine's load).
 """
 
 from __future__ import annotations
@@ -84,7 +77,7 @@ log = logging.getLogger("benchmarks.tracking")
 
 CONFIGS = {
     "no tracking": dict(track=False),
-    "tracking (default)": dict(track=True),
+    "tracking, detect every 1": dict(track=True, detect_every=1),
     "tracking, detect every 2": dict(track=True, detect_every=2),
     "tracking, detect every 3": dict(track=True, detect_every=3),
     "tracking, detect every 5": dict(track=True, detect_every=5),

@@ -9,20 +9,20 @@ masks do not jitter. Every track gets a keyed seed (``seeds.py``) that anonymize
 
 Modules: ``base.py`` (the ``Tracker`` protocol), ``bytetrack.py`` (the tracker), ``kalman.py``
 (batched motion model), ``smoothing.py`` (One-Euro filter, motion padding), ``roi.py``
-(re-detection around tracks for ``--detect-every``), ``seeds.py``, ``tracks_io.py``
-(``--save-tracks`` JSONL), ``passthrough.py`` (``--no-track``).
+(re-detection around tracks), ``backfill.py`` (files: held frames, faces found late covered
+backwards, interpolation over skipped frames), ``seeds.py``, ``tracks_io.py`` (``--save-tracks``
+JSONL), ``passthrough.py`` (``--no-track``).
 
 Trade-offs, measured with ``benchmarks/tracking.py`` on this project's 2-core VM (YuNet detector;
 full table in that script's docstring):
 
 * Tracking on (default) vs off: on three synthetic six-face clips, uncovered face-frames drop from
-  8.3 % (111 / 1330) to 0, and id switches are 5 (none at crossings). Compute throughput is ~5 %
-  lower (35.7 vs 37.6 fps), end to end ~10 % (47.5 vs 53.4 fps): the tracker costs ~0.5-0.7 ms
-  CPU per frame with 10 faces, and coasting, motion-padded boxes give the blur more to paint.
-* ``--detect-every N``: the full-frame detector runs every N-th frame; in between, faces already
-  tracked are re-detected in crops around them (one small mosaic per frame). On a one-face clip
-  detection gets 1.7x / 2.4x / 3.6x faster at N = 2 / 3 / 5; with six faces in 640x272 the gain
-  is ~15 %. A face that comes into view between two full passes stays visible for up to N-1
-  frames (bikes.mp4: 1 / 3 / 7 of 57 face-frames uncovered at N = 2 / 3 / 5, against 1 at N = 1,
-  a defocused face no detector here finds), so the default is 1.
+  8.1 % (108 / 1330) to 0, with 6 id switches (none at crossings). The tracker costs ~0.5-1 ms CPU
+  per frame with 10 faces; coasting, motion-padded boxes give the blur more to paint.
+* ``--detect-every N`` (files: 2 by default): the full-frame detector runs every N-th frame; the
+  frames between are held and settled by ``backfill.py``. Compute fps at N = 1 / 2 / 3 / 5: 87 /
+  152 / 203 / 257, with 0 uncovered face-frames on the synthetic clips at every N, and 1 / 1 / 1 / 2
+  of 57 on bikes.mp4 (the 1 at N = 1 is a defocused face no detector here finds). Live streams
+  (no held frames) re-detect around known tracks on skipped frames instead, so a face that comes
+  into view between two full passes stays visible for up to N-1 frames; they default to N = 1.
 """

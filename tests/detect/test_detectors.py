@@ -75,3 +75,19 @@ def test_face_mesh_fits_the_face():
         assert all(mask[int(y), int(x)] for x, y in points)
         ys, xs = np.nonzero(mask)
         assert iou(np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32), box) > 0.5
+
+
+@pytest.mark.parametrize("image", ["two_people.jpg", "annotated/2008_002079.jpg", "city.jpg"])
+def test_yunet_on_onnxruntime_matches_opencvs_face_detector_on_the_original_weights(image):
+    from faceanon_video.detect.yunet import YuNetDetector
+    from faceanon_video.weights import model_path
+
+    bgr = cv2.imread(str(DATA / "images" / image))
+    height, width = bgr.shape[:2]
+    reference = cv2.FaceDetectorYN.create(str(model_path("face_detection_yunet_2023mar_int8bq.onnx")), "", (width, height), 0.3, 0.3, 5000)
+    _, expected = reference.detect(bgr)
+    ours = YuNetDetector(threshold=0.3, min_face_px=0).detect(bgr)  # full resolution, like the reference
+    assert expected is not None and len(ours) == len(expected) >= 2
+    got = np.c_[ours.xyxy[:, :2], ours.xyxy[:, 2:] - ours.xyxy[:, :2], ours.landmarks.reshape(-1, 10), ours.score]
+    got, expected = got[np.argsort(-got[:, -1])], expected[np.argsort(-expected[:, -1])]
+    np.testing.assert_allclose(got, expected, atol=0.01)
