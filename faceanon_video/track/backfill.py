@@ -53,12 +53,14 @@ class Backfill:
             is still held when the next full pass comes). More covers faces found later, at the
             cost of memory (one decoded frame each) and delay.
         grow: how much a carried-back box grows per frame, as a fraction of its size (faces move).
+        first_pad: padding per side, as a fraction of the box size, around a face re-detection finds.
     """
 
-    def __init__(self, redetector: RoiRedetector | None, lookback: int = 8, detect_every: int = 1, grow: float = 0.15) -> None:
+    def __init__(self, redetector: RoiRedetector | None, lookback: int = 8, detect_every: int = 1, grow: float = 0.15, first_pad: float = 0.15) -> None:
         self.redetector = redetector
         self.lookback = max(lookback, detect_every)
         self.grow = grow
+        self.first_pad = first_pad
         self._held: list[_Held] = []
         self._seen: set[int] = set()
         self._last_pass: tuple[int, Detections] | None = None  # frame index and faces of the last full pass
@@ -125,13 +127,18 @@ class Backfill:
             if len(found):
                 best = int(np.argmax(buffered_iou(found.xyxy, box[None], 0.0)[:, 0]))
                 box, landmarks, predicted = found.xyxy[best], found.landmarks[best], False
+                # Padded like a new track's first box (``ByteTrackSettings.birth_pad``): early sightings
+                # of a face are often of part of it. The walk continues from the unpadded box.
+                pad = self.first_pad * (box[2:] - box[:2])
+                painted = np.concatenate([box[:2] - pad, box[2:] + pad])
             elif held.full_pass:
                 return  # neither the full-frame pass nor a closer look found it here: it came later
             else:
                 centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * (1 + self.grow)
                 box, landmarks, predicted = np.concatenate([centre - half, centre + half]), np.full((5, 2), np.nan, np.float32), True
+                painted = box
             row = Detections(
-                xyxy=box[None],
+                xyxy=painted[None],
                 score=np.zeros(1, np.float32),
                 landmarks=landmarks[None],
                 track_id=face.track_id,

@@ -180,6 +180,11 @@ class ByteTrackSettings:
     #: The growth rises at once but shrinks by at most this factor per frame, so noisy speed
     #: estimates do not make the mask breathe. Lower = masks tighten sooner after a face slows.
     pad_decay: float = 0.9
+    #: Padding per side, as a fraction of the box size, around a track's first box (then fading by
+    #: ``pad_decay`` per frame). A face's first detection is often of part of it (stepping out from
+    #: behind something, entering at the frame edge): on the synthetic clip the first box of a face
+    #: emerging from behind a pillar was 80 % of its width, and the mask missed its visible edge.
+    birth_pad: float = 0.15
     #: One-Euro settings for boxes and landmarks; None = raw detector boxes (jittery).
     smoother: OneEuro | None = OneEuro()
     #: Motion-model noise settings.
@@ -357,7 +362,10 @@ class ByteTracker:
     def _output(
         self, t: _Tracks, source: np.ndarray, predicted: np.ndarray, dets: Detections | None, frame: Frame
     ) -> Detections:
-        t.pad = hold_pad(self._pad(t.mean, t.cov, t.box, predicted), t.pad, self.settings.pad_decay)
+        pad = self._pad(t.mean, t.cov, t.box, predicted)
+        born = t.hits == 1
+        pad[born] = np.maximum(pad[born], self.settings.birth_pad * (t.box[born, 2:] - t.box[born, :2]))
+        t.pad = hold_pad(pad, t.pad, self.settings.pad_decay)
         xyxy = pad_boxes(t.box, t.pad)
         xyxy = np.clip(xyxy, 0, [frame.width, frame.height, frame.width, frame.height])
         # Rows are already in id order: new tracks are appended, removals keep the order.

@@ -62,7 +62,7 @@ def test_a_face_found_late_is_followed_back_while_re_detection_finds_it():
     backfill.push(marked(5), faces((7, 12, 12, 42, 42)), full_pass=True)  # track 7 is born at frame 5
     settled = dict((f.index, d) for f, d in backfill.flush())
     assert settled[4].track_id.tolist() == [7] and settled[3].track_id.tolist() == [7]
-    np.testing.assert_allclose(settled[4].xyxy[0], [10, 10, 40, 40])
+    np.testing.assert_allclose(settled[4].xyxy[0], [5.5, 5.5, 44.5, 44.5])  # found box + 15 % per side
     assert not settled[4].predicted[0] and settled[4].seed[0] == 7
     # Frame 2 had a full pass and re-detection found nothing there either: the walk stops.
     assert len(settled[2]) == 0 and finder.calls == [4, 3, 2]

@@ -229,3 +229,12 @@ def test_update_with_ten_faces_takes_under_a_millisecond():
     # The target is < 1 ms (about 0.5 ms CPU on an idle 2-core VM; see benchmarks/tracking.py); the
     # bound leaves 2x for a CI machine shared with other jobs, which inflates even CPU time.
     assert 1000 * min(medians) < 2.0
+
+
+def test_a_new_tracks_first_box_is_padded_then_tightens():
+    # First detections are often of part of a face (stepping out from behind something): pad them.
+    t = tracker()
+    first = t.update(dets([face_at(200, 200)]), FRAME).xyxy[0]
+    np.testing.assert_allclose(first, [194, 194, 246, 246])  # 40 px box + 15 % per side
+    widths = [t.update(dets([face_at(200, 200)]), FRAME).widths[0] for _ in range(30)]
+    assert widths[0] < first[2] - first[0] and widths[-1] < 42  # fades back to the (still) face
