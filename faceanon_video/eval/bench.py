@@ -84,6 +84,8 @@ class BenchResult:
     peak_rss_mb: float
     machine: dict = field(default_factory=dict)
     obscured_frames: int = 0
+    detect_every: int = 1  # as the run resolved it (files: 2 unless set)
+    preset: str = ""  # x264 preset of the output
     #: fps of decoding and re-encoding the same frames with the same settings and nothing in between
     #: (the most any anonymizer could reach with this decoder and encoder), measured in the same run.
     io_ceiling_fps: float | None = None
@@ -105,7 +107,7 @@ class BenchResult:
     def table(self) -> str:
         lines = [
             f"input     {self.input} ({self.width}x{self.height}, {self.frames} frames, {self.faces} faces painted)",
-            f"run       --mode {self.mode} --detector {self.detector} --workers {self.workers}"
+            f"run       --mode {self.mode} --detector {self.detector} --workers {self.workers} --detect-every {self.detect_every} --preset {self.preset}"
             + (f" --backend {self.backend}" if self.mode == "diffusion" else ""),
             f"machine   {self.machine.get('cpu', '?')}, {self.machine.get('cores', '?')} cores; GPU: {self.machine.get('gpu') or 'none'}",
             "",
@@ -306,6 +308,8 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
         mode=config.mode,
         detector=config.detector,
         workers=config.workers,
+        detect_every=processor.detect_every,
+        preset=config.preset,
         backend=config.backend,
         wall_s=summary.seconds,
         stages={name: StageStats.of(processor.timings[name]) for name in STAGES if processor.timings.get(name)},
