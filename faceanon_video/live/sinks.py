@@ -64,6 +64,7 @@ class LiveWriter(VideoWriter):
         if self.codec in ("libx264", "libx265"):
             context.options = {**context.options, "tune": "zerolatency"}
         context.gop_size = max(1, round(self.fps))
+        context.thread_count = 0  # x264's sliced threads: each frame encodes sooner (latency over CPU)
 
 
 # 1. Recording.
