@@ -21,6 +21,7 @@ import math
 import cv2
 import numpy as np
 
+from faceanon_video.detect.base import onnx_session
 from faceanon_video.detect.scaling import detection_scale
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
@@ -32,22 +33,6 @@ YUNET_MIN_FACE_PX = 14
 STRIDES = (8, 16, 32)
 #: The network's input sides must be multiples of the coarsest stride (its FPN adds upsampled maps).
 ALIGN = 32
-
-
-def onnx_session(path, threads: int = 1):
-    """A CPU onnxruntime session for a small model called from the pipeline's worker threads.
-
-    ``threads`` intra-op threads per call (0: onnxruntime's default, one per core). Idle threads
-    sleep instead of spinning: on 2 cores a spinning pool steals the CPU the decoder and encoder need.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class YuNetDetector:

@@ -19,6 +19,8 @@ SHA256 = {
     # The float32 copy of the file above that the detector runs (see derive.py).
     "face_detection_yunet_2023mar_fp32_dynamic.onnx": "3ca2afc7ec8d721f70423f9852470ae91a91e6cf4b0372a578b406577cc5c243",
     "centerface.onnx": "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    # The same network with a dynamic input, which the detector runs (see derive.py).
+    "centerface_dynamic.onnx": "478990424b0cd21f6de6944badc25b49b2a4de5381c4132a9c9f96a89996be90",
     "mediapipe_face_landmarker.task": "b9277784ef7a2d30d3c6bd87e3015d7b3e00b4c9afd3ec442670df731de3b1f3",
     "face_recognition_sface_2021dec_int8bq.onnx": "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
 }

@@ -1,15 +1,22 @@
-"""Rebuild the float32 YuNet graph the detector runs from the vendored int8 file.
+"""Rebuild the graphs the detectors run in onnxruntime from the vendored model files.
 
-Why a derived file: ``face_detection_yunet_2023mar_int8bq.onnx`` stores its weights block-quantised
-(int8 + per-block scales) and declares a fixed 640x640 input. Both OpenCV and onnxruntime dequantise
-the weights at load and run float32 convolutions anyway, but OpenCV's DNN module is ~3.5x slower
-than onnxruntime on this network (benchmarks/detector_scale.py), and onnxruntime enforces the fixed
-input size. So the weights are dequantised once, here, exactly as ``DequantizeLinear`` defines it,
-and the input made ``1x3xHxW``. Nothing is retrained or approximated: the outputs match the original
-within float rounding (tests/weights/test_derive.py).
+Why derived files: onnxruntime runs these small convolutional networks ~3x faster than OpenCV's DNN
+module on this project's machine (YuNet 9 vs 32 ms at 640x360, CenterFace 92 vs 252 ms at 768x448,
+one core), but it enforces the input size a graph declares, and both vendored files declare a fixed
+one (YuNet 640x640, CenterFace a batch of ten 32x32 images). OpenCV reshapes networks as it goes.
 
-Run ``python -m faceanon_video.weights.derive`` to regenerate; needs the ``onnx`` extra. The result
-is byte-for-byte reproducible and pinned in ``weights.SHA256``.
+- YuNet (``face_detection_yunet_2023mar_int8bq.onnx``) stores its weights block-quantised (int8 plus
+  per-block scales). Both OpenCV and onnxruntime dequantise them at load and run float32
+  convolutions anyway, so they are dequantised once, here, exactly as ``DequantizeLinear`` defines it.
+- CenterFace (``centerface.onnx``) lists its weights as graph inputs as well as initializers (an old
+  exporter's habit), which onnxruntime would let a caller override; they are dropped from the inputs.
+
+In both, the input becomes ``1x3xHxW``. Nothing is retrained or approximated: the outputs match the
+originals in OpenCV (tests/detect/test_detectors.py) and the files are rebuilt byte for byte by
+tests/weights/test_derive.py.
+
+Run ``python -m faceanon_video.weights.derive`` to regenerate; needs the ``onnx`` extra. The results
+are pinned in ``weights.SHA256``.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCE = "face_detection_yunet_2023mar_int8bq.onnx"
-DERIVED = "face_detection_yunet_2023mar_fp32_dynamic.onnx"
+YUNET = "face_detection_yunet_2023mar_fp32_dynamic.onnx"
+CENTERFACE = "centerface_dynamic.onnx"
 
 
 def _dequantize(quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | int, axis: int, block_size: int) -> np.ndarray:
@@ -65,21 +72,53 @@ def dequantized_yunet(source: str | Path):
     graph.node.extend(kept)
     del graph.initializer[:]
     graph.initializer.extend(new_initializers)
-    del graph.value_info[:]  # shapes inferred for 640x640 would contradict other sizes
-    dims = graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    _dynamic_input(graph)
     for output in graph.output:
         output.type.tensor_type.shape.dim[1].dim_param = f"{output.name}_anchors"
     onnx.checker.check_model(model)
     return model
 
 
+def dynamic_centerface(source: str | Path):
+    """The CenterFace graph at ``source`` with one ``HxW`` input (weights no longer graph inputs)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    weights = {init.name for init in graph.initializer}
+    image_inputs = [i for i in graph.input if i.name not in weights]
+    del graph.input[:]
+    graph.input.extend(image_inputs)
+    _dynamic_input(graph)
+    for output in graph.output:  # heat map, scale, offset, landmarks: one cell per 4x4 input pixels
+        dims = output.type.tensor_type.shape.dim
+        dims[0].dim_value = 1
+        dims[2].dim_param, dims[3].dim_param = "height_4", "width_4"
+    onnx.checker.check_model(model)
+    return model
+
+
+def _dynamic_input(graph) -> None:
+    del graph.value_info[:]  # shapes inferred for the declared size would contradict other sizes
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value = 1
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+
+
+#: Derived file -> (vendored source, how it is made).
+DERIVED = {
+    YUNET: ("face_detection_yunet_2023mar_int8bq.onnx", dequantized_yunet),
+    CENTERFACE: ("centerface.onnx", dynamic_centerface),
+}
+
+
 def main() -> None:
     import onnx
 
     here = Path(__file__).parent
-    onnx.save(dequantized_yunet(here / SOURCE), str(here / DERIVED))
-    print(f"wrote {here / DERIVED}")
+    for derived, (source, make) in DERIVED.items():
+        onnx.save(make(here / source), str(here / derived))
+        print(f"wrote {here / derived}")
 
 
 if __name__ == "__main__":

@@ -91,3 +91,18 @@ def test_yunet_on_onnxruntime_matches_opencvs_face_detector_on_the_original_weig
     got = np.c_[ours.xyxy[:, :2], ours.xyxy[:, 2:] - ours.xyxy[:, :2], ours.landmarks.reshape(-1, 10), ours.score]
     got, expected = got[np.argsort(-got[:, -1])], expected[np.argsort(-expected[:, -1])]
     np.testing.assert_allclose(got, expected, atol=0.01)
+
+
+def test_centerface_on_onnxruntime_matches_opencvs_dnn_on_the_original_file():
+    from faceanon_video.detect.centerface import CenterFaceDetector
+    from faceanon_video.weights import model_path
+
+    detector = CenterFaceDetector(min_face_px=0)
+    bgr = cv2.imread(str(DATA / "images" / "two_people.jpg"))
+    blob = cv2.dnn.blobFromImage(bgr, 1.0, (1152, 672), (0, 0, 0), swapRB=True, crop=False)
+    reference = cv2.dnn.readNetFromONNX(str(model_path("centerface.onnx")))
+    reference.setInput(blob)
+    expected = reference.forward(reference.getUnconnectedOutLayersNames())
+    got = detector._session.run(detector._output_names, {detector._input_name: blob})
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-4)
