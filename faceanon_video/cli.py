@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--replace-image", metavar="FILE", help="image pasted over faces with --mode image")
 
     det = parser.add_argument_group("detection")
-    det.add_argument("--detector", choices=DETECTORS, default="yunet", help="yunet: fast, small faces; centerface: higher recall, ~4x slower")
+    det.add_argument("--detector", choices=DETECTORS, default="yunet", help="yunet: fast, small faces; centerface: higher recall, ~2.5x slower")
     det.add_argument("--thresh", type=float, default=None, help="detection score threshold (default: YuNet 0.5, CenterFace 0.3); lower catches more hard faces and more false positives")
     det.add_argument("--min-face", type=float, default=24, dest="min_face_px", help="smallest face width in pixels that must be found; larger is faster")
     det.add_argument("--workers", type=int, default=2, help="detection threads")

@@ -1,4 +1,4 @@
-"""CenterFace (Star-Clouds, MIT) in onnxruntime: higher recall on hard faces, ~4x slower than YuNet.
+"""CenterFace (Star-Clouds, MIT) in onnxruntime: higher recall on hard faces, ~4x the detection cost of YuNet.
 
 It runs ``centerface_dynamic.onnx``, the bundled file with a dynamic input size (see
 ``weights.derive``): 2.7x faster than OpenCV's DNN module on the same network, with the same outputs.
