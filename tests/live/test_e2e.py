@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def runs(frames) -> list[tuple[str, int]]:
 def preview_has_frame(url: str) -> bool:
     try:
         return urllib.request.urlopen(url + "snapshot.jpg", timeout=2).status == 200
-    except (urllib.error.URLError, ConnectionError):
+    except OSError:  # refused, 503 "no frame yet", or still waiting for the first frame after 2 s
         return False
 
 
