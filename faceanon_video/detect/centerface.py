@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from faceanon_video.detect.base import onnx_session
-from faceanon_video.detect.scaling import detection_scale
+from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
 
@@ -49,18 +49,12 @@ class CenterFaceDetector:
         scale = self.input_scale(bgr.shape)
         height, width = bgr.shape[:2]
         # The network needs sides that are multiples of 32; the scale per axis is kept exact.
-        in_w = max(32, int(np.ceil(width * scale / 32) * 32))
-        in_h = max(32, int(np.ceil(height * scale / 32) * 32))
+        in_w, in_h = aligned_side(width * scale), aligned_side(height * scale)
         image = cv2.resize(bgr, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
         blob = image[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0-255, NCHW
         heatmap, box_scale, offset, landmarks = self._session.run(self._output_names, {self._input_name: blob})
         dets = self._decode(heatmap[0, 0], box_scale[0], offset[0], landmarks[0])
-        if not len(dets):
-            return dets
-        sx, sy = width / in_w, height / in_h
-        dets.xyxy *= np.array([sx, sy, sx, sy], np.float32)
-        dets.landmarks *= np.array([sx, sy], np.float32)
-        return dets
+        return to_frame(dets, width / in_w, height / in_h) if len(dets) else dets
 
     def _decode(self, heatmap, box_scale, offset, landmarks) -> Detections:
         rows, cols = np.nonzero(heatmap > self.threshold)

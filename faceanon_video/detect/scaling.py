@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from faceanon_video.types import Detections
+
 #: Frames up to this many pixels (640x480) are always detected at full resolution: it is cheap there
 #: (~10 ms for YuNet), and partly visible faces at the frame edge are found a frame or two sooner.
 FULL_RESOLUTION_PX = 640 * 480
@@ -22,3 +26,16 @@ def detection_scale(shape: tuple[int, ...], min_face_px: float, model_min_face_p
     by_face = model_min_face_px / float(min_face_px)
     by_budget = math.sqrt(full_resolution_px / float(shape[0] * shape[1]))
     return min(1.0, max(by_face, by_budget))
+
+
+def aligned_side(side: float, multiple: int = 32) -> int:
+    """``side`` rounded up to a multiple of ``multiple`` (at least one): the input sides CNN
+    detectors with stride-``multiple`` feature maps accept."""
+    return max(multiple, int(math.ceil(side / multiple)) * multiple)
+
+
+def to_frame(faces: Detections, sx: float, sy: float) -> Detections:
+    """Map boxes and landmarks found in a resized image back to the frame (in place)."""
+    faces.xyxy *= np.array([sx, sy, sx, sy], np.float32)
+    faces.landmarks *= np.array([sx, sy], np.float32)
+    return faces

@@ -16,13 +16,11 @@ landmarks on stride-8/16/32 grids, scored ``sqrt(cls * obj)``) is done here in n
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
 from faceanon_video.detect.base import onnx_session
-from faceanon_video.detect.scaling import detection_scale
+from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
 
@@ -67,24 +65,20 @@ class YuNetDetector:
         scale = self.input_scale(bgr.shape)
         if scale == 1.0:
             # Full resolution: pad right and bottom to the alignment; coordinates need no mapping.
-            in_w, in_h = _aligned(width), _aligned(height)
+            in_w, in_h = aligned_side(width, ALIGN), aligned_side(height, ALIGN)
             image = cv2.copyMakeBorder(bgr, 0, in_h - height, 0, in_w - width, cv2.BORDER_CONSTANT, value=0)
         else:
             # Shrunk: resized straight to aligned sides (never below ``scale`` on either axis, so the
             # smallest promised face keeps its size), bilinearly: INTER_AREA costs 10 ms more per 720p
             # frame here and finds the same faces (benchmarks/detector_scale.py).
-            in_w, in_h = _aligned(width * scale), _aligned(height * scale)
+            in_w, in_h = aligned_side(width * scale, ALIGN), aligned_side(height * scale, ALIGN)
             image = cv2.resize(bgr, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
         # BGR, 0-255 float, NCHW: what the network was trained on. numpy, not cv2.dnn.blobFromImage,
         # which takes 7x longer on one thread.
         blob = image.transpose(2, 0, 1)[None].astype(np.float32)
         outputs = self._session.run(self._output_names, {self._input_name: blob})
         faces = self._decode(outputs, in_w, in_h)
-        if len(faces) and scale != 1.0:
-            sx, sy = width / in_w, height / in_h
-            faces.xyxy *= np.array([sx, sy, sx, sy], np.float32)
-            faces.landmarks *= np.array([sx, sy], np.float32)
-        return faces
+        return to_frame(faces, width / in_w, height / in_h) if len(faces) and scale != 1.0 else faces
 
     def _decode(self, outputs: list[np.ndarray], in_w: int, in_h: int) -> Detections:
         boxes, scores, points = [], [], []
@@ -108,7 +102,3 @@ class YuNetDetector:
         keep = cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), self.threshold, self.nms_threshold, top_k=self.top_k)
         keep = np.asarray(keep, np.int64).reshape(-1)
         return Detections(xyxy=xyxy[keep].astype(np.float32), score=score[keep].astype(np.float32), landmarks=landmarks[keep].astype(np.float32))
-
-
-def _aligned(side: float) -> int:
-    return max(ALIGN, int(math.ceil(side / ALIGN)) * ALIGN)
