@@ -163,9 +163,9 @@ class VaultWriter:
         crops = []
         for i in range(len(faces)):
             # One face at a time: face_regions skips faces wholly outside the frame, so ids stay paired.
-            for region in face_regions(faces[i], frame.bgr.shape, self.mask_scale, "box"):
+            for region in face_regions(faces[i], frame.shape, self.mask_scale, "box"):
                 # A copy: the anonymizer paints the frame in place right after this call.
-                crops.append((int(ids[i]), (region.x0, region.y0, region.x1, region.y1), frame.bgr[region.slices].copy()))
+                crops.append((int(ids[i]), (region.x0, region.y0, region.x1, region.y1), frame.crop_bgr(region.x0, region.y0, region.x1, region.y1).copy()))
         if not crops:
             return
         self.records += 1

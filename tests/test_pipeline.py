@@ -19,12 +19,12 @@ class FlakyDetector:
         self.fail_on = fail_on
         self.calls = 0
 
-    def detect(self, bgr):
+    def detect(self, image):
         index = self.calls
         self.calls += 1
         if index in self.fail_on:
             raise RuntimeError("injected detector fault")
-        return self.inner.detect(bgr)
+        return self.inner.detect(image)
 
 
 @pytest.mark.parametrize("detect_every, failing_calls, failing_frames", [(1, {3, 7}, {3, 7}), (2, {3, 7}, {6, 14})])

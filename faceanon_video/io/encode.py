@@ -33,11 +33,16 @@ def temporary_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.stem}.partial-{os.getpid()}{destination.suffix}")
 
 
-def from_bgr(bgr: np.ndarray) -> av.VideoFrame:
-    """A yuv420p frame from BGR pixels with OpenCV, the inverse of ``io.decode.to_bgr`` (see there why)."""
-    if bgr.shape[0] % 2 == 0 and bgr.shape[1] % 2 == 0:
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+def to_av_frame(frame: Frame, width: int, height: int) -> av.VideoFrame:
+    """A yuv420p ``av.VideoFrame`` of ``frame`` cropped to (width, height) (4:2:0 needs even sizes).
+
+    An I420 frame is handed over without a copy (the encoder copies it in); a BGR one is converted
+    with OpenCV, the inverse of the decoder's conversion (see ``io.decode.to_bgr``). Reads only, so
+    other consumers of the same frame (live sinks) may read it at the same time.
+    """
+    if (frame.width, frame.height) != (width, height):
+        frame = frame.with_image(np.ascontiguousarray(frame.read_bgr()[:height, :width]))
+    return av.VideoFrame.from_numpy_buffer(frame.read_i420(), format="yuv420p")
 
 
 class AtomicOutput:
@@ -145,10 +150,7 @@ class VideoWriter:
     def write(self, frame: Frame) -> None:
         if self.video is None:
             self._open_video(frame)
-        bgr = frame.bgr
-        if bgr.shape[1] != self.video.width or bgr.shape[0] != self.video.height:
-            bgr = bgr[: self.video.height, : self.video.width]
-        av_frame = from_bgr(bgr)
+        av_frame = to_av_frame(frame, self.video.width, self.video.height)
         pts = frame.pts
         if pts is not None and frame.time_base is not None and frame.time_base != self.time_base:
             pts = round(pts * frame.time_base / self.time_base)

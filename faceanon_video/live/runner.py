@@ -121,7 +121,7 @@ class DeadlineDetector:
         def redetect() -> Detections | BaseException:
             start = time.perf_counter()
             try:
-                return processor.roi.detect(frame.bgr, predicted_xyxy)
+                return processor.roi.detect(frame, predicted_xyxy)
             except Exception as exc:  # noqa: BLE001 - returned so the frame fails closed, as processor.detect does
                 return exc
             finally:
@@ -264,7 +264,7 @@ class LiveRunner:
     def _submit(self, frame: Frame) -> PendingDetection:
         if self._shape is None:
             self._start_outputs()
-            self._shape = frame.bgr.shape
+            self._shape = frame.shape
         self._last_frame_s = time.monotonic()
         if self._filling_since is not None:
             log.warning("source back: %d black frames were sent during the outage", self.filler_frames - self._filling_since)
@@ -292,10 +292,10 @@ class LiveRunner:
     def _emit(self, frame: Frame, time_s: float | None) -> None:
         """Stamp ``frame`` on the run's clock (continuous across reconnects) and hand it to every output."""
         now = time.monotonic()
-        if frame.bgr.shape != self._shape:
+        if frame.shape != self._shape:
             # The source came back at another resolution; the encoders keep the size they started with.
             height, width = self._shape[:2]
-            frame = frame.with_image(cv2.resize(frame.bgr, (width, height), interpolation=cv2.INTER_AREA))
+            frame = frame.with_image(frame.resized_bgr(width, height, cv2.INTER_AREA))
         frame.pts = round(((time_s or now) - self._started_s) / LIVE_TIME_BASE)
         frame.time_base = LIVE_TIME_BASE
         for worker in self.workers:

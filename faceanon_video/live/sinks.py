@@ -292,7 +292,7 @@ class MjpegPreview:
             frame, seq = self._frame, self._seq
         with self._encode_lock:
             if self._jpeg[0] < seq:
-                bgr = frame.bgr
+                bgr = frame.read_bgr()
                 if bgr.shape[1] > self.max_width_px:
                     scale = self.max_width_px / bgr.shape[1]
                     bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -378,7 +378,7 @@ class WindowPreview:
         pass
 
     def write(self, frame: Frame) -> bool:
-        cv2.imshow(self.title, frame.bgr)
+        cv2.imshow(self.title, frame.read_bgr())
         cv2.waitKey(1)
         return True
 

@@ -123,7 +123,7 @@ class Backfill:
         for held in reversed(self._held):
             if isinstance(held.faces, BaseException):
                 continue  # obscured whole anyway; keep walking with the same box
-            found = self.redetector.detect(held.frame.bgr, box[None]) if self.redetector is not None else Detections.empty()
+            found = self.redetector.detect(held.frame, box[None]) if self.redetector is not None else Detections.empty()
             if len(found):
                 best = int(np.argmax(buffered_iou(found.xyxy, box[None], 0.0)[:, 0]))
                 box, landmarks, predicted = found.xyxy[best], found.landmarks[best], False

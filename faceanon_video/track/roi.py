@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from faceanon_video.detect.base import Detector
+from faceanon_video.detect.base import Detector, Image, as_frame
 from faceanon_video.types import Detections
 
 __all__ = ["RoiRedetector", "pack_tiles"]
@@ -66,20 +66,21 @@ class RoiRedetector:
         valid = (padded[:, 2] > padded[:, 0]) & (padded[:, 3] > padded[:, 1])
         return padded[valid], scale[valid]
 
-    def detect(self, bgr: np.ndarray, boxes_xyxy: np.ndarray) -> Detections:
+    def detect(self, image: Image, boxes_xyxy: np.ndarray) -> Detections:
         """Faces found near ``boxes_xyxy`` (frame coordinates)."""
-        regions, scales = self.regions(boxes_xyxy, bgr.shape)
+        frame = as_frame(image)
+        regions, scales = self.regions(boxes_xyxy, frame.shape)
         if not len(regions):
             return Detections.empty()
         full = self.full_frame_detector or self.detector
         searched_px = (np.prod(regions[:, 2:] - regions[:, :2], axis=1) * scales**2).sum()
-        full_scale = full.input_scale(bgr.shape) if hasattr(full, "input_scale") else 1.0
-        full_frame_px = bgr.shape[0] * bgr.shape[1] * full_scale**2
+        full_scale = full.input_scale(frame.shape) if hasattr(full, "input_scale") else 1.0
+        full_frame_px = frame.height * frame.width * full_scale**2
         if searched_px > self.full_frame_fraction * full_frame_px:
-            return full.detect(bgr)
+            return full.detect(frame)
         tiles = []
         for (x0, y0, x1, y1), scale in zip(regions, scales):
-            crop = bgr[y0:y1, x0:x1]
+            crop = frame.crop_bgr(x0, y0, x1, y1)
             if scale != 1.0:
                 interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
                 crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=interpolation)
@@ -102,7 +103,7 @@ class RoiRedetector:
         local = found.xyxy - np.tile(offsets[np.maximum(tile_of, 0)], 2)
         tile_wh = sizes[np.maximum(tile_of, 0)]
         on_frame_lo = (regions[:, :2] <= 0)[np.maximum(tile_of, 0)]
-        on_frame_hi = (regions[:, 2:] >= [bgr.shape[1], bgr.shape[0]])[np.maximum(tile_of, 0)]
+        on_frame_hi = (regions[:, 2:] >= [frame.width, frame.height])[np.maximum(tile_of, 0)]
         cut_lo = (local[:, :2] <= 1) & ~on_frame_lo
         cut_hi = (local[:, 2:] >= tile_wh - 1) & ~on_frame_hi
         keep &= ~(cut_lo.any(axis=1) | cut_hi.any(axis=1))

@@ -39,14 +39,14 @@ class ScriptedDetector:
         self.sleep_s = sleep_s
         self.calls = {"ok": 0, "raise": 0, "sleep": 0}
 
-    def detect(self, bgr: np.ndarray) -> Detections:
+    def detect(self, image) -> Detections:
         action = self.script(sum(self.calls.values()))
         self.calls[action] += 1
         if action == "raise":
             raise RuntimeError("injected detector failure")
         if action == "sleep":
             time.sleep(self.sleep_s)
-        height, width = bgr.shape[:2]
+        height, width = image.shape[:2]
         return Detections(xyxy=[[0, 0, width, height]], score=[0.99])
 
 
@@ -221,7 +221,7 @@ class SlowRedetector:
     def __init__(self) -> None:
         self.calls = 0
 
-    def detect(self, bgr: np.ndarray, boxes: np.ndarray) -> Detections:
+    def detect(self, image, boxes: np.ndarray) -> Detections:
         self.calls += 1
         time.sleep(0.3)
         return Detections.empty()

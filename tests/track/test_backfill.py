@@ -30,8 +30,8 @@ class FindsAt:
     def __init__(self, frames_with_face, box):
         self.frames, self.box, self.calls = frames_with_face, np.array(box, np.float32), []
 
-    def detect(self, bgr, boxes):
-        index = int(bgr[0, 0, 0])
+    def detect(self, frame, boxes):
+        index = int(frame.read_bgr()[0, 0, 0])
         self.calls.append(index)
         if index in self.frames:
             return Detections(xyxy=self.box[None], score=np.ones(1))

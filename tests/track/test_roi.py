@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from faceanon_video.detect.base import as_frame
 from faceanon_video.track.roi import RoiRedetector, pack_tiles
 from faceanon_video.types import Detections
 
@@ -13,7 +14,8 @@ class CanvasFaces:
     def __init__(self):
         self.calls = []
 
-    def detect(self, bgr):
+    def detect(self, image):
+        bgr = as_frame(image).read_bgr()
         self.calls.append(bgr.shape)
         red = (bgr[..., 2] == 255) & (bgr[..., 1] == 0) & (bgr[..., 0] == 0)
         import cv2

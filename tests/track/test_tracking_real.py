@@ -33,9 +33,9 @@ class CountingDetector:
         self.inner, self.calls = inner, 0
         self.threshold = inner.threshold
 
-    def detect(self, bgr):
+    def detect(self, image):
         self.calls += 1
-        return self.inner.detect(bgr)
+        return self.inner.detect(image)
 
 
 def run(frames, key_file=None, **settings) -> tuple[list[Detections], FrameProcessor]:
