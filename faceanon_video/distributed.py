@@ -16,6 +16,7 @@ from pathlib import Path
 
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, FaceanonError
+from faceanon_video.memory import keep_freed_memory
 from faceanon_video.pipeline import RunSummary, process_file
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 def _process_one(source: str, destination: str, config_json: str) -> dict:
     """Runs on a Ray worker. Returns a summary dict, or ``{"error": ...}`` for a user-facing failure."""
+    keep_freed_memory()  # the worker process runs our tasks only (see faceanon_video.memory)
     config = RunConfig.from_json(config_json)
     try:
         return process_file(Path(source), Path(destination), config).as_dict()

@@ -36,7 +36,7 @@ class FaceRegion:
         mask = None
         if self.mask is not None:
             shrunk = cv2.resize(self.mask, ((self.x1 - self.x0) // 2, (self.y1 - self.y0) // 2), interpolation=cv2.INTER_AREA)
-            mask = np.where(shrunk > 0, np.uint8(255), np.uint8(0))
+            mask = cv2.threshold(shrunk, 0, 255, cv2.THRESH_BINARY)[1]
         return FaceRegion(self.x0 // 2, self.y0 // 2, self.x1 // 2, self.y1 // 2, self.face_width_px / 2, mask, self.scale / 2)
 
 

@@ -55,6 +55,7 @@ class YuNetDetector:
         self._session = onnx_session(model_path(MODEL), threads)
         self._input_name = self._session.get_inputs()[0].name
         self._output_names = [f"{kind}_{stride}" for stride in STRIDES for kind in ("cls", "obj", "bbox", "kps")]
+        self._blob = np.empty((1, 3, 0, 0), np.float32)  # the network's input, reused (one thread per detector)
 
     def input_scale(self, shape: tuple[int, ...]) -> float:
         """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
@@ -75,8 +76,12 @@ class YuNetDetector:
             in_w, in_h = aligned_side(width * scale, ALIGN), aligned_side(height * scale, ALIGN)
             image = frame.resized_bgr(in_w, in_h, cv2.INTER_LINEAR)
         # BGR, 0-255 float, NCHW: what the network was trained on. numpy, not cv2.dnn.blobFromImage,
-        # which takes 7x longer on one thread.
-        blob = image.transpose(2, 0, 1)[None].astype(np.float32)
+        # which takes 7x longer on one thread; into a buffer kept between calls (a new 4 MB array
+        # per call is page-faulted in afresh each time).
+        if self._blob.shape[2:] != (in_h, in_w):
+            self._blob = np.empty((1, 3, in_h, in_w), np.float32)
+        blob = self._blob
+        np.copyto(blob[0], image.transpose(2, 0, 1), casting="unsafe")
         outputs = self._session.run(self._output_names, {self._input_name: blob})
         faces = self._decode(outputs, in_w, in_h)
         return to_frame(faces, width / in_w, height / in_h) if len(faces) and scale != 1.0 else faces
