@@ -22,7 +22,7 @@ import av
 import av.error
 
 from faceanon_video.errors import ConfigError, FaceanonError, InputError, SourceLost
-from faceanon_video.io.decode import open_input, to_bgr
+from faceanon_video.io.decode import open_input, to_frame
 from faceanon_video.live.mailbox import Mailbox
 from faceanon_video.types import Frame
 
@@ -190,7 +190,7 @@ class LiveSource:
                 raise self._failed
             return None
         av_frame, capture_s = item
-        frame = Frame(bgr=to_bgr(av_frame), index=self._taken, pts=av_frame.pts, time_base=av_frame.time_base, capture_s=capture_s)
+        frame = to_frame(av_frame, index=self._taken, pts=av_frame.pts, time_base=av_frame.time_base, capture_s=capture_s)
         self._taken += 1
         return frame
 
