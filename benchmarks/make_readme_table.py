@@ -35,6 +35,7 @@ import compare_deface  # noqa: E402
 import scaling  # noqa: E402
 
 from faceanon_video.config import RunConfig  # noqa: E402
+from faceanon_video.memory import keep_freed_memory  # noqa: E402
 from faceanon_video.eval.annotations import load_annotations  # noqa: E402
 from faceanon_video.eval.bench import machine_description  # noqa: E402
 from faceanon_video.eval.evaluate import EvalSettings, evaluate_pipeline  # noqa: E402
@@ -150,6 +151,7 @@ def render(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # as the faceanon-video command does (faceanon_video.memory)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deface", help="deface executable (see compare_deface.py); omitted: no deface comparison")
     parser.add_argument("--frames", type=int, default=120, help="frames per speed run")

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clips import HEIGHTS, faces_clip, resolution_clip  # noqa: E402
 
 from faceanon_video.config import RunConfig  # noqa: E402
+from faceanon_video.memory import keep_freed_memory  # noqa: E402
 from faceanon_video.eval.bench import machine_description, run_bench  # noqa: E402
 
 log = logging.getLogger("scaling")
@@ -85,6 +86,7 @@ def print_table(rows: list[dict], keys: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # as the faceanon-video command does (faceanon_video.memory)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default="blur,mosaic,solid", help="modes for the resolution table")
     parser.add_argument("--frames", type=int, default=120, help="frames per run")

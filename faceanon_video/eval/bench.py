@@ -89,6 +89,8 @@ class BenchResult:
     #: fps of decoding and re-encoding the same frames with the same settings and nothing in between
     #: (the most any anonymizer could reach with this decoder and encoder), measured in the same run.
     io_ceiling_fps: float | None = None
+    #: fps of a plain PyAV loop (decode -> encode, PyAV's default codec threads) on the same frames.
+    plain_pyav_fps: float | None = None
     #: Per-frame decode-to-anonymized latency in frame order (for plots; left out of ``to_dict``).
     frame_latency_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -122,6 +124,7 @@ class BenchResult:
             "",
             f"end-to-end  {self.fps:.1f} fps ({self.frames} frames in {self.wall_s:.2f} s)"
             + (f"; I/O ceiling {self.io_ceiling_fps:.1f} fps, so {self.fps / self.io_ceiling_fps:.0%} of it" if self.io_ceiling_fps else ""),
+            *([f"plain PyAV  decode -> encode loop {self.plain_pyav_fps:.1f} fps (default codec threads), so {self.fps / self.plain_pyav_fps:.0%} of it"] if self.plain_pyav_fps else []),
             f"latency     p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms (decoded -> anonymized)",
             f"peak memory {self.peak_rss_mb:.0f} MB resident",
         ]
@@ -246,13 +249,40 @@ class _CopyOnly:
 def io_ceiling_fps(path: str | Path, config: RunConfig) -> float:
     """fps of the pipeline's own decode -> encode with ``config``'s encoder settings, frames and audio
     copied through untouched: the I/O ceiling an anonymizer is compared against. It is the real file
-    pipeline (decode and encode threads, queues, colour conversions) with nothing in between."""
+    pipeline (decode and encode threads, queues) with nothing in between."""
     from faceanon_video.pipeline import process_video
 
     with tempfile.TemporaryDirectory(prefix="faceanon-io-") as tmp:
         copy_config = replace(config, progress=False, save_tracks=None, vault=None, overwrite=True)
         summary = process_video(path, Path(tmp) / f"io{Path(path).suffix or '.mp4'}", copy_config, processor=_CopyOnly())
         return summary.frames / summary.seconds
+
+
+def plain_pyav_fps(path: str | Path, config: RunConfig, frames: int) -> float:
+    """fps of the simplest PyAV transcode of the first ``frames`` frames: one loop that decodes and
+    encodes, PyAV's default codec threads, ``config``'s encoder settings, video only. The other
+    reading of "I/O ceiling" (a plain PyAV decode+encode), reported next to ``io_ceiling_fps``."""
+    import av
+
+    from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC
+
+    suffix = Path(path).suffix.lower() or ".mp4"
+    codec = config.codec or CODEC_BY_EXTENSION.get(suffix, DEFAULT_CODEC)
+    with tempfile.TemporaryDirectory(prefix="faceanon-plain-") as tmp, av.open(str(path)) as source, av.open(str(Path(tmp) / f"plain{suffix}"), "w") as out:
+        video = source.streams.video[0]
+        video.thread_type = "AUTO"
+        stream = out.add_stream(codec, rate=video.average_rate or 30)
+        stream.width, stream.height = video.codec_context.width // 2 * 2, video.codec_context.height // 2 * 2
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.options = {"crf": str(config.crf), **({"preset": config.preset} if codec in ("libx264", "libx265") else {})}
+        start, done = time.perf_counter(), 0
+        for frame in source.decode(video):
+            out.mux(stream.encode(frame))
+            done += 1
+            if done >= frames:
+                break
+        out.mux(stream.encode())
+        return done / (time.perf_counter() - start)
 
 
 def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = None, warmup_frames: int = 5, io_ceiling: bool = True) -> BenchResult:
@@ -295,6 +325,7 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
         with _MemorySampler() as memory:
             summary = process_video(path, Path(tmp) / f"bench{path.suffix or '.mp4'}", config, processor)
     ceiling = io_ceiling_fps(path, config) if io_ceiling else None
+    plain = plain_pyav_fps(path, config, summary.frames) if io_ceiling else None
     latency_ms = np.asarray(processor.latency_s, np.float64) * 1000
     if not len(latency_ms):
         raise InputError(f"{path}: no frames were decoded")
@@ -323,6 +354,7 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
         machine=machine_description(),
         obscured_frames=summary.obscured_frames,
         io_ceiling_fps=ceiling,
+        plain_pyav_fps=plain,
         frame_latency_ms=latency_ms.tolist(),
     )
 
