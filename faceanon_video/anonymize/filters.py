@@ -148,7 +148,7 @@ class ReplaceImage(RegionFilter):
 
 
 class NoOp:
-    """``--mode none``: leaves faces visible (for checking detections with ``--draw`` or ``--save-tracks``)."""
+    """``--mode none``: leaves faces visible (for checking detections with ``--save-tracks``)."""
 
     def apply(self, frame: Frame, faces: Detections) -> Frame:
         return frame
