@@ -67,6 +67,7 @@ def _summary(result) -> dict:
         "frames": result.frames,
         "fps": round(result.fps, 2),
         "io_ceiling_fps": round(result.io_ceiling_fps, 2) if result.io_ceiling_fps else None,
+        "plain_pyav_fps": round(result.plain_pyav_fps, 2) if result.plain_pyav_fps else None,
         "latency_p50_ms": round(result.latency_ms["p50"], 1),
         "latency_p99_ms": round(result.latency_ms["p99"], 1),
         "peak_rss_mb": round(result.peak_rss_mb),
