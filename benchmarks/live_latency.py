@@ -34,6 +34,7 @@ from faceanon_video.config import RunConfig
 from faceanon_video.live.runner import LiveRunner, latency_stats_ms
 from faceanon_video.live.sinks import FileSink
 from faceanon_video.live.sources import LiveSource
+from faceanon_video.memory import keep_freed_memory
 
 HAMILTON = Path(__file__).resolve().parents[1] / "tests" / "data" / "short_hamilton_clip.mp4"
 WARMUP_S = 3.0  # model warm-up and the first reconnect-free seconds are not what a long run sees
@@ -57,6 +58,7 @@ def prepare_source(ffmpeg: str, size: str, fps: int, folder: Path) -> Path:
 
 
 def main() -> int:
+    keep_freed_memory()  # as the faceanon-video command does (faceanon_video.memory)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--size", default="1280x720")

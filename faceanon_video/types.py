@@ -25,10 +25,11 @@ class Frame:
     * ``i420``: (H * 3 / 2, W) uint8, planar 4:2:0 YUV (Y, then U, then V), the layout H.264 decodes
       to and encodes from.
 
-    Decoded frames stay I420: converting a 720p frame to BGR and back costs ~5 ms of CPU, as much as
-    detecting faces in it. Stages read what they need without converting the whole frame
-    (``resized_bgr`` for detection, ``crop_bgr`` around faces) and write only face regions
-    (``paste_bgr``), so a frame without faces reaches the encoder bit for bit as decoded.
+    Decoded frames stay I420: converting a 720p frame to BGR and back, with the copies around it,
+    cost ~8 ms of CPU per frame, more than the encoder. Stages read what they need without converting
+    the whole frame (``resized_bgr`` for detection, ``crop_bgr`` around faces) and the filters paint
+    face regions straight into the planes (``planes``), so a frame without faces reaches the encoder
+    bit for bit as decoded.
 
     Reading ``frame.bgr`` converts the whole frame once and from then on holds it as BGR (the I420
     array is dropped), so writes into ``frame.bgr`` are never lost; ``frame.i420`` does the reverse.
