@@ -13,7 +13,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-__all__ = ["Frame", "Detections"]
+__all__ = ["Frame", "Detections", "i420_planes"]
 
 
 class Frame:
@@ -147,7 +147,7 @@ class Frame:
         """Writable views of the Y (H, W), U and V (H/2, W/2) planes of an I420 frame."""
         if self._i420 is None:
             raise ValueError("planes() needs an I420 frame")
-        return _planes(self._i420)
+        return i420_planes(self._i420)
 
     def resized_bgr(self, width: int, height: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
         """The frame scaled to (width, height) in BGR. For an I420 frame the planes are scaled first
@@ -157,7 +157,8 @@ class Frame:
             return self.read_bgr()
         if bgr is not None or width % 2 or height % 2:
             return cv2.resize(self.read_bgr() if bgr is None else bgr, (width, height), interpolation=interpolation)
-        small = [cv2.resize(plane, (w, h), interpolation=interpolation) for plane, (w, h) in zip(_planes(i420), ((width, height),) + ((width // 2, height // 2),) * 2)]
+        sizes = ((width, height), (width // 2, height // 2), (width // 2, height // 2))
+        small = [cv2.resize(plane, size, interpolation=interpolation) for plane, size in zip(i420_planes(i420), sizes)]
         return _i420_to_bgr(*small)
 
     def crop_bgr(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
@@ -171,7 +172,7 @@ class Frame:
             return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
         # 4:2:0 chroma covers 2x2 pixels: convert the even-aligned rectangle around it, then trim.
         ax0, ay0, ax1, ay1 = x0 & ~1, y0 & ~1, x1 + (x1 & 1), y1 + (y1 & 1)
-        y, u, v = _planes(i420)
+        y, u, v = i420_planes(i420)
         chroma = (slice(ay0 // 2, ay1 // 2), slice(ax0 // 2, ax1 // 2))
         block = _i420_to_bgr(y[ay0:ay1, ax0:ax1], u[chroma], v[chroma])
         return block[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
@@ -183,7 +184,7 @@ def _check_i420(i420: np.ndarray) -> None:
         raise ValueError(f"Frame.i420 must be a contiguous (H*3/2, W) uint8 array with even H and W, got {i420.shape} {i420.dtype}")
 
 
-def _planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Views of the Y (H, W), U and V (H/2, W/2) planes of a contiguous I420 array."""
     height, width = i420.shape[0] * 2 // 3, i420.shape[1]
     quarter = height * width // 4
@@ -201,7 +202,7 @@ def _i420_to_bgr(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     height, width = y.shape
     padded = -(-width // FAST_CONVERSION_WIDTH) * FAST_CONVERSION_WIDTH
     block = np.empty((height * 3 // 2, padded), np.uint8)
-    out_y, out_u, out_v = _planes(block)
+    out_y, out_u, out_v = i420_planes(block)
     out_y[:, :width] = y
     out_u[:, : width // 2] = u
     out_v[:, : width // 2] = v
@@ -212,7 +213,7 @@ def _i420_to_bgr(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def _whole_i420_to_bgr(i420: np.ndarray) -> np.ndarray:
     if i420.shape[1] % FAST_CONVERSION_WIDTH == 0:
         return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-    return _i420_to_bgr(*_planes(i420))
+    return _i420_to_bgr(*i420_planes(i420))
 
 
 def _clip_rect(x0: int, y0: int, x1: int, y1: int, width: int, height: int) -> tuple[int, int, int, int]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from faceanon_video.anonymize.regions import FaceRegion, face_regions
 from faceanon_video.errors import ConfigError
-from faceanon_video.types import Detections, Frame
+from faceanon_video.types import Detections, Frame, i420_planes
 
 
 class RegionFilter:
@@ -60,11 +60,7 @@ def _paint(roi: np.ndarray, replacement: np.ndarray, mask: np.ndarray | None) ->
 
 def _yuv_planes(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Y, U, V planes of an even-sized BGR image, with the conversion the encoder's frames use."""
-    height, width = bgr.shape[:2]
-    i420 = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420).reshape(-1)
-    quarter = width * height // 4
-    y = i420[: width * height].reshape(height, width)
-    return y, i420[width * height : width * height + quarter].reshape(height // 2, width // 2), i420[width * height + quarter :].reshape(height // 2, width // 2)
+    return i420_planes(cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420))
 
 
 class Blur(RegionFilter):

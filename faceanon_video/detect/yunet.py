@@ -16,6 +16,8 @@ landmarks on stride-8/16/32 grids, scored ``sqrt(cls * obj)``) is done here in n
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -55,7 +57,7 @@ class YuNetDetector:
         self._session = onnx_session(model_path(MODEL), threads)
         self._input_name = self._session.get_inputs()[0].name
         self._output_names = [f"{kind}_{stride}" for stride in STRIDES for kind in ("cls", "obj", "bbox", "kps")]
-        self._blob = np.empty((1, 3, 0, 0), np.float32)  # the network's input, reused (one thread per detector)
+        self._buffers = threading.local()  # the network's input, reused per thread (detect stays thread-safe)
 
     def input_scale(self, shape: tuple[int, ...]) -> float:
         """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
@@ -78,9 +80,9 @@ class YuNetDetector:
         # BGR, 0-255 float, NCHW: what the network was trained on. numpy, not cv2.dnn.blobFromImage,
         # which takes 7x longer on one thread; into a buffer kept between calls (a new 4 MB array
         # per call is page-faulted in afresh each time).
-        if self._blob.shape[2:] != (in_h, in_w):
-            self._blob = np.empty((1, 3, in_h, in_w), np.float32)
-        blob = self._blob
+        blob = getattr(self._buffers, "blob", None)
+        if blob is None or blob.shape[2:] != (in_h, in_w):
+            blob = self._buffers.blob = np.empty((1, 3, in_h, in_w), np.float32)
         np.copyto(blob[0], image.transpose(2, 0, 1), casting="unsafe")
         outputs = self._session.run(self._output_names, {self._input_name: blob})
         faces = self._decode(outputs, in_w, in_h)

@@ -39,6 +39,23 @@ def test_landmarks_are_inside_their_boxes():
         assert points[0, 0] < points[1, 0]  # subject's right eye is on the image's left
 
 
+def test_one_detector_gives_the_same_faces_from_several_threads_at_once():
+    # Detectors keep per-thread input buffers: a shared one would mix two frames' pixels.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceanon_video.types import Frame
+
+    big = cv2.resize(cv2.imread(str(DATA / "images" / "two_people.jpg")), None, fx=2.5, fy=2.5)  # shrunk before the network
+    images = [big, cv2.flip(big, 1), np.full_like(big, 127)]
+    i420 = [Frame(bgr=image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2].copy()).read_i420() for image in images]
+    detector = build_detector()
+    alone = [detector.detect(Frame(i420=frame)).xyxy for frame in i420]
+    assert [len(a) for a in alone] == [2, 2, 0]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda k: detector.detect(Frame(i420=i420[k % 3])).xyxy, range(30)))
+    assert all(np.allclose(boxes, alone[k % 3]) for k, boxes in enumerate(together))
+
+
 def test_no_faces_gives_empty_detections():
     dets = build_detector().detect(np.full((240, 320, 3), 127, np.uint8))
     assert len(dets) == 0 and dets.xyxy.shape == (0, 4)
