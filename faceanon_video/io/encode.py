@@ -42,6 +42,10 @@ def to_av_frame(frame: Frame, width: int, height: int) -> av.VideoFrame:
     """
     if (frame.width, frame.height) != (width, height):
         frame = frame.with_image(np.ascontiguousarray(frame.read_bgr()[:height, :width]))
+    if height % 4:
+        # PyAV's from_numpy_buffer takes the height of a yuv420p array as rows * 2 / 3 rounded down to
+        # a multiple of 4 (a 362-row frame became 360 and its chroma was misread); copy instead.
+        return av.VideoFrame.from_ndarray(frame.read_i420(), format="yuv420p")
     return av.VideoFrame.from_numpy_buffer(frame.read_i420(), format="yuv420p")
 
 

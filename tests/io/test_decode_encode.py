@@ -116,3 +116,30 @@ def test_writer_leaves_nothing_on_failure(tmp_path):
             writer.write(Frame(bgr=np.zeros((48, 64, 3), np.uint8), index=0, pts=0, time_base=Fraction(1, 30)))
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [(642, 362), (640, 360), (1282, 722)])
+def test_decoded_4_2_0_frames_are_encoded_bit_for_bit(tmp_path, size):
+    # Frames stay I420 from decoder to encoder; heights that are not a multiple of 4 take a copying
+    # path (PyAV's zero-copy import would misread them). Lossless x264 shows every sample survives.
+    width, height = size
+    rng = np.random.default_rng(0)
+    src = tmp_path / "src.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.options = {"crf": "0", "preset": "ultrafast"}
+        for i in range(3):
+            planes = (rng.random((height * 3 // 2, width)) * 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    dst = tmp_path / "dst.mp4"
+    with VideoReader(src) as reader, VideoWriter(dst, reader.info.fps, reader.info.time_base, crf=0) as writer:
+        for frame in reader:
+            assert frame.is_i420
+            writer.write(frame)
+    with av.open(str(src)) as a, av.open(str(dst)) as b:
+        pairs = list(zip((f.to_ndarray() for f in a.decode(video=0)), (f.to_ndarray() for f in b.decode(video=0))))
+    assert len(pairs) == 3 and all(np.array_equal(x, y) for x, y in pairs)
