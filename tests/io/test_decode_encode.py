@@ -118,7 +118,7 @@ def test_writer_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("size", [(642, 362), (640, 360), (1282, 722)])
+@pytest.mark.parametrize("size", [(642, 362), (642, 360), (640, 360), (1282, 722)])
 def test_decoded_4_2_0_frames_are_encoded_bit_for_bit(tmp_path, size):
     # Frames stay I420 from decoder to encoder; heights that are not a multiple of 4 take a copying
     # path (PyAV's zero-copy import would misread them). Lossless x264 shows every sample survives.
