@@ -11,7 +11,9 @@ temporary file, and reports:
   the wall time: the slowest stage (divided by its threads) bounds the end-to-end fps;
 - latency: from the moment a frame is decoded until it is anonymized (queueing included, encoding
   not), the delay a live stream would see, as p50/p90/p99/max;
-- peak resident memory during the run (sampled every 20 ms), and the CPU/GPU it ran on.
+- peak resident memory during the run (sampled every 20 ms), and the CPU/GPU it ran on;
+- two I/O ceilings on the same frames, right after the run: the pipeline with nothing between
+  decoder and encoder (``io_ceiling_fps``), and a plain PyAV decode -> encode loop (``plain_pyav_fps``).
 """
 
 from __future__ import annotations
