@@ -192,7 +192,7 @@ def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return i420[:height], chroma[:quarter].reshape(height // 2, width // 2), chroma[quarter:].reshape(height // 2, width // 2)
 
 
-#: OpenCV's I420 -> BGR conversion is ~6x faster (0.6 vs 3-5 ns per pixel, OpenCV 4.12 on this
+#: OpenCV's I420 -> BGR conversion is ~6x faster (0.6 vs 3-5 ns per pixel, OpenCV 4.14 on this
 #: project's AVX-512 machine) when the width is a multiple of this; other widths are padded to it.
 FAST_CONVERSION_WIDTH = 128
 
