@@ -55,7 +55,8 @@ def _paint(roi: np.ndarray, replacement: np.ndarray, mask: np.ndarray | None) ->
     if mask is None:
         roi[...] = replacement
     else:
-        cv2.copyTo(np.ascontiguousarray(replacement), mask, roi)
+        # The frame's dtype: cv2.copyTo given another one writes a new array and leaves roi as it was.
+        cv2.copyTo(np.ascontiguousarray(replacement, dtype=roi.dtype), mask, roi)
 
 
 def _yuv_planes(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,13 +112,14 @@ class Solid(RegionFilter):
     def __init__(self, color_bgr: tuple[int, int, int] = (0, 0, 0), **kwargs) -> None:
         super().__init__(**kwargs)
         self.color_bgr = np.array(color_bgr, np.uint8)
+        #: The same colour as the Y, U, V values painted into 4:2:0 frames (converted once, here).
+        self.color_yuv = tuple(plane.flat[0] for plane in _yuv_planes(np.broadcast_to(self.color_bgr, (2, 2, 3))))
 
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:
         return np.broadcast_to(self.color_bgr, roi.shape)
 
     def replace_yuv(self, y, u, v, region, chroma):
-        colour = _yuv_planes(np.broadcast_to(self.color_bgr, (2, 2, 3)))
-        return tuple(np.broadcast_to(c.flat[0], roi.shape) for c, roi in zip(colour, (y, u, v)))
+        return tuple(np.broadcast_to(value, roi.shape) for value, roi in zip(self.color_yuv, (y, u, v)))
 
 
 class ReplaceImage(RegionFilter):

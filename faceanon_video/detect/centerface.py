@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceanon_video.detect.base import Image, as_frame, onnx_session
+from faceanon_video.detect.base import Image, NetworkInput, as_frame, onnx_session
 from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
@@ -40,6 +40,7 @@ class CenterFaceDetector:
         self._session = onnx_session(model_path(MODEL), threads)
         self._input_name = self._session.get_inputs()[0].name
         self._output_names = [o.name for o in self._session.get_outputs()]  # heat map, scale, offset, landmarks
+        self._network_input = NetworkInput()
 
     def input_scale(self, shape: tuple[int, ...]) -> float:
         """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
@@ -52,7 +53,7 @@ class CenterFaceDetector:
         # The network needs sides that are multiples of 32; the scale per axis is kept exact.
         in_w, in_h = aligned_side(width * scale), aligned_side(height * scale)
         image = frame.resized_bgr(in_w, in_h, cv2.INTER_LINEAR)
-        blob = image[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0-255, NCHW
+        blob = self._network_input(image, swap_rb=True)  # RGB, 0-255, NCHW
         heatmap, box_scale, offset, landmarks = self._session.run(self._output_names, {self._input_name: blob})
         dets = self._decode(heatmap[0, 0], box_scale[0], offset[0], landmarks[0])
         return to_frame(dets, width / in_w, height / in_h) if len(dets) else dets

@@ -16,12 +16,10 @@ landmarks on stride-8/16/32 grids, scored ``sqrt(cls * obj)``) is done here in n
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 
-from faceanon_video.detect.base import Image, as_frame, onnx_session
+from faceanon_video.detect.base import Image, NetworkInput, as_frame, onnx_session
 from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
@@ -57,7 +55,7 @@ class YuNetDetector:
         self._session = onnx_session(model_path(MODEL), threads)
         self._input_name = self._session.get_inputs()[0].name
         self._output_names = [f"{kind}_{stride}" for stride in STRIDES for kind in ("cls", "obj", "bbox", "kps")]
-        self._buffers = threading.local()  # the network's input, reused per thread (detect stays thread-safe)
+        self._network_input = NetworkInput()
 
     def input_scale(self, shape: tuple[int, ...]) -> float:
         """The scale a frame of ``shape`` is detected at (see ``min_face_px``)."""
@@ -77,13 +75,7 @@ class YuNetDetector:
             # frame here and finds the same faces (benchmarks/detector_scale.py).
             in_w, in_h = aligned_side(width * scale, ALIGN), aligned_side(height * scale, ALIGN)
             image = frame.resized_bgr(in_w, in_h, cv2.INTER_LINEAR)
-        # BGR, 0-255 float, NCHW: what the network was trained on. numpy, not cv2.dnn.blobFromImage,
-        # which takes 7x longer on one thread; into a buffer kept between calls (a new 4 MB array
-        # per call is page-faulted in afresh each time).
-        blob = getattr(self._buffers, "blob", None)
-        if blob is None or blob.shape[2:] != (in_h, in_w):
-            blob = self._buffers.blob = np.empty((1, 3, in_h, in_w), np.float32)
-        np.copyto(blob[0], image.transpose(2, 0, 1), casting="unsafe")
+        blob = self._network_input(image)  # BGR, 0-255 float, NCHW: what the network was trained on
         outputs = self._session.run(self._output_names, {self._input_name: blob})
         faces = self._decode(outputs, in_w, in_h)
         return to_frame(faces, width / in_w, height / in_h) if len(faces) and scale != 1.0 else faces
