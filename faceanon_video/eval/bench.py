@@ -6,11 +6,14 @@ decode and encode threads, ``workers`` detection threads, bounded queues) on a c
 temporary file, and reports:
 
 - end-to-end fps: frames / wall time of the run, after the models were loaded and warmed up;
-- per stage (decode, detect, track, anonymize, encode): mean and p90 time per frame, and the fps
-  that stage alone would allow on one thread. Stages overlap in threads, so these do not add up to
-  the wall time: the slowest stage (divided by its threads) bounds the end-to-end fps;
+- per stage (decode, detect, track, anonymize, encode): mean and p90 wall time per call, and the
+  fps that stage alone would allow on one thread. Stages overlap in threads, so these do not add up
+  to the wall time, and on a busy machine they include the time a thread waited for a core;
 - latency: from the moment a frame is decoded until it is anonymized (queueing included, encoding
   not), the delay a live stream would see, as p50/p90/p99/max;
+- CPU time per frame by thread, which is what bounds fps once every core is busy: decode, the
+  detection workers, the in-order thread (tracking, held frames, anonymization), encode, and any
+  other thread (codec or library pools); and how many cores that kept busy (Linux, from /proc);
 - peak resident memory during the run (sampled every 20 ms), and the CPU/GPU it ran on;
 - two I/O ceilings on the same frames, right after the run: the pipeline with nothing between
   decoder and encoder (``io_ceiling_fps``), and a plain PyAV decode -> encode loop (``plain_pyav_fps``).
@@ -93,6 +96,8 @@ class BenchResult:
     io_ceiling_fps: float | None = None
     #: fps of a plain PyAV loop (decode -> encode, PyAV's default codec threads) on the same frames.
     plain_pyav_fps: float | None = None
+    #: CPU ms per frame of each kind of thread (``THREAD_GROUPS``), None where /proc is not available.
+    cpu_ms_per_frame: dict[str, float] | None = None
     #: Per-frame decode-to-anonymized latency in frame order (for plots; left out of ``to_dict``).
     frame_latency_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -100,9 +105,17 @@ class BenchResult:
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
+    @property
+    def cores_busy(self) -> float | None:
+        """Average number of cores the run kept busy (CPU time of all threads / wall time)."""
+        if not self.cpu_ms_per_frame or self.wall_s <= 0:
+            return None
+        return sum(self.cpu_ms_per_frame.values()) * self.frames / 1000 / self.wall_s
+
     def to_dict(self, frame_latency: bool = False) -> dict:
         out = asdict(self)
         out["fps"] = self.fps
+        out["cores_busy"] = self.cores_busy
         out["stages"] = {k: {**asdict(v), "fps": v.fps} for k, v in self.stages.items()}
         if not frame_latency:
             del out["frame_latency_ms"]
@@ -115,12 +128,17 @@ class BenchResult:
             + (f" --backend {self.backend}" if self.mode == "diffusion" else ""),
             f"machine   {self.machine.get('cpu', '?')}, {self.machine.get('cores', '?')} cores; GPU: {self.machine.get('gpu') or 'none'}",
             "",
-            f"{'stage':<10} {'ms/frame':>9} {'p90 ms':>8} {'fps (1 thread)':>15}",
+            f"{'stage':<10} {'wall ms':>9} {'p90 ms':>8} {'fps (1 thread)':>15}   (per call, waiting for a core included)",
         ]
         for name in STAGES:
             s = self.stages.get(name)
             if s is not None:
                 lines.append(f"{name:<10} {s.mean_ms:>9.2f} {s.p90_ms:>8.2f} {s.fps:>15.1f}")
+        if self.cpu_ms_per_frame:
+            lines += ["", "CPU ms per frame, by thread"]
+            lines += [f"  {GROUP_LABELS.get(name, name):<28} {ms:>6.2f}" for name, ms in self.cpu_ms_per_frame.items() if ms > 0.005]
+            total = sum(self.cpu_ms_per_frame.values())
+            lines.append(f"  {'total':<28} {total:>6.2f}  ({self.cores_busy:.2f} of {self.machine.get('cores', '?')} cores busy)")
         lat = self.latency_ms
         lines += [
             "",
@@ -172,10 +190,44 @@ def _gpu_name() -> str | None:
     return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
 
 
-class _MemorySampler:
-    """Peak resident set size while running, sampled on a thread: ru_maxrss is the process's
-    all-time peak, which model loading or an earlier run would dominate. Without psutil (the
-    'test' extra) it falls back to ru_maxrss."""
+#: The kinds of thread CPU time is reported for, by the names ``pipeline.process_video`` gives its
+#: threads (detection workers are ``detect_0``, ``detect_1``...; the calling thread runs tracking
+#: and anonymization in frame order); any other thread is a codec's or a library's own pool.
+THREAD_GROUPS = {"decode": "decode", "detect": "detect", "MainThread": "in_order", "encode": "encode"}
+OTHER_THREADS = "other"
+GROUP_LABELS = {"detect": "detect (workers)", "in_order": "in order (track, anonymize)", "other": "other (codec, library pools)"}
+
+
+def _thread_group(name: str) -> str:
+    return THREAD_GROUPS.get(name.split("_")[0], OTHER_THREADS)
+
+
+def _thread_cpu_s() -> dict[int, float] | None:
+    """CPU seconds (user + system) so far of each live thread of this process, by native id;
+    None where /proc is not available (not Linux)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()  # the name before ")" may hold spaces
+        except OSError:
+            continue  # the thread ended meanwhile
+        cpu[int(tid)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return cpu
+
+
+class _RunSampler:
+    """Samples the run on a thread every ``period_s``: peak resident set size (ru_maxrss is the
+    process's all-time peak, which model loading or an earlier run would dominate; without psutil,
+    the 'test' extra, it falls back to that) and each thread's CPU time, kept per thread name so
+    the pipeline's threads can be told apart after they have ended. A thread's CPU after its last
+    sample is missed: at most one period of it.
+    """
 
     def __init__(self, period_s: float = 0.02) -> None:
         try:
@@ -185,8 +237,11 @@ class _MemorySampler:
         else:
             self._process = psutil.Process()
         self.peak_bytes = self._rss()
+        self._names: dict[int, str] = {}
+        self._start_cpu = _thread_cpu_s() or {}
+        self._last_cpu: dict[int, float] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(period_s,), name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(period_s,), name="bench-sampler", daemon=True)
 
     def _rss(self) -> int:
         if self._process is not None:
@@ -195,18 +250,34 @@ class _MemorySampler:
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
+    def _sample(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, self._rss())
+        self._names.update((t.native_id, t.name) for t in threading.enumerate() if t.native_id is not None)
+        self._last_cpu.update(_thread_cpu_s() or {})
+
     def _run(self, period_s: float) -> None:
         while not self._stop.wait(period_s):
-            self.peak_bytes = max(self.peak_bytes, self._rss())
+            self._sample()
 
-    def __enter__(self) -> _MemorySampler:
+    def __enter__(self) -> _RunSampler:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self._rss())
+        self._sample()
+
+    def cpu_s_by_group(self) -> dict[str, float] | None:
+        """CPU seconds each kind of thread used during the run (this sampler's own left out)."""
+        if not self._last_cpu:
+            return None
+        used = dict.fromkeys([*THREAD_GROUPS.values(), OTHER_THREADS], 0.0)
+        for tid, seconds in self._last_cpu.items():
+            name = self._names.get(tid, "")
+            if tid != self._thread.native_id:
+                used[_thread_group(name)] += seconds - self._start_cpu.get(tid, 0.0)
+        return used
 
 
 def _latency_processor(config: RunConfig):
@@ -324,8 +395,9 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
 
     # 3. The measured run: the real threaded pipeline, into a temporary file.
     with tempfile.TemporaryDirectory(prefix="faceanon-bench-") as tmp:
-        with _MemorySampler() as memory:
+        with _RunSampler() as sampled:
             summary = process_video(path, Path(tmp) / f"bench{path.suffix or '.mp4'}", config, processor)
+    cpu_s = sampled.cpu_s_by_group()
     ceiling = io_ceiling_fps(path, config) if io_ceiling else None
     plain = plain_pyav_fps(path, config, summary.frames) if io_ceiling else None
     latency_ms = np.asarray(processor.latency_s, np.float64) * 1000
@@ -352,7 +424,8 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
             "p99": float(np.percentile(latency_ms, 99)),
             "max": float(latency_ms.max()),
         },
-        peak_rss_mb=memory.peak_bytes / 2**20,
+        peak_rss_mb=sampled.peak_bytes / 2**20,
+        cpu_ms_per_frame={name: 1000 * seconds / summary.frames for name, seconds in cpu_s.items()} if cpu_s and summary.frames else None,
         machine=machine_description(),
         obscured_frames=summary.obscured_frames,
         io_ceiling_fps=ceiling,

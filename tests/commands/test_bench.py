@@ -1,13 +1,16 @@
 """``faceanon-video bench`` on a few frames: every stage measured, numbers consistent with each other."""
 
+import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from faceanon_video.cli import main
 from faceanon_video.config import RunConfig
-from faceanon_video.eval.bench import STAGES, run_bench, sample_clip
+from faceanon_video.eval.bench import OTHER_THREADS, STAGES, THREAD_GROUPS, _RunSampler, _thread_cpu_s, run_bench, sample_clip
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CARPHONE = DATA / "carphone_pristine.mp4"  # 176x144, one face
@@ -31,6 +34,35 @@ def test_run_bench_measures_every_stage():
     assert result.peak_rss_mb > 50
     assert result.machine["cores"] >= 1 and result.machine["cpu"]
     assert "end-to-end" in result.table() and "detect" in result.table()
+    if result.cpu_ms_per_frame is not None:  # Linux
+        assert set(result.cpu_ms_per_frame) == {*THREAD_GROUPS.values(), OTHER_THREADS}
+        assert sum(result.cpu_ms_per_frame.values()) > 0
+        assert 0 < result.cores_busy <= result.machine["cores"] + 0.5
+        assert "cores busy" in result.table()
+
+
+def _burn(seconds: float) -> None:
+    """Spend CPU mostly outside the GIL, as the pipeline's threads do (hashlib releases it)."""
+    block = bytes(1 << 20)
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        hashlib.sha256(block)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread CPU times come from Linux's /proc")
+def test_cpu_time_is_attributed_to_the_thread_that_spent_it():
+    before = _thread_cpu_s()[threading.get_native_id()]
+    _burn(0.05)
+    assert _thread_cpu_s()[threading.get_native_id()] >= before + 0.03  # 10 ms ticks
+    with _RunSampler() as sampler:
+        encoder = threading.Thread(target=_burn, args=(0.3,), name="encode")
+        encoder.start()
+        _burn(0.1)  # the calling thread: the pipeline's in-order work
+        encoder.join()  # ended before the run did: its CPU must still count
+    used = sampler.cpu_s_by_group()
+    assert used[THREAD_GROUPS["encode"]] >= 0.25
+    assert 0.05 <= used[THREAD_GROUPS["MainThread"]] < 0.25
+    assert used[THREAD_GROUPS["decode"]] == used[THREAD_GROUPS["detect"]] == 0
 
 
 def test_bench_command_json_and_plot(tmp_path, capsys):
