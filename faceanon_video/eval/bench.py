@@ -191,15 +191,12 @@ def _gpu_name() -> str | None:
 
 
 #: The kinds of thread CPU time is reported for, by the names ``pipeline.process_video`` gives its
-#: threads (detection workers are ``detect_0``, ``detect_1``...; the calling thread runs tracking
-#: and anonymization in frame order); any other thread is a codec's or a library's own pool.
-THREAD_GROUPS = {"decode": "decode", "detect": "detect", "MainThread": "in_order", "encode": "encode"}
+#: threads (detection workers are ``detect_0``, ``detect_1``...). The thread that calls it runs
+#: tracking and anonymization in frame order; any other thread is a codec's or a library's own pool.
+THREAD_GROUPS = {"decode": "decode", "detect": "detect", "encode": "encode"}
+IN_ORDER_THREAD = "in_order"
 OTHER_THREADS = "other"
 GROUP_LABELS = {"detect": "detect (workers)", "in_order": "in order (track, anonymize)", "other": "other (codec, library pools)"}
-
-
-def _thread_group(name: str) -> str:
-    return THREAD_GROUPS.get(name.split("_")[0], OTHER_THREADS)
 
 
 def _thread_cpu_s() -> dict[int, float] | None:
@@ -238,6 +235,7 @@ class _RunSampler:
             self._process = psutil.Process()
         self.peak_bytes = self._rss()
         self._names: dict[int, str] = {}
+        self._caller = threading.get_native_id()  # the thread that runs the pipeline's in-order work
         self._start_cpu = _thread_cpu_s() or {}
         self._last_cpu: dict[int, float] = {}
         self._stop = threading.Event()
@@ -272,11 +270,12 @@ class _RunSampler:
         """CPU seconds each kind of thread used during the run (this sampler's own left out)."""
         if not self._last_cpu:
             return None
-        used = dict.fromkeys([*THREAD_GROUPS.values(), OTHER_THREADS], 0.0)
+        used = dict.fromkeys([*THREAD_GROUPS.values(), IN_ORDER_THREAD, OTHER_THREADS], 0.0)
         for tid, seconds in self._last_cpu.items():
-            name = self._names.get(tid, "")
-            if tid != self._thread.native_id:
-                used[_thread_group(name)] += seconds - self._start_cpu.get(tid, 0.0)
+            if tid == self._thread.native_id:
+                continue
+            group = IN_ORDER_THREAD if tid == self._caller else THREAD_GROUPS.get(self._names.get(tid, "").split("_")[0], OTHER_THREADS)
+            used[group] += seconds - self._start_cpu.get(tid, 0.0)
         return used
 
 
