@@ -55,7 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             for mode, every in settings:
                 result = run_bench(clip, RunConfig(mode=mode, detect_every=every))
-                rows[mode, every].append({"fps": result.fps, "io_ceiling_fps": result.io_ceiling_fps, "plain_pyav_fps": result.plain_pyav_fps, "frames": result.frames})
+                rows[mode, every].append({
+                    "fps": result.fps,
+                    "io_ceiling_fps": result.io_ceiling_fps,
+                    "plain_pyav_fps": result.plain_pyav_fps,
+                    "frames": result.frames,
+                    "cpu_ms_per_frame": result.cpu_ms_per_frame,
+                    "cores_busy": result.cores_busy,
+                })
                 logging.info("run %d, --mode %s --detect-every %s: %.1f fps, I/O ceiling %.1f, plain PyAV %.1f", run + 1, mode, every or "default", result.fps, result.io_ceiling_fps, result.plain_pyav_fps)
     print(f"{args.runs} runs at {args.height}p; {machine_description().get('cpu')}")
     for (mode, every), runs in rows.items():
@@ -66,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    ours / it           min / median / max: {spread([r['fps'] / r['io_ceiling_fps'] * 100 for r in runs], '{:.0f} %')}")
         print(f"  plain PyAV loop fps   min / median / max: {spread([r['plain_pyav_fps'] for r in runs])}")
         print(f"    ours / it           min / median / max: {spread([r['fps'] / r['plain_pyav_fps'] * 100 for r in runs], '{:.0f} %')}")
+        if all(r["cpu_ms_per_frame"] for r in runs):  # Linux: CPU per frame by thread (see faceanon_video.eval.bench)
+            for group in runs[0]["cpu_ms_per_frame"]:
+                print(f"  CPU ms/frame, {group:<9} min / median / max: {spread([r['cpu_ms_per_frame'][group] for r in runs], '{:.2f}')}")
+            print(f"  cores busy            min / median / max: {spread([r['cores_busy'] for r in runs], '{:.2f}')}")
     if args.json:
         runs_json = [{"mode": mode, "detect_every": every, "runs": runs} for (mode, every), runs in rows.items()]
         args.json.write_text(json.dumps({"machine": machine_description(), "height": args.height, "settings": runs_json}, indent=2))
