@@ -13,7 +13,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-__all__ = ["Frame", "Detections", "i420_planes"]
+__all__ = ["Frame", "Detections", "bgr_to_i420", "i420_planes"]
 
 
 class Frame:
@@ -139,9 +139,7 @@ class Frame:
         bgr, i420 = self._bgr, self._i420
         if i420 is not None:
             return i420
-        if bgr.shape[0] % 2 or bgr.shape[1] % 2:
-            raise ValueError(f"a {bgr.shape[1]}x{bgr.shape[0]} frame has no 4:2:0 layout (odd size)")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+        return bgr_to_i420(bgr)
 
     def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Writable views of the Y (H, W), U and V (H/2, W/2) planes of an I420 frame."""
@@ -182,6 +180,14 @@ def _check_i420(i420: np.ndarray) -> None:
     rows, width = i420.shape if i420.ndim == 2 else (0, 0)
     if i420.dtype != np.uint8 or not rows or rows % 3 or (rows * 2 // 3) % 2 or width % 2 or not i420.flags.c_contiguous:
         raise ValueError(f"Frame.i420 must be a contiguous (H*3/2, W) uint8 array with even H and W, got {i420.shape} {i420.dtype}")
+
+
+def bgr_to_i420(bgr: np.ndarray) -> np.ndarray:
+    """An even-sized BGR image as one contiguous I420 array, with OpenCV's conversion (the inverse
+    of the one frames are read with, see ``Frame``)."""
+    if bgr.shape[0] % 2 or bgr.shape[1] % 2:
+        raise ValueError(f"a {bgr.shape[1]}x{bgr.shape[0]} frame has no 4:2:0 layout (odd size)")
+    return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420)
 
 
 def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from faceanon_video.anonymize.regions import FaceRegion, face_regions
 from faceanon_video.errors import ConfigError
-from faceanon_video.types import Detections, Frame, i420_planes
+from faceanon_video.types import Detections, Frame, bgr_to_i420, i420_planes
 
 
 class RegionFilter:
@@ -57,11 +57,6 @@ def _paint(roi: np.ndarray, replacement: np.ndarray, mask: np.ndarray | None) ->
     else:
         # The frame's dtype: cv2.copyTo given another one writes a new array and leaves roi as it was.
         cv2.copyTo(np.ascontiguousarray(replacement, dtype=roi.dtype), mask, roi)
-
-
-def _yuv_planes(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Y, U, V planes of an even-sized BGR image, with the conversion the encoder's frames use."""
-    return i420_planes(cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420))
 
 
 class Blur(RegionFilter):
@@ -115,7 +110,7 @@ class Solid(RegionFilter):
         super().__init__(**kwargs)
         self.color_bgr = np.array(color_bgr, np.uint8)
         #: The same colour as the Y, U, V values painted into 4:2:0 frames (converted once, here).
-        self.color_yuv = tuple(plane.flat[0] for plane in _yuv_planes(np.broadcast_to(self.color_bgr, (2, 2, 3))))
+        self.color_yuv = tuple(plane.flat[0] for plane in i420_planes(bgr_to_i420(np.broadcast_to(self.color_bgr, (2, 2, 3)))))
 
     def replace(self, roi: np.ndarray, region: FaceRegion) -> np.ndarray:
         return np.broadcast_to(self.color_bgr, roi.shape)
@@ -144,7 +139,7 @@ class ReplaceImage(RegionFilter):
         return cv2.resize(self.image, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_AREA)
 
     def replace_yuv(self, y, u, v, region, chroma):
-        return _yuv_planes(self.replace(y, region))
+        return i420_planes(bgr_to_i420(self.replace(y, region)))
 
 
 class NoOp:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from faceanon_video.detect.base import Image, NetworkInput, as_frame, onnx_session
-from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
+from faceanon_video.detect.scaling import aligned_side, detection_scale, scale_to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
 
@@ -56,7 +56,7 @@ class CenterFaceDetector:
         blob = self._network_input(image, swap_rb=True)  # RGB, 0-255, NCHW
         heatmap, box_scale, offset, landmarks = self._session.run(self._output_names, {self._input_name: blob})
         dets = self._decode(heatmap[0, 0], box_scale[0], offset[0], landmarks[0])
-        return to_frame(dets, width / in_w, height / in_h) if len(dets) else dets
+        return scale_to_frame(dets, width / in_w, height / in_h) if len(dets) else dets
 
     def _decode(self, heatmap, box_scale, offset, landmarks) -> Detections:
         rows, cols = np.nonzero(heatmap > self.threshold)

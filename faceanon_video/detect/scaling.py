@@ -34,7 +34,7 @@ def aligned_side(side: float, multiple: int = 32) -> int:
     return max(multiple, int(math.ceil(side / multiple)) * multiple)
 
 
-def to_frame(faces: Detections, sx: float, sy: float) -> Detections:
+def scale_to_frame(faces: Detections, sx: float, sy: float) -> Detections:
     """Map boxes and landmarks found in a resized image back to the frame (in place)."""
     faces.xyxy *= np.array([sx, sy, sx, sy], np.float32)
     faces.landmarks *= np.array([sx, sy], np.float32)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from faceanon_video.detect.base import Image, NetworkInput, as_frame, onnx_session
-from faceanon_video.detect.scaling import aligned_side, detection_scale, to_frame
+from faceanon_video.detect.scaling import aligned_side, detection_scale, scale_to_frame
 from faceanon_video.types import Detections
 from faceanon_video.weights import model_path
 
@@ -78,7 +78,7 @@ class YuNetDetector:
         blob = self._network_input(image)  # BGR, 0-255 float, NCHW: what the network was trained on
         outputs = self._session.run(self._output_names, {self._input_name: blob})
         faces = self._decode(outputs, in_w, in_h)
-        return to_frame(faces, width / in_w, height / in_h) if len(faces) and scale != 1.0 else faces
+        return scale_to_frame(faces, width / in_w, height / in_h) if len(faces) and scale != 1.0 else faces
 
     def _decode(self, outputs: list[np.ndarray], in_w: int, in_h: int) -> Detections:
         boxes, scores, points = [], [], []
