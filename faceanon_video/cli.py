@@ -163,7 +163,7 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if processor is not None:
                 processor.reset()
             processor = processor or FrameProcessor(config)  # models load once for all inputs
-            summary = process_file(source, destination, config, processor=_fresh_counters(processor))
+            summary = process_file(source, destination, config, processor=processor.reset_counters())
         except FaceanonError as exc:
             if not several:
                 raise
@@ -188,12 +188,6 @@ def _run_on_ray(sources, args, config: RunConfig, several: bool) -> int:
     for result in results:
         (sys.stderr if "error" in result else sys.stdout).write(summary_line(result) + "\n")
     return 1 if any("error" in r for r in results) else 0
-
-
-def _fresh_counters(processor):
-    processor.frames = processor.faces = processor.obscured_frames = 0
-    processor.timings.clear()
-    return processor
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,7 @@ def test_shot_change_ends_tracks_so_no_one_inherits_another_persons_identity():
     processor = FrameProcessor(RunConfig(progress=False, mode="none"))
     ids_by_frame, cuts = {}, []
     for frame in VideoReader(HAMILTON, end_s=7.2):
-        faces, _, cut = processor._track(frame, processor.detect(frame), redetect=True)
+        faces, _, cut = processor.tracking._track(frame, processor.detect(frame), redetect=True)
         ids_by_frame[frame.index] = set(faces.track_id.tolist())
         cuts += [frame.index] if cut else []
     assert cuts == [c for c in (20, 82, 211) if c in ids_by_frame]

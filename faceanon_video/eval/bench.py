@@ -22,21 +22,27 @@ temporary file, and reports:
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 import os
 import platform
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
+import onnxruntime
 
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, InputError
-from faceanon_video.pipeline import STAGES
-from faceanon_video.types import Detections, Frame
+from faceanon_video.io.decode import VideoReader
+from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC
+from faceanon_video.pipeline import process_video
+from faceanon_video.processor import STAGES, FrameProcessor
+from faceanon_video.types import Frame
 
 __all__ = ["BenchResult", "StageStats", "sample_clip", "scaled_clip", "machine_description", "plot_latency", "run_bench"]
 
@@ -155,9 +161,6 @@ class BenchResult:
 
 def machine_description() -> dict:
     """CPU model and usable cores, GPU (through torch when installed), and library versions."""
-    import cv2
-    import onnxruntime
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -279,29 +282,24 @@ class _RunSampler:
         return used
 
 
-def _latency_processor(config: RunConfig):
-    """A FrameProcessor that also records each frame's decode-to-anonymized delay."""
-    from faceanon_video.pipeline import FrameProcessor
+def _latency_processor(config: RunConfig) -> tuple[FrameProcessor, list[float]]:
+    """A FrameProcessor, and the list it fills with each frame's decode-to-anonymized delay."""
+    processor = FrameProcessor(config)
+    latency_s: list[float] = []
 
-    class LatencyProcessor(FrameProcessor):
-        def __init__(self, config: RunConfig) -> None:
-            super().__init__(config)
-            self.latency_s: list[float] = []
+    def record(frame: Frame) -> None:
+        if frame.capture_s is not None:  # frames held back for --detect-every count their wait too
+            latency_s.append(time.monotonic() - frame.capture_s)
 
-        def _release(self, frame: Frame, faces: Detections | BaseException) -> Frame:
-            captured = frame.capture_s  # frames held back for --detect-every count their wait too
-            out = super()._release(frame, faces)
-            if captured is not None:
-                self.latency_s.append(time.monotonic() - captured)
-            return out
-
-    return LatencyProcessor(config)
+    processor.on_release = record
+    return processor, latency_s
 
 
 class _CopyOnly:
     """Stands in for ``FrameProcessor`` in ``process_video``: frames go from decoder to encoder untouched."""
 
     track_writer = vault_writer = None
+    detect_every = 1
 
     def __init__(self) -> None:
         self.timings: dict[str, list[float]] = defaultdict(list)
@@ -322,8 +320,6 @@ def io_ceiling_fps(path: str | Path, config: RunConfig) -> float:
     """fps of the pipeline's own decode -> encode with ``config``'s encoder settings, frames and audio
     copied through untouched: the I/O ceiling an anonymizer is compared against. It is the real file
     pipeline (decode and encode threads, queues) with nothing in between."""
-    from faceanon_video.pipeline import process_video
-
     with tempfile.TemporaryDirectory(prefix="faceanon-io-") as tmp:
         copy_config = replace(config, progress=False, save_tracks=None, vault=None, overwrite=True)
         summary = process_video(path, Path(tmp) / f"io{Path(path).suffix or '.mp4'}", copy_config, processor=_CopyOnly())
@@ -334,10 +330,6 @@ def plain_pyav_fps(path: str | Path, config: RunConfig, frames: int) -> float:
     """fps of the simplest PyAV transcode of the first ``frames`` frames: one loop that decodes and
     encodes, PyAV's default codec threads, ``config``'s encoder settings, video only. The other
     reading of "I/O ceiling" (a plain PyAV decode+encode), reported next to ``io_ceiling_fps``."""
-    import av
-
-    from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC
-
     suffix = Path(path).suffix.lower() or ".mp4"
     codec = config.codec or CODEC_BY_EXTENSION.get(suffix, DEFAULT_CODEC)
     with tempfile.TemporaryDirectory(prefix="faceanon-plain-") as tmp, av.open(str(path)) as source, av.open(str(Path(tmp) / f"plain{suffix}"), "w") as out:
@@ -363,9 +355,6 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
     ``max_frames`` limits the run to the clip's first frames; ``warmup_frames`` are processed
     first and not measured (first inferences allocate buffers and are several times slower).
     """
-    from faceanon_video.io.decode import VideoReader
-    from faceanon_video.pipeline import process_video
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -384,13 +373,12 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
     config = replace(config, progress=False, overwrite=True)
 
     # 2. Load the models and warm them up on the first frames, then forget those timings.
-    processor = _latency_processor(config)
+    processor, latency_s = _latency_processor(config)
     for frame in warm:
         processor.process(frame)
     processor.reset()
-    processor.timings.clear()
-    processor.latency_s.clear()
-    processor.frames = processor.faces = processor.obscured_frames = 0
+    processor.reset_counters()
+    latency_s.clear()
 
     # 3. The measured run: the real threaded pipeline, into a temporary file.
     with tempfile.TemporaryDirectory(prefix="faceanon-bench-") as tmp:
@@ -399,7 +387,7 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
     cpu_s = sampled.cpu_s_by_group()
     ceiling = io_ceiling_fps(path, config) if io_ceiling else None
     plain = plain_pyav_fps(path, config, summary.frames) if io_ceiling else None
-    latency_ms = np.asarray(processor.latency_s, np.float64) * 1000
+    latency_ms = np.asarray(latency_s, np.float64) * 1000
     if not len(latency_ms):
         raise InputError(f"{path}: no frames were decoded")
     frame_h, frame_w = warm[0].shape[:2] if warm else (info.height, info.width)
@@ -436,11 +424,6 @@ def run_bench(path: str | Path, config: RunConfig, *, max_frames: int | None = N
 def scaled_clip(source: str | Path, destination: str | Path, height: int, *, max_frames: int | None = None, crf: int = 18) -> Path:
     """Re-encode ``source`` resized to ``height`` (width keeps the aspect ratio, rounded to even),
     same frame rate, H.264 at ``crf``: the 720p/1080p benchmark inputs made from a small clip."""
-    import av
-    import cv2
-
-    from faceanon_video.io.decode import VideoReader
-
     destination = Path(destination)
     with VideoReader(source) as reader, av.open(str(destination), "w") as out:
         info = reader.info

@@ -26,6 +26,8 @@ from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.eval.annotations import AnnotatedImage, Annotations
 from faceanon_video.eval.identity import IdentityModel, load_identity_model, track_consistency
 from faceanon_video.eval.metrics import CoverageSettings, DetectionCounts, background_damage, face_altered_fraction, match_boxes
+from faceanon_video.io.decode import VideoReader
+from faceanon_video.processor import FrameProcessor
 from faceanon_video.types import Detections, Frame
 
 __all__ = ["EvalReport", "EvalSettings", "Evaluator", "evaluate_outputs", "evaluate_pipeline"]
@@ -244,8 +246,6 @@ def _originals(annotations: Annotations, media: str | Path | None) -> Iterator[t
     """(ground truth, original image) for every annotated image or frame, in order. Video frames
     without an entry in the ground truth have no faces."""
     if annotations.is_video:
-        from faceanon_video.io.decode import VideoReader
-
         video = Path(media) if media else annotations.video_path
         if video is None:
             raise InputError("the ground truth names no video: give it with --media")
@@ -270,12 +270,10 @@ def evaluate_pipeline(
     Frames are processed one at a time in order (the tracker sees the whole video) through the
     file pipeline's in-order path, so the result is what ``faceanon-video`` would write, before encoding.
     """
-    from faceanon_video.pipeline import FrameProcessor
-
     processor = FrameProcessor(config)
     # With tracking on, the detector also reports low-score boxes that only extend existing tracks
     # (ByteTrack's second stage); the detector's own verdict is the boxes above the high threshold.
-    high_thresh = getattr(processor.tracker, "high_thresh", None)
+    high_thresh = processor.tracking.high_thresh
     evaluator = Evaluator(
         settings,
         annotations=source_name,
@@ -300,7 +298,7 @@ def evaluate_pipeline(
         detections = processor.detect(frame)
         # Recall/precision judge the detector; what the tracker then paints is judged by the leak rate.
         found = detections if isinstance(detections, Detections) else None
-        if found is not None and high_thresh is not None:
+        if found is not None:
             found = found[found.score >= high_thresh]
         pending[frame.index] = (truth, original, found)
         score(processor.finish_held(frame, detections))
@@ -344,8 +342,6 @@ def evaluate_outputs(
 
 
 def _decoded(path: Path) -> Iterator[np.ndarray]:
-    from faceanon_video.io.decode import VideoReader
-
     with VideoReader(path) as reader:
         for frame in reader:
             yield frame.bgr

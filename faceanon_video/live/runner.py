@@ -37,8 +37,7 @@ from faceanon_video.config import RunConfig
 from faceanon_video.errors import FaceanonError
 from faceanon_video.live.sinks import LIVE_TIME_BASE, Sink, SinkWorker
 from faceanon_video.live.sources import LiveSource
-from faceanon_video.pipeline import FrameProcessor
-from faceanon_video.track.bytetrack import ByteTracker
+from faceanon_video.processor import FrameProcessor
 from faceanon_video.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -112,22 +111,9 @@ class DeadlineDetector:
         processor, frame = self.processor, pending.frame
         if pending.full_frame:
             return lambda: processor.detect(frame)
-        if processor.roi is None or not isinstance(processor.tracker, ByteTracker):
-            return None
-        # Where the tracks will be, read in frame order; only one job runs at a time, so the
-        # re-detector (which must not be shared between threads) is never used twice at once.
-        predicted_xyxy = processor.tracker.predict_xyxy()
-
-        def redetect() -> Detections | BaseException:
-            start = time.perf_counter()
-            try:
-                return processor.roi.detect(frame, predicted_xyxy)
-            except Exception as exc:  # noqa: BLE001 - returned so the frame fails closed, as processor.detect does
-                return exc
-            finally:
-                processor.timings["detect"].append(time.perf_counter() - start)
-
-        return redetect
+        # Read in frame order; only one job runs at a time, so the re-detector (which must not be
+        # shared between threads) is never used twice at once.
+        return processor.redetect_job(frame)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

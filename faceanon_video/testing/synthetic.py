@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
 #: bikes.mp4 frames with no faces and no shot change, in order (bikes.mp4 cuts at frames 30, 76,
 #: 137, 187 and 242). Faces carried across a background cut would be a scene no real video has,
-#: and the pipeline ends every track at a cut (``pipeline.ShotChangeDetector``).
+#: and the pipeline ends every track at a cut (``track.shots.ShotChangeDetector``).
 BACKGROUND_FRAMES = range(187, 242)
 BIKES_SIZE = (640, 272)
 IGNORE_VISIBLE_BELOW = 0.4

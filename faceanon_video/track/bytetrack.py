@@ -214,6 +214,8 @@ class ByteTracker:
     ([1], [True])
     """
 
+    follows_faces = True  # ids persist across frames (``base.Tracker``)
+
     def __init__(
         self,
         settings: ByteTrackSettings | None = None,

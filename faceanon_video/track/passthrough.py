@@ -21,12 +21,20 @@ class PassThroughTracker:
     [1, 2]
     """
 
+    follows_faces = False  # a new id every frame: nothing to follow back or re-detect around
+
     def __init__(self, key: bytes | None = None, seeder: TrackSeeder | None = None) -> None:
         self.seeder = seeder or TrackSeeder(key if key is not None else random_key())
         self.reset()
 
     def reset(self) -> None:
         self._next_id = 1
+
+    def cut(self) -> None:
+        pass  # no tracks to end
+
+    def predict_xyxy(self) -> np.ndarray:
+        return np.zeros((0, 4), np.float32)
 
     def update(self, detections: Detections | None, frame: Frame) -> Detections:
         if detections is None or not len(detections):

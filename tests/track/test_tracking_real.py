@@ -137,7 +137,7 @@ def test_live_detect_every_3_only_delays_new_faces(synthetic_clip, key_file):
     assert all(r["frame"] % 3 != 0 for r in score.leaked)  # full-pass frames never leak
     for face in {r["id"] for r in score.leaked}:
         assert len([r for r in score.leaked if r["id"] == face]) <= 2
-    assert processor.roi is not None
+    assert processor.tracking.roi is not None
 
 
 def test_detect_every_n_runs_the_full_detector_every_nth_frame(synthetic_clip):

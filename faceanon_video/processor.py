@@ -1,0 +1,223 @@
+"""The per-frame stage chain: detect -> ``TrackingStage`` -> anonymize, failing closed.
+
+Independent of where frames come from: the file runner (``pipeline.process_video``), the live runner
+(``live.runner``), ``bench`` and ``eval`` all drive a ``FrameProcessor`` through the same calls.
+
+Fail closed: a frame whose detection, tracking or anonymization failed is blacked out whole, never
+passed through. Where that is decided:
+
+* ``FrameProcessor.detect`` returns a detector's error instead of raising it, so it stays with its frame;
+* ``TrackingStage`` (``track.stage``) turns any error of detection or tracking into that frame's
+  "faces" (the exception), held back and released in order like any other frame;
+* ``FrameProcessor._anonymize`` hands such a frame to ``_detection_failed``, and a frame whose track
+  file write or anonymizer raised to ``_anonymizer_failed``: both obscure it whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from faceanon_video.anonymize.base import Anonymizer
+from faceanon_video.anonymize.filters import CLASSIC_MODES, NoOp, obscure_whole_frame
+from faceanon_video.config import RunConfig
+from faceanon_video.detect import build_detector
+from faceanon_video.detect.base import Detector
+from faceanon_video.track.base import Tracker
+from faceanon_video.track.stage import Faces, TrackingStage, thresholds
+from faceanon_video.track.tracks_io import TrackWriter
+from faceanon_video.types import Detections, Frame
+from faceanon_video.vault import VaultWriteError, VaultWriter
+
+__all__ = ["STAGES", "FrameProcessor", "build_anonymizer", "detector_factory"]
+
+log = logging.getLogger(__name__)
+
+#: The stages timed in ``FrameProcessor.timings`` (decode and encode by the file runner).
+STAGES = ("decode", "detect", "track", "anonymize", "encode")
+
+
+def build_anonymizer(config: RunConfig) -> Anonymizer:
+    if config.mode == "none":
+        return NoOp()
+    if config.mode == "diffusion":
+        from faceanon_video.anonymize.diffusion import build_diffusion_anonymizer  # optional: torch, diffusers
+
+        return build_diffusion_anonymizer(config)
+    kwargs = {"mask_scale": config.mask_scale, "mask_shape": config.mask}
+    if config.mode == "image":
+        kwargs["image_path"] = config.replace_image
+    return CLASSIC_MODES[config.mode](**kwargs)
+
+
+def detector_factory(config: RunConfig, threshold: float | None = None, min_face_px: float | None = None) -> Callable[[], Detector]:
+    threshold = config.thresh if threshold is None else threshold
+    min_face_px = config.min_face_px if min_face_px is None else min_face_px
+    return lambda: build_detector(config.detector, threshold=threshold, min_face_px=min_face_px)
+
+
+class FrameProcessor:
+    """detect -> track -> anonymize for one stream of frames, failing closed.
+
+    ``detect`` may run on several threads at once (each gets its own detector); the rest must be
+    called in frame order: ``finish`` (this frame now: live streams, images) or, for files,
+    ``finish_held`` + ``flush``, which hold the last frames back so that faces found late are
+    covered on earlier frames too (``track.backfill``). ``live=True`` processors (streams, which
+    cannot wait) detect every frame by default and re-detect around tracks on skipped frames.
+    ``process`` is ``finish(frame, detect(frame))``.
+
+    Public hooks: ``tracking`` (the ``TrackingStage``: thresholds, schedule, re-detection jobs),
+    ``track_writer`` / ``vault_writer`` (set per input by the file runner), ``on_release`` (called
+    with each frame, as it came in, once it is anonymized or obscured: bench times frames with it), ``timings``, and the
+    counters ``frames`` / ``faces`` / ``obscured_frames`` (``reset_counters``).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        make_detector: Callable[[], Detector] | None = None,
+        tracker: Tracker | None = None,
+        anonymizer: Anonymizer | None = None,
+        live: bool = False,
+    ) -> None:
+        self.config = config
+        self.live = live
+        self._local = threading.local()
+        self.timings: dict[str, list[float]] = defaultdict(list)
+        roi_detector = None
+        if make_detector is not None:
+            self._make_detector = make_detector
+            self.detector = self._thread_detector()
+            high_thresh, low_thresh = thresholds(config, float(getattr(self.detector, "threshold", 0.5)))
+        else:
+            high_thresh, low_thresh = thresholds(config)
+            # With tracking, the tracker's second stage needs the low-score boxes, so the detector
+            # reports them too; faces below high_thresh are only anonymized when they continue a track.
+            self._make_detector = detector_factory(config, threshold=low_thresh)
+            self.detector = self._thread_detector()  # built now so model errors surface before any frame
+            if config.track:
+                # Re-detection around tracks (skipped frames, faces found late). Own instance (used only
+                # in frame order), at full resolution (min_face_px=0).
+                roi_detector = detector_factory(config, low_thresh, min_face_px=0)()
+        self.tracking = TrackingStage.from_config(
+            config,
+            lambda frame: self._thread_detector().detect(frame),
+            live=live,
+            high_thresh=high_thresh,
+            roi_detector=roi_detector,
+            full_frame_detector=self.detector,  # this thread's; the pool's threads have their own
+            tracker=tracker,
+            timings=self.timings,
+        )
+        self.anonymizer = anonymizer or build_anonymizer(config)
+        self.track_writer: TrackWriter | None = None  # set per input by process_video (--save-tracks)
+        self.vault_writer: VaultWriter | None = None  # set per input by process_video (--vault)
+        self.on_release: Callable[[Frame], None] | None = None
+        self.frames = 0
+        self.faces = 0
+        self.obscured_frames = 0
+
+    @property
+    def detect_every(self) -> int:
+        return self.tracking.detect_every
+
+    def _thread_detector(self) -> Detector:
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = self._make_detector()
+        return detector
+
+    def should_detect(self, frame: Frame) -> bool:
+        """Whether the full-frame detector runs on this frame (every ``detect_every``-th frame)."""
+        return self.tracking.should_detect(frame)
+
+    def detect(self, frame: Frame) -> Detections | BaseException | None:
+        """Full-frame detection, or None on frames the schedule skips. Errors are returned, not raised,
+        so that ``finish`` can fail closed on exactly the frame they belong to."""
+        if not self.should_detect(frame):
+            return None
+        start = time.perf_counter()
+        try:
+            return self._thread_detector().detect(frame)
+        except Exception as exc:  # noqa: BLE001 - any failure must obscure the frame, not stop the run
+            return exc
+        finally:
+            self.timings["detect"].append(time.perf_counter() - start)
+
+    def redetect_job(self, frame: Frame) -> Callable[[], Detections | BaseException] | None:
+        """For a frame the schedule skips: re-detection around the tracks as a job another thread
+        can run (``TrackingStage.redetect_job``); None where there is none."""
+        return self.tracking.redetect_job(frame)
+
+    def finish(self, frame: Frame, detections: Detections | BaseException | None) -> Frame:
+        """Track and anonymize, in frame order. Never returns a frame with a face it failed to cover."""
+        return self._release(frame, self.tracking.track(frame, detections))
+
+    def finish_held(self, frame: Frame, detections: Detections | BaseException | None) -> list[Frame]:
+        """Like ``finish``, for files: frames may be held back until the next full-frame detection so
+        that faces first found there are covered on the frames before it too (``track.backfill``).
+        Returns the frames now final, in order; ``flush`` returns the rest."""
+        return [self._release(f, faces) for f, faces in self.tracking.step(frame, detections)]
+
+    def flush(self) -> list[Frame]:
+        """The frames ``finish_held`` still holds (call at the end of each video)."""
+        return [self._release(f, faces) for f, faces in self.tracking.flush()]
+
+    def process(self, frame: Frame) -> Frame:
+        return self.finish(frame, self.detect(frame))
+
+    def reset(self) -> None:
+        """Forget everything carried from frame to frame (call between unrelated videos or images)."""
+        self.tracking.reset()
+        if hasattr(self.anonymizer, "reset"):
+            self.anonymizer.reset()
+
+    def reset_counters(self) -> FrameProcessor:
+        """Zero the counters and timings (between inputs, or after a warm-up)."""
+        self.frames = self.faces = self.obscured_frames = 0
+        self.timings.clear()
+        return self
+
+    # Releasing a frame: the only place a frame leaves, anonymized or obscured whole.
+
+    def _release(self, frame: Frame, faces: Faces) -> Frame:
+        released = self._anonymize(frame, faces)
+        if self.on_release is not None:
+            self.on_release(frame)
+        return released
+
+    def _anonymize(self, frame: Frame, faces: Faces) -> Frame:
+        """Write the frame's faces to the track file and vault, then anonymize; obscure it whole on any error."""
+        self.frames += 1
+        if isinstance(faces, BaseException):
+            return self._detection_failed(frame, faces)
+        try:
+            if self.track_writer is not None:
+                self.track_writer.write(frame.index, frame.time_s, faces)
+            if self.vault_writer is not None:
+                self.vault_writer.write(frame, faces)  # the originals, before the anonymizer paints over them
+            start = time.perf_counter()
+            self.faces += len(faces)
+            frame = self.anonymizer.apply(frame, faces)
+            self.timings["anonymize"].append(time.perf_counter() - start)
+            return frame
+        except VaultWriteError:
+            raise  # the vault is the only copy of the faces: stop the run rather than lose one silently
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            return self._anonymizer_failed(frame, exc)
+
+    def _detection_failed(self, frame: Frame, error: BaseException) -> Frame:
+        """Detection or tracking failed on this frame (or it sits where a pass failed): obscure it whole."""
+        return self._obscure(frame, error)
+
+    def _anonymizer_failed(self, frame: Frame, error: Exception) -> Frame:
+        """Writing the frame's tracks or anonymizing it failed: obscure it whole."""
+        return self._obscure(frame, error)
+
+    def _obscure(self, frame: Frame, error: BaseException) -> Frame:
+        log.warning("frame %d obscured: %s: %s", frame.index, type(error).__name__, error)
+        self.obscured_frames += 1
+        return obscure_whole_frame(frame)
