@@ -6,11 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from faceanon_video.anonymize.regions import MASK_SHAPES
 from faceanon_video.detect import DETECTORS
 from faceanon_video.errors import ConfigError
 
 MODES = ("blur", "mosaic", "solid", "image", "none", "diffusion")
+MASK_SHAPES = ("ellipse", "box")  # painted by anonymize.regions
 BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 
 

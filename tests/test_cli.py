@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -165,3 +166,13 @@ def test_help_and_version():
         assert option in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "faceanon_video.cli", "--version"], capture_output=True, text=True)
     assert proc.stdout.startswith("faceanon-video ")
+
+
+def test_a_command_line_value_equal_to_the_default_still_beats_the_run_file(tmp_path):
+    # "--mode blur" equals the default, which once let the run file's "mosaic" win.
+    run_file, saved = tmp_path / "run.json", tmp_path / "saved.json"
+    run_file.write_text(json.dumps({"mode": "mosaic", "min_face_px": 40}))
+    code = main([str(tmp_path / "missing.mp4"), "--config", str(run_file), "--mode", "blur", "--save-config", str(saved)])
+    assert code != 0  # the input does not exist; the effective settings were saved before that
+    assert json.loads(saved.read_text())["mode"] == "blur"
+    assert json.loads(saved.read_text())["min_face_px"] == 40  # not given: the run file's

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from faceanon_video.config import MASK_SHAPES  # noqa: F401 - the shapes painted here, re-exported
 from faceanon_video.types import Detections
-
-MASK_SHAPES = ("ellipse", "box")
 
 
 @dataclass

@@ -15,7 +15,7 @@ import sys
 
 from faceanon_video.errors import InputError
 from faceanon_video.eval.bench import SAMPLE_CLIPS, plot_latency, run_bench, sample_clip
-from faceanon_video.eval.options import add_pipeline_arguments, config_from_args
+from faceanon_video.options import add_pipeline_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
     path = args.input or sample_clip()
     if path is None:
         raise InputError(f"no sample clip installed (looked for {SAMPLE_CLIPS[0].name}); give a video: faceanon-video bench INPUT")
-    result = run_bench(path, config_from_args(args), max_frames=getattr(args, "frames", None), warmup_frames=args.warmup)
+    result = run_bench(path, config_from_args(args, progress=False), max_frames=getattr(args, "frames", None), warmup_frames=args.warmup)
     if getattr(args, "plot", None):
         plot_latency(result, args.plot)
     sys.stdout.write((json.dumps(result.to_dict(), indent=2) if args.json else result.table()) + "\n")

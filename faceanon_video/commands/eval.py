@@ -24,7 +24,7 @@ from faceanon_video.eval.annotations import load_annotations
 from faceanon_video.eval.evaluate import EvalSettings, evaluate_outputs, evaluate_pipeline
 from faceanon_video.eval.identity import IDENTITY_MODELS
 from faceanon_video.eval.metrics import CoverageSettings
-from faceanon_video.eval.options import add_pipeline_arguments, config_from_args
+from faceanon_video.options import add_pipeline_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +65,6 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"--anonymized {anonymized}: no such file or folder")
         report = evaluate_outputs(annotations, anonymized, settings, media=media, source_name=name)
     else:
-        report = evaluate_pipeline(annotations, config_from_args(args), settings, media=media, source_name=name)
+        report = evaluate_pipeline(annotations, config_from_args(args, progress=False), settings, media=media, source_name=name)
     sys.stdout.write((json.dumps(report.to_dict(), indent=2) if args.json else report.table()) + "\n")
     return 0

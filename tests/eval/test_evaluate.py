@@ -113,3 +113,21 @@ def test_missing_image_folder_is_an_input_error(tmp_path):
     cv2.imwrite(str(tmp_path / "2007_007763.jpg"), np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(InputError, match="missing or unreadable"):
         evaluate_outputs(annotations, tmp_path / "nowhere", NO_IDENTITY)
+
+
+def test_detection_is_scored_at_the_detector_threshold_not_the_trackers_low_one():
+    # With tracking, the pipeline's detector also reports boxes down to half its threshold (they only
+    # continue tracks); recall and precision must judge the boxes at the threshold itself.
+    from faceanon_video.detect import build_detector
+    from faceanon_video.eval.metrics import match_boxes
+
+    annotations = load_annotations(DATA / "images" / "annotated" / "training.xml")
+    report = evaluate_pipeline(annotations, _config("none"), NO_IDENTITY)
+    detector = build_detector("yunet")  # its default threshold, 0.5
+    expected = None
+    for item in annotations.items:
+        found = detector.detect(cv2.imread(str(item.image_path)))
+        counts, _ = match_boxes(item.xyxy, found.xyxy, iou_threshold=0.5, gt_ignore=item.ignore)
+        expected = counts if expected is None else expected + counts
+    got = report.detection
+    assert (got.true_positives, got.false_positives, got.false_negatives) == (expected.true_positives, expected.false_positives, expected.false_negatives)

@@ -1,0 +1,55 @@
+"""One table of run options for the main command, bench and eval: command line > run file > defaults."""
+
+from __future__ import annotations
+
+import argparse
+import pytest
+
+from faceanon_video.cli import build_parser
+from faceanon_video.config import RunConfig
+from faceanon_video.options import OPTIONS, add_pipeline_arguments, config_from_args
+
+
+@pytest.fixture
+def run_file(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(RunConfig(mode="mosaic", min_face_px=40, track=False, crf=30, input_options={"a": "1"}).to_json())
+    return path
+
+
+def test_main_command_precedence(run_file):
+    parser = build_parser()
+    config = config_from_args(parser.parse_args(["in.mp4", "--config", str(run_file), "--mode", "blur", "--crf", "20", "--input-option", "b=2"]))
+    assert (config.mode, config.crf) == ("blur", 20)  # given: both equal RunConfig's defaults
+    assert config.min_face_px == 40 and config.track is False  # from the run file
+    assert config.input_options == {"b": "2"}  # given: replaces the file's
+    assert config.preset == RunConfig().preset  # neither: the default
+    assert config_from_args(parser.parse_args(["in.mp4"])) == RunConfig()
+
+
+@pytest.mark.parametrize("command", ["bench", "eval"])
+def test_bench_and_eval_take_the_same_options_with_the_same_precedence(run_file, command):
+    parser = argparse.ArgumentParser()
+    add_pipeline_arguments(parser)
+    args = parser.parse_args(["--config", str(run_file), "--mode", "blur", "--min-face", "24"])
+    config = config_from_args(args, progress=False)
+    assert (config.mode, config.min_face_px, config.track, config.crf, config.progress) == ("blur", 24, False, 30, False)
+    shared = {o.dest for o in OPTIONS if o.shared}
+    assert {"mode", "detector", "thresh", "track", "detect_every", "workers", "backend", "steps", "key_file"} <= shared
+    assert config_from_args(parser.parse_args(["--no-track"])).track is False
+
+
+def test_help_shows_every_default():
+    text = " ".join(build_parser().format_help().split())
+    for shown in ("how faces are replaced (default: blur)", "(default: 1.3)", "(default: 24)", "(default: 15)", "(default: ultrafast)", "(default: 200.0)"):
+        assert shown in text
+    parser = argparse.ArgumentParser()
+    add_pipeline_arguments(parser)
+    assert "(default: 1.3)" in " ".join(parser.format_help().split())
+
+
+def test_model_dir_falls_back_to_the_environment(monkeypatch, run_file):
+    monkeypatch.setenv("FACEANON_MODEL_DIR", "/models")
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["x"])).model_dir == "/models"
+    assert config_from_args(parser.parse_args(["x", "--model-dir", "/other"])).model_dir == "/other"
