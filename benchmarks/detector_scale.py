@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from faceanon_video.detect.yunet import YuNetDetector
+from faceanon_video.geometry import box_iou
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
@@ -30,11 +31,8 @@ def annotated():
         yield cv2.imread(str(DATA / "images" / "annotated" / image.get("file"))), xyxy
 
 
-def iou(a, b):
-    x0, y0 = np.maximum(a[:2], b[:2])
-    x1, y1 = np.minimum(a[2:], b[2:])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def iou(a, b) -> float:
+    return float(box_iou(a, b)[0, 0])
 
 
 def recall(face_px: float, input_scale: float, threshold: float) -> tuple[int, int]:

@@ -111,7 +111,16 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         if config.save_tracks:
             processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source))
         if config.vault:
-            processor.vault_writer = open_run_vault(config, source)
+            processor.vault_writer = open_run_vault(
+                config.vault,
+                source,
+                key_file=config.key_file,
+                mask_scale=config.mask_scale,
+                diffusion=config.mode == "diffusion",
+                start_s=config.start_s,
+                end_s=config.end_s,
+                overwrite=config.overwrite,
+            )
         writer = VideoWriter(
             destination,
             fps=reader.info.fps,

@@ -47,10 +47,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from faceanon_video.anonymize.regions import face_regions
-from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.io.encode import AtomicOutput
-from faceanon_video.track.seeds import load_key
+from faceanon_video.keys import load_key
 from faceanon_video.types import Detections, Frame
 
 __all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "check_video", "open_run_vault", "vault_path_for"]
@@ -237,16 +236,28 @@ class VaultWriter:
         self._output.discard()
 
 
-def open_run_vault(config: RunConfig, source: str | Path) -> VaultWriter:
-    """The vault of one input of a run (``--vault``), keyed by ``--key-file``."""
-    path = vault_path_for(config.vault, source)
-    if path.exists() and not config.overwrite:
+def open_run_vault(
+    vault: str | Path,
+    source: str | Path,
+    *,
+    key_file: str | Path,
+    mask_scale: float,
+    diffusion: bool = False,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    overwrite: bool = False,
+) -> VaultWriter:
+    """The vault of one input of a run (``--vault``: a file, or a folder for one per input), keyed by
+    ``--key-file``; ``mask_scale`` and ``diffusion`` say what the anonymizer paints, the span which
+    part of ``source`` the run covers."""
+    path = vault_path_for(vault, source)
+    if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists (use --overwrite to replace it)")
     # Diffusion pastes through a feathered mask of the aligned face crop, which may reach past the
     # --mask-scale box; a wider region makes sure restore covers everything it painted.
-    mask_scale = config.mask_scale if config.mode != "diffusion" else max(config.mask_scale, DIFFUSION_REGION_SCALE)
-    info = {"source": Path(str(source)).name, "start_s": config.start_s, "end_s": config.end_s}
-    return VaultWriter(path, load_key(config.key_file), mask_scale=mask_scale, info=info)
+    mask_scale = max(mask_scale, DIFFUSION_REGION_SCALE) if diffusion else mask_scale
+    info = {"source": Path(str(source)).name, "start_s": start_s, "end_s": end_s}
+    return VaultWriter(path, load_key(key_file), mask_scale=mask_scale, info=info)
 
 
 class VaultReader:

@@ -16,7 +16,7 @@ from pathlib import Path
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter
-from faceanon_video.track.seeds import load_key
+from faceanon_video.keys import load_key
 from faceanon_video.types import Frame
 from faceanon_video.vault import VaultReader, check_video
 

@@ -24,7 +24,7 @@ from faceanon_video.detect.yunet import YuNetDetector
 from faceanon_video.errors import InputError
 from faceanon_video.eval.identity import SFaceIdentity
 from faceanon_video.io.decode import VideoReader
-from faceanon_video.track.seeds import load_key
+from faceanon_video.keys import load_key
 from faceanon_video.vault import VaultReader, check_video
 
 #: SFace's cosine-similarity threshold for "same person" (OpenCV Zoo, measured on LFW).

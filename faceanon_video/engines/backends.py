@@ -20,11 +20,10 @@ import torch
 
 from faceanon_video.engines import onnx as onnx_runtime
 from faceanon_video.engines import tensorrt as tensorrt_runtime
+from faceanon_video.config import BACKENDS  # one tuple for the CLI, RunConfig and here
 from faceanon_video.errors import ConfigError, FaceanonError
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 
 
 def load_backend(

@@ -71,6 +71,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from faceanon_video.geometry import box_iou
+
 __all__ = [
     "BackgroundDamage",
     "CoverageSettings",
@@ -226,21 +228,6 @@ def background_damage(
     diff = np.abs(a - b)
     changed = diff.max(axis=2) > changed_above
     return BackgroundDamage(float(changed[far].mean()), float(diff[far].mean()), n)
-
-
-def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) intersection over union of two sets of boxes."""
-    a = np.asarray(a_xyxy, np.float64).reshape(-1, 4)
-    b = np.asarray(b_xyxy, np.float64).reshape(-1, 4)
-    ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 @dataclass

@@ -55,6 +55,8 @@ import av
 import cv2
 import numpy as np
 
+from faceanon_video.geometry import box_intersection, box_iou
+
 __all__ = [
     "Actor",
     "Effect",
@@ -559,14 +561,11 @@ def score_tracks(
                 (score.small_leaked if small else score.leaked).append(record)
         # Pair faces with output boxes (CLEAR-MOT): a face keeps last frame's track while that track
         # still covers at least half of it; the others are paired by IoU (Hungarian) under that gate.
-        out_xyxy = faces.xyxy.astype(np.float64)
-        lt = np.maximum(gt_xyxy[:, None, :2], out_xyxy[None, :, :2])
-        rb = np.minimum(gt_xyxy[:, None, 2:], out_xyxy[None, :, 2:])
-        inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+        inter = box_intersection(gt_xyxy, faces.xyxy)
         gt_area = np.maximum(np.prod(gt_xyxy[:, 2:] - gt_xyxy[:, :2], axis=1), 1e-9)
-        out_area = np.maximum(np.prod(out_xyxy[:, 2:] - out_xyxy[:, :2], axis=1), 1e-9)
+        out_area = np.maximum(np.prod(faces.xyxy[:, 2:] - faces.xyxy[:, :2], axis=1), 1e-9)
         valid = inter / gt_area[:, None] >= 0.5
-        iou = np.where(valid, inter / (gt_area[:, None] + out_area[None, :] - inter), 0.0)
+        iou = np.where(valid, box_iou(gt_xyxy, faces.xyxy), 0.0)
         if faces.track_id is not None and iou.size:
             ids = faces.track_id.tolist()
             for r, f in enumerate(gt_faces):

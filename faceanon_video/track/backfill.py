@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceanon_video.track.bytetrack import buffered_iou
+from faceanon_video.geometry import buffered_iou
 from faceanon_video.track.roi import RoiRedetector
 from faceanon_video.types import Detections, Frame
 

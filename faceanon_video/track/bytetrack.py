@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from faceanon_video.geometry import buffered_iou
 from faceanon_video.track.kalman import BoxKalman, cxcywh_to_xyxy
 from faceanon_video.track.seeds import TrackSeeder, random_key
 from faceanon_video.track.smoothing import OneEuro, hold_pad, motion_pad, move_landmarks, pad_boxes
@@ -40,29 +41,6 @@ from faceanon_video.types import Detections, Frame
 __all__ = ["ByteTracker", "ByteTrackSettings", "buffered_iou"]
 
 log = logging.getLogger(__name__)
-
-
-def buffered_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray, buffer: float | np.ndarray) -> np.ndarray:
-    """(n, m) IoU after enlarging every box by ``buffer`` times its size on each side (C-BIoU).
-
-    ``buffer`` may be (n,): one per ``a`` box, applied to both boxes of each pair, so a track that
-    has coasted for a while (uncertain position) gets a wider net without favouring big boxes.
-    """
-    a = np.asarray(a_xyxy, np.float64)[:, None, :]
-    b = np.asarray(b_xyxy, np.float64)[None, :, :]
-    buf = np.broadcast_to(np.asarray(buffer, np.float64).reshape(-1, 1, 1), (len(a), 1, 1))
-
-    def enlarge(xyxy):
-        pad = buf * (xyxy[..., 2:] - xyxy[..., :2])
-        return np.concatenate([xyxy[..., :2] - pad, xyxy[..., 2:] + pad], axis=-1)
-
-    a, b = enlarge(a), enlarge(b)
-    lt = np.maximum(a[..., :2], b[..., :2])
-    rb = np.minimum(a[..., 2:], b[..., 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area_a = np.prod(a[..., 2:] - a[..., :2], axis=-1)
-    area_b = np.prod(b[..., 2:] - b[..., :2], axis=-1)
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
 def _touches_border(xyxy: np.ndarray, frame: Frame, margin_px: float | None) -> np.ndarray:

@@ -12,22 +12,15 @@ True
 
 from __future__ import annotations
 
-import logging
-import secrets
-from pathlib import Path
-
 import numpy as np
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from faceanon_video.errors import ConfigError
+from faceanon_video.keys import MIN_KEY_BYTES, load_key, random_key  # re-exported: keys used to live here
 
 __all__ = ["TrackSeeder", "load_key", "random_key", "MIN_KEY_BYTES"]
 
-log = logging.getLogger(__name__)
-
-#: 128 bits: below this a key could be brute-forced from the seeds it produced.
-MIN_KEY_BYTES = 16
 # Versioned domain-separation label: changing the derivation must change this string.
 _HKDF_INFO = b"faceanon-video/track-seed/v1"
 
@@ -60,30 +53,3 @@ class TrackSeeder:
     def seeds_for(self, track_ids: np.ndarray) -> np.ndarray:
         """(n,) uint64 seeds for (n,) track ids."""
         return np.fromiter((self.seed_for(t) for t in track_ids), dtype=np.uint64, count=len(track_ids))
-
-
-def random_key() -> bytes:
-    """A fresh 256-bit key: seeds then differ from run to run (used when no ``--key-file`` is given)."""
-    return secrets.token_bytes(32)
-
-
-def load_key(path: str | Path) -> bytes:
-    """Read a key file: raw bytes, or text (e.g. ``openssl rand -hex 32 > key``).
-
-    Surrounding whitespace is stripped from text files only, so an editor's trailing newline does not
-    silently change every seed; binary files are used byte for byte.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read key file {path}: {exc.strerror or exc}") from exc
-    try:
-        raw.decode("ascii")
-        key = raw.strip()
-    except UnicodeDecodeError:
-        key = raw
-    if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(f"key file {path} holds {len(key)} bytes; need at least {MIN_KEY_BYTES}")
-    log.debug("loaded %d-byte track key from %s", len(key), path)
-    return key

@@ -33,7 +33,7 @@ from faceanon_video.track.base import Tracker
 from faceanon_video.track.bytetrack import ByteTracker
 from faceanon_video.track.passthrough import PassThroughTracker
 from faceanon_video.track.roi import RoiRedetector
-from faceanon_video.track.seeds import load_key, random_key
+from faceanon_video.keys import load_key, random_key
 from faceanon_video.track.shots import ShotChangeDetector
 from faceanon_video.types import Detections, Frame
 

@@ -8,14 +8,12 @@ import pytest
 
 from faceanon_video.detect import build_detector
 from faceanon_video.errors import ConfigError, ModelError
+from faceanon_video.geometry import box_iou
 from tests.conftest import DATA, annotated_boxes
 
 
-def iou(a, b):
-    x0, y0 = np.maximum(a[:2], b[:2])
-    x1, y1 = np.minimum(a[2:], b[2:])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def iou(a, b) -> float:
+    return float(box_iou(a, b)[0, 0])
 
 
 @pytest.mark.parametrize("name, min_recall", [("yunet", 0.85), ("centerface", 0.85)])
