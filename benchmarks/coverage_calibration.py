@@ -11,7 +11,8 @@ filters or half a face should not.
 
 from __future__ import annotations
 
-import io
+import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -21,23 +22,22 @@ import numpy as np
 from faceanon_video.anonymize.filters import Blur, Mosaic
 from faceanon_video.detect.yunet import YuNetDetector
 from faceanon_video.eval.metrics import CoverageSettings, face_altered_fraction
+from faceanon_video.io.decode import VideoReader
+from faceanon_video.io.encode import VideoWriter
 from faceanon_video.types import Detections, Frame
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def h264(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for bgr in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
-        out.mux(stream.encode())
-    buffer.seek(0)
-    with av.open(buffer) as container:
-        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        writer = VideoWriter(path, fps=Fraction(25), time_base=Fraction(1, 25), crf=crf, preset="veryfast")
+        for i, bgr in enumerate(frames):
+            writer.write(Frame(bgr=bgr, index=i))
+        writer.close(success=True)
+        with VideoReader(path) as reader:
+            return [frame.bgr for frame in reader]
 
 
 def filtered(anonymizer, bgr: np.ndarray, xyxy: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ import onnxruntime
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.io.decode import VideoReader
-from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC
+from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC, VideoWriter
 from faceanon_video.pipeline import process_video
 from faceanon_video.processor import STAGES, FrameProcessor
 from faceanon_video.types import Frame
@@ -425,19 +425,20 @@ def scaled_clip(source: str | Path, destination: str | Path, height: int, *, max
     """Re-encode ``source`` resized to ``height`` (width keeps the aspect ratio, rounded to even),
     same frame rate, H.264 at ``crf``: the 720p/1080p benchmark inputs made from a small clip."""
     destination = Path(destination)
-    with VideoReader(source) as reader, av.open(str(destination), "w") as out:
+    with VideoReader(source) as reader:
         info = reader.info
         width = int(round(info.width * height / info.height / 2)) * 2
-        stream = out.add_stream("libx264", rate=info.fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for frame in reader:
-            if max_frames is not None and frame.index >= max_frames:
-                break
-            interpolation = cv2.INTER_CUBIC if height > frame.height else cv2.INTER_AREA
-            bgr = cv2.resize(frame.bgr, (width, height), interpolation=interpolation)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
-        out.mux(stream.encode())
+        writer = VideoWriter(destination, fps=info.fps, time_base=info.time_base, codec="libx264", crf=crf, preset="veryfast")
+        try:
+            for frame in reader:
+                if max_frames is not None and frame.index >= max_frames:
+                    break
+                interpolation = cv2.INTER_CUBIC if height > frame.height else cv2.INTER_AREA
+                writer.write(frame.with_image(cv2.resize(frame.bgr, (width, height), interpolation=interpolation)))
+        except BaseException:
+            writer.close(success=False)
+            raise
+        writer.close(success=True)
     return destination
 
 

@@ -2,7 +2,7 @@
 
 ``LiveSource`` (capture, newest frame only, reconnect) -> ``LiveRunner`` (detect with a deadline,
 track, anonymize, fail closed) -> sinks (``FileSink``, ``StreamSink``, ``MjpegPreview``,
-``WindowPreview``), each on its own thread. See ``README_SECTION.md`` for the command line.
+``WindowPreview``), each on its own thread. See README.md, "Live: cameras and streams", for the command line.
 """
 
 from faceanon_video.live.runner import DeadlineMissed, LiveRunner, LiveSummary, run_live
