@@ -15,8 +15,10 @@ from pathlib import Path
 
 from faceanon_video import __version__
 from faceanon_video.config import RunConfig
+from faceanon_video.distributed import run_distributed, summary_line
 from faceanon_video.errors import ConfigError, FaceanonError
 from faceanon_video.inputs import expand_inputs, output_path_for
+from faceanon_video.live.command import run_command
 from faceanon_video.memory import keep_freed_memory
 from faceanon_video.options import add_run_options, config_from_args
 from faceanon_video.pipeline import FrameProcessor, process_file
@@ -67,8 +69,6 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         with open(args.save_config, "w") as fh:
             fh.write(config.to_json())
     if config.camera is not None or any("://" in name for name in args.inputs):
-        from faceanon_video.live.command import run_command
-
         return run_command(config, args.inputs, args.output, quiet=quiet)
     sources = expand_inputs(args.inputs)
     several = len(sources) > 1
@@ -101,7 +101,6 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _run_on_ray(sources, args, config: RunConfig, several: bool) -> int:
-    from faceanon_video.distributed import run_distributed, summary_line  # optional: ray
 
     jobs = [(source, output_path_for(source, args.output, several)) for source in sources]
     results = run_distributed(jobs, config, address=None if args.ray == "local" else args.ray)

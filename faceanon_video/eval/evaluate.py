@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceanon_video.detect.yunet import YuNetDetector
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.eval.annotations import AnnotatedImage, Annotations
 from faceanon_video.eval.identity import IdentityModel, load_identity_model, track_consistency
@@ -213,8 +214,6 @@ class Evaluator:
 
     def _find_landmarks(self, bgr: np.ndarray) -> Detections:
         if self._landmarker is None:
-            from faceanon_video.detect.yunet import YuNetDetector
-
             # Low threshold and full resolution: this only supplies landmarks for known faces.
             self._landmarker = YuNetDetector(threshold=0.3, min_face_px=12)
         return self._landmarker.detect(bgr)
