@@ -164,7 +164,7 @@ class DiffusionAnonymizer:
         track_ids=None,
         frame_index: int = 0,
         *,
-        noise: torch.Tensor | None = None,
+        noise_seeds: np.ndarray | None = None,
         steps: int | None = None,
     ) -> np.ndarray:
         """(n, S, S, 3) uint8 RGB aligned faces -> (n, S, S, 3) float32 RGB in [0, 1] generated faces.
@@ -173,8 +173,9 @@ class DiffusionAnonymizer:
         with every random draw of face ``i`` from ``torch.Generator().manual_seed(seeds[i])`` in the
         original's order: the VAE posterior sample of the source (identity) reference, the one of the
         conditioning reference (in anonymization mode both encode the face itself; in face-swap mode
-        the first encodes the donor), then the initial noise. ``noise`` ((n, 4, h, w)) replaces the
-        last draw; ``steps`` overrides ``settings.steps``.
+        the first encodes the donor), then the initial noise. ``noise_seeds``: draw the initial noise
+        from separate generators with these seeds instead (how the golden reference was made);
+        ``steps`` overrides ``settings.steps``.
         """
         backend, settings = self.backend, self.settings
         n = len(crops_rgb)
@@ -195,9 +196,9 @@ class DiffusionAnonymizer:
         cond_latents = mean + std * eps_conditioning
 
         # 3. Draw 3: per-track initial noise, the same starting point for a face in every frame.
-        if noise is None:
-            noise = self._randn(generators, mean.shape[1:])
-        latents = noise.to(backend.device, backend.dtype) * self.scheduler.init_noise_sigma
+        if noise_seeds is not None:
+            generators = [torch.Generator().manual_seed(int(seed)) for seed in noise_seeds]
+        latents = self._randn(generators, mean.shape[1:]) * self.scheduler.init_noise_sigma
 
         # 4. The references: conditioning (pose, expression, light, background) and the identity,
         #    pushed away from the source by the degree. The ReferenceNets run once, at timestep 0.
