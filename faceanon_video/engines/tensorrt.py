@@ -1,4 +1,4 @@
-"""Native TensorRT: builds engines from the exported ONNX graphs and runs them on torch CUDA tensors.
+"""Native TensorRT: builds engines from exported ONNX graphs and runs them on torch CUDA tensors.
 
 Needs the optional ``tensorrt`` package (TensorRT 10 or 11) and a CUDA GPU. Importing this module
 never needs either; the functions that do raise :class:`ConfigError` when they are missing.
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from faceanon_video.engines import specs
-from faceanon_video.engines.runtime import GraphBackend, load_manifest
+from faceanon_video.engines.runtime import load_manifest
 from faceanon_video.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -198,26 +198,24 @@ def _torch_dtype(trt, dtype) -> torch.dtype:
     return table[dtype]
 
 
-class TensorRTBackend(GraphBackend):
-    """The diffusion backend on native TensorRT engines.
+def load_runners(
+    engine_dir: Path | str, build: bool = True, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES
+) -> tuple[specs.Manifest, dict[str, TensorRTGraph], torch.device]:
+    """An engine per graph of ``engine_dir`` on the current GPU: (manifest, runners, device).
 
-    ``build``: build missing engines from the ONNX graphs (minutes, once per GPU and TensorRT version)
-    instead of failing. ``workspace_bytes``: TensorRT's scratch memory while building.
+    ``build``: build missing engines from the ONNX graphs (minutes, once per GPU and TensorRT
+    version) instead of failing. ``workspace_bytes``: TensorRT's scratch memory while building.
     """
-
-    name = "tensorrt"
-
-    def __init__(self, engine_dir: Path | str, build: bool = True, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES):
-        engine_dir = Path(engine_dir)
-        manifest, device, target = _locate(engine_dir)
-        missing = [n for n in manifest.graphs if not (target / f"{n}.plan").is_file()]
-        if missing and not build:
-            raise ModelError(f"no TensorRT engines for {missing} in {target}: run `faceanon-video export` on this GPU")
-        if missing:
-            build_engines(engine_dir, workspace_bytes)
-        runners = {
-            name: TensorRTGraph(target / f"{name}.plan", graph.spec, manifest.max_faces)
-            for name, graph in manifest.graphs.items()
-        }
-        super().__init__(engine_dir, manifest, runners, device)
-        logger.info("tensorrt backend on %s (%s)", torch.cuda.get_device_name(device), manifest.precision)
+    engine_dir = Path(engine_dir)
+    manifest, device, target = _locate(engine_dir)
+    missing = [n for n in manifest.graphs if not (target / f"{n}.plan").is_file()]
+    if missing and not build:
+        raise ModelError(f"no TensorRT engines for {missing} in {target}: run `faceanon-video export` on this GPU")
+    if missing:
+        build_engines(engine_dir, workspace_bytes)
+    runners = {
+        name: TensorRTGraph(target / f"{name}.plan", graph.spec, manifest.max_faces)
+        for name, graph in manifest.graphs.items()
+    }
+    logger.info("tensorrt engines on %s (%s)", torch.cuda.get_device_name(device), manifest.precision)
+    return manifest, runners, device

@@ -33,7 +33,8 @@ from faceanon_video.errors import ConfigError, FaceanonError, ModelError
 from faceanon_video.types import Detections, Frame
 
 from .align import align_faces, face_mask, match_colour, mesh_face_mask, paste_faces
-from .backend import DiffusionBackend, TorchBackend
+from .backend import DiffusionBackend
+from .backends import load_backend
 from .config import DiffusionSettings, settings_from_config
 from .models import SD21_SCHEDULER_CONFIG, clip_pixels
 from .sampling import guidance_embedding, make_scheduler, step_accepts_generator
@@ -340,14 +341,12 @@ def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def build_backend(config, settings: DiffusionSettings) -> DiffusionBackend:
-    """The backend named by ``config.backend`` (auto|torch|onnx|tensorrt); see ``engines.backends``.
+    """The backend named by ``config.backend`` (auto|torch|onnx|tensorrt); see ``backends``.
 
     auto takes the fastest one available (TensorRT > ONNX Runtime on a GPU > PyTorch on a GPU >
     ONNX Runtime on the CPU > PyTorch on the CPU), warning about each it skips; a named backend
     never falls back.
     """
-    from faceanon_video.engines.backends import load_backend
-
     device = _resolve_device(settings.device)
     return load_backend(
         getattr(config, "backend", None) or "auto",

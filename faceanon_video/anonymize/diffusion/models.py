@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ __all__ = [
     "SD21",
     "build_random_models",
     "clip_processor",
+    "clip_processor_from_dict",
     "clip_pixels",
     "ReferenceStatesModule",
     "UNetWithReferences",
@@ -265,6 +267,13 @@ def resolve_model_dir(model_dir: str | os.PathLike | None) -> Path:
     return path
 
 
+def model_image_size_px(model_dir: Path) -> int:
+    """:attr:`FaceAnonModels.image_size_px` from the configs alone (without loading weights)."""
+    unet = json.loads((Path(model_dir) / "unet" / "config.json").read_text())
+    vae = json.loads((Path(model_dir) / "vae" / "config.json").read_text())
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
 def missing_components(model_dir: Path) -> list[str]:
     """The ``sub/file`` entries that a complete model directory has and ``model_dir`` lacks."""
     missing = []
@@ -359,6 +368,11 @@ def clip_processor(encoder_config: CLIPVisionConfig, directory: Path | None = No
         return cls.from_pretrained(directory, local_files_only=True)
     side = int(encoder_config.image_size)
     return cls(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+
+
+def clip_processor_from_dict(config: dict) -> BaseImageProcessor:
+    """The processor that ``processor.to_dict()`` describes (engine manifests carry it as JSON)."""
+    return _processor_class().from_dict(config)
 
 
 def _crop_side(processor: BaseImageProcessor) -> int:
