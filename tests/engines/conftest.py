@@ -39,3 +39,11 @@ def onnx_backend(tiny_engine_dir):
     from faceanon_video.anonymize.diffusion.backends import OnnxBackend
 
     return OnnxBackend(tiny_engine_dir, providers=["cpu"])
+
+
+@pytest.fixture(scope="session")
+def golden_model_dir(tmp_path_factory):
+    """The golden reference's tiny model (tests/data/golden), rebuilt in the published layout."""
+    from faceanon_video.anonymize.diffusion.fidelity import write_model_dir
+
+    return write_model_dir("golden_tiny", tmp_path_factory.mktemp("golden_tiny"))
