@@ -89,6 +89,9 @@ class TorchBackend:
         if self._references["source"].sites != self.sites:
             raise ValueError("ReferenceNet and UNet architectures differ: their attention sites do not match")
 
+    def __repr__(self) -> str:
+        return f"TorchBackend(device={self.device}, dtype={self.dtype}, {self.image_size_px} px)"
+
     @torch.inference_mode()
     def encode_image(self, pixels_clip: torch.Tensor) -> torch.Tensor:
         return self.models.image_encoder(pixel_values=pixels_clip).pooler_output.unsqueeze(1)

@@ -47,13 +47,19 @@ class OnnxBackend(GraphBackend):
 
 
 class TensorRTBackend(GraphBackend):
-    """The diffusion backend on native TensorRT engines; ``build`` and ``workspace_bytes`` as in
+    """The diffusion backend on native TensorRT engines; the arguments as in
     :func:`faceanon_video.engines.tensorrt.load_runners`."""
 
     name = "tensorrt"
 
-    def __init__(self, engine_dir: Path | str, build: bool = True, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES):
-        manifest, runners, device = tensorrt_runtime.load_runners(engine_dir, build, workspace_bytes)
+    def __init__(
+        self,
+        engine_dir: Path | str,
+        build: bool = True,
+        workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+        optimization_level: int | None = None,
+    ):
+        manifest, runners, device = tensorrt_runtime.load_runners(engine_dir, build, workspace_bytes, optimization_level)
         super().__init__(Path(engine_dir), manifest, runners, device)
 
 

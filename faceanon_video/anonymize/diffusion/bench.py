@@ -44,16 +44,17 @@ def graph_outputs(backend, graph_specs: dict[str, specs.GraphSpec], batch: int =
 
 
 def time_frames(backend, settings, faces: int, repeats: int = 5, warmup: int = 1) -> dict:
-    """The anonymizer's ``generate`` on ``faces`` random crops: median ms per frame, frames/s,
-    faces/s, and one frame's time split by backend method (``stages_ms``)."""
+    """The anonymizer's ``generate_float`` on ``faces`` random crops: median ms per frame, frames/s,
+    faces/s, and one frame's time split by backend method (``stages_ms``). ``generate_float`` rather
+    than ``generate``: random-weight models may output NaN, which the uint8 cast would warn about."""
     timer = StageTimer(backend, STAGES)
     anonymizer = DiffusionAnonymizer(timer, settings)
     size = anonymizer.size_px
     crops = np.random.default_rng(faces).integers(0, 256, (faces, size, size, 3), dtype=np.uint8)
     seeds = np.arange(faces, dtype=np.uint64)
-    frame_ms = latency_ms(lambda: anonymizer.generate(crops, seeds), backend, repeats, warmup)
+    frame_ms = latency_ms(lambda: anonymizer.generate_float(crops, seeds), backend, repeats, warmup)
     timer.reset()
-    anonymizer.generate(crops, seeds)
+    anonymizer.generate_float(crops, seeds)
     return {
         "frame_ms": frame_ms,
         "fps": 1e3 / frame_ms,
