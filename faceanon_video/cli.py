@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--engine-dir", help="folder of exported ONNX graphs / TensorRT engines (from 'faceanon-video export')")
     diff.add_argument("--backend", choices=BACKENDS, default="auto", help="where the diffusion models run; auto takes the fastest available")
     diff.add_argument("--steps", type=int, default=4, help="sampling steps (more: finer texture, slower)")
-    diff.add_argument("--scheduler", default="dpmsolver++", help="ddim, dpmsolver++, unipc or lcm")
+    diff.add_argument("--scheduler", default="ddim", help="ddim (the published pipeline's), dpmsolver++, unipc or lcm")
     diff.add_argument("--degree", type=float, default=None, help="anonymization degree: 0 keeps the identity, 1 removes it, >1 pushes away from it (default: 1.25; 0 with --swap-source)")
     diff.add_argument("--guidance-scale", type=float, default=4.0, help="classifier-free guidance")
     diff.add_argument("--swap-source", metavar="IMAGE", help="face-swap mode: give every face this donor identity")
