@@ -17,7 +17,6 @@ Graph inputs and outputs are float32 whatever the precision inside (:class:`Trac
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import tempfile

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 
-
 def _sync(backend) -> None:
     if backend.device.type == "cuda":
         torch.cuda.synchronize(backend.device)

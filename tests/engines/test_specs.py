@@ -86,3 +86,17 @@ def test_manifest_round_trip_and_errors(tmp_path):
         specs.Manifest.load(tmp_path)
     with pytest.raises(ValueError):
         specs.Manifest("ab" * 32, 17, "int8", 2, graphs, {})
+
+
+def test_engines_never_import_a_model_package():
+    """engines/ is generic runtime code; the diffusion package uses it, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    import faceanon_video.engines
+
+    for path in Path(faceanon_video.engines.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(n.startswith("faceanon_video.anonymize") for n in names), (path.name, names)

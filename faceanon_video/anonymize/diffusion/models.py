@@ -414,20 +414,28 @@ def build_random_models(configs: RandomModelConfigs, seed: int = 0, device: str 
     return FaceAnonModels(unet, ref, cond_ref, vae, clip, scheduler).to(dtype=torch.float32)
 
 
-def _tiny_unet(cross_attention_dim: int = 32, guidance_distilled: bool = False) -> dict:
+def _sd_unet(sample_size: int, widths: tuple[int, ...], heads: tuple[int, ...], cross_attention_dim: int, **extra) -> dict:
+    """An SD 2.x-layout UNet config: 4 levels, cross-attention in down 0-2, mid, up 1-3, two layers
+    per block, linear projections; ``heads`` go to ``attention_head_dim`` as SD 2.x passes them."""
     return dict(
-        sample_size=8,
+        sample_size=sample_size,
         in_channels=4,
         out_channels=4,
         layers_per_block=2,
-        block_out_channels=(16, 16, 32, 32),
+        block_out_channels=widths,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         cross_attention_dim=cross_attention_dim,
-        attention_head_dim=(2, 2, 4, 4),  # SD 2.x passes head counts here, so do we
+        attention_head_dim=heads,
         use_linear_projection=True,
-        norm_num_groups=8,
-        time_cond_proj_dim=16 if guidance_distilled else None,
+        **extra,
+    )
+
+
+def _tiny_unet(cross_attention_dim: int = 32, guidance_distilled: bool = False) -> dict:
+    return _sd_unet(
+        8, (16, 16, 32, 32), (2, 2, 4, 4), cross_attention_dim,
+        norm_num_groups=8, time_cond_proj_dim=16 if guidance_distilled else None,
     )
 
 
@@ -466,19 +474,7 @@ GOLDEN_TINY = RandomModelConfigs(
 #: The published model's architecture: SD 2.1 UNet and ReferenceNets (865 M parameters each) at
 #: 512 px (64x64 latents), SD VAE, CLIP ViT-L/14 vision (224 px, 1024-d): configs, no weights.
 SD21 = RandomModelConfigs(
-    unet=dict(
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=1024,
-        attention_head_dim=(5, 10, 20, 20),
-        use_linear_projection=True,
-        upcast_attention=True,
-    ),
+    unet=_sd_unet(64, (320, 640, 1280, 1280), (5, 10, 20, 20), 1024, upcast_attention=True),
     vae=dict(
         block_out_channels=(128, 256, 512, 512),
         down_block_types=("DownEncoderBlock2D",) * 4,
