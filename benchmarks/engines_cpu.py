@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from faceanon_video.engines.measure import StageTimer, graph_latency_ms, markdown_table, time_frames
+from faceanon_video.anonymize.diffusion.bench import STAGES, graph_latency_ms, time_frames
+from faceanon_video.engines.measure import markdown_table
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,8 +42,8 @@ def main() -> int:
     from faceanon_video.anonymize.diffusion.backend import TorchBackend
     from faceanon_video.anonymize.diffusion.config import DiffusionSettings
     from faceanon_video.anonymize.diffusion.models import build_tiny_models, load_models, save_models
-    from faceanon_video.engines.export import export_models
-    from faceanon_video.engines.onnx import OnnxBackend
+    from faceanon_video.anonymize.diffusion.backends import OnnxBackend
+    from faceanon_video.anonymize.diffusion.export import export_models
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,8 +71,8 @@ def main() -> int:
         results["frame"] = {k: time_frames(b, settings, args.faces, repeats) for k, b in backends.items()}
         print()
         print(f"whole frame, {args.faces} faces, {args.steps} steps, guidance on (ms per frame and per-stage split):")
-        header = ["backend", "frame ms", *StageTimer.METHODS]
-        print(markdown_table(header, [[k, v["frame_ms"], *(v["stages_ms"][m] for m in StageTimer.METHODS)] for k, v in results["frame"].items()]))
+        header = ["backend", "frame ms", *STAGES]
+        print(markdown_table(header, [[k, v["frame_ms"], *(v["stages_ms"][m] for m in STAGES)] for k, v in results["frame"].items()]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

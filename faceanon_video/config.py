@@ -41,7 +41,7 @@ class RunConfig:
     engine_dir: str | None = None
     backend: str = "auto"
     steps: int = 4
-    scheduler: str = "dpmsolver++"
+    scheduler: str = "ddim"  # the published pipeline's (README: Fidelity)
     degree: float | None = None  # None: 1.25 to anonymize, 0 with swap_source
     guidance_scale: float = 4.0
     swap_source: str | None = None

@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from faceanon_video.anonymize.diffusion.export import export_models
     from faceanon_video.engines import tensorrt
-    from faceanon_video.engines.export import export_models
 
     if args.model_dir is None:
         raise ConfigError("export needs --model-dir DIR (or FACEANON_MODEL_DIR)")

@@ -1,11 +1,9 @@
-"""PyTorch -> ONNX: one graph per ``DiffusionBackend`` method, cleaned, constant-folded, with a manifest.
+"""PyTorch -> ONNX for any model: trace, clean, constant-fold, stamp shapes, check, save; hashes for caching.
 
-Each graph is traced from the matching :class:`TorchBackend` method itself, so the graphs compute
-exactly what the reference backend computes (scaling factors, the CLIP pooler, timestep 0 of the
-ReferenceNets) and there is no second copy of that logic to drift.
+What to export (which functions, which specs) is the model's business (the diffusion anonymizer's is
+``anonymize/diffusion/export.py``); this module exports one function of tensors as one graph.
 
-Steps per graph (StreamDiffusion's export -> optimise order; the whole export is skipped when the
-directory is already up to date with the model, opset and precision):
+Steps per graph (StreamDiffusion's export -> optimise order):
 
 1. trace with ``torch.onnx.export(dynamo=False)``: the TorchScript exporter handles the diffusers
    UNet with custom attention processors as plain tensor code, in seconds;
@@ -14,13 +12,11 @@ directory is already up to date with the model, opset and precision):
 3. stamp the exact I/O shapes (axis 0 ``batch``, the rest fixed) and check with ``onnx.checker``;
 4. save, with the weights in one ``NAME.onnx.data`` file when the graph is over protobuf's 2 GiB.
 
-Graph inputs and outputs are float32 whatever the precision; ``fp16`` runs the inside in float16
-(see :func:`_upcast_attention` for SD 2.1's attention).
+Graph inputs and outputs are float32 whatever the precision inside (:class:`TracedFunction`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import tempfile
@@ -32,7 +28,6 @@ import torch
 from torch import nn
 
 from faceanon_video.engines import specs
-from faceanon_video.engines.runtime import graph_functions
 from faceanon_video.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -70,78 +65,21 @@ def model_sha256(model_dir: Path | str) -> str:
     return sha256_files(files, root)
 
 
-def probe_specs(backend) -> dict[str, specs.GraphSpec]:
-    """Graph specs from one batch-1 pass of ``backend`` (a :class:`TorchBackend`).
+class TracedFunction(nn.Module):
+    """A function of tensors as a module for the tracer: float32 at the edges, ``dtype`` inside.
+    ``modules`` are registered as children so their weights export as initializers."""
 
-    Running the models once is the simplest way to learn every state's token count and width for
-    any ReferenceNet architecture; it costs one CLIP, VAE-encoder and ReferenceNet forward.
-    """
-    device, dtype = backend.device, backend.dtype
-    size, clip_size = backend.image_size_px, backend.clip_image_size_px
-    pixels = torch.zeros(1, 3, size, size, device=device, dtype=dtype)
-    pixels_clip = torch.zeros(1, 3, clip_size, clip_size, device=device, dtype=dtype)
-    embeds = backend.encode_image(pixels_clip)
-    latents = backend.vae_encode(pixels)
-    states = backend.reference_states(latents, embeds, "source")
-
-    def spec(name: str, tensor: torch.Tensor) -> specs.TensorSpec:
-        return dataclasses.replace(specs.TensorSpec.like(name, tensor), dtype="float32")
-
-    cond_dim = backend.time_cond_proj_dim
-    return specs.build_graph_specs(
-        pixels=spec("pixels", pixels),
-        pixels_clip=spec("pixels_clip", pixels_clip),
-        embeds=spec("embeds", embeds),
-        latents=spec("latents", latents),
-        states=[spec(site.name, s) for site, s in zip(backend.sites, states, strict=True)],
-        timestep_cond=specs.TensorSpec("timestep_cond", (specs.BATCH, cond_dim)) if cond_dim else None,
-        guidance_batch=cond_dim is None,
-    )
-
-
-class _Traced(nn.Module):
-    """One backend function as a module for the tracer: float32 at the edges, the backend's dtype
-    inside. The models are registered as children so their weights export as initializers."""
-
-    def __init__(self, function: Callable, spec: specs.GraphSpec, backend) -> None:
+    def __init__(self, function: Callable, spec: specs.GraphSpec, modules: Sequence[nn.Module], dtype: torch.dtype) -> None:
         super().__init__()
         self.function = function
-        self.models = nn.ModuleList(backend.models.modules().values())
-        self.dtype = backend.dtype
+        self.models = nn.ModuleList(modules)
+        self.dtype = dtype
         # Timesteps stay float32: fp16 cannot hold fractional timesteps near 1000 exactly.
         self.cast = [t.name != "timestep" for t in spec.inputs]
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         inputs = tuple(x.to(self.dtype) if cast else x for x, cast in zip(inputs, self.cast, strict=True))
         return tuple(y.float() for y in self.function(*inputs))
-
-
-def _upcast_attention(models) -> int:
-    """Computes attention scores in float32 in fp16 graphs where the model asks for it.
-
-    SD 2.1 sets ``upcast_attention``: in fp16 its q.k products overflow; the VAE's attention sets
-    ``upcast_softmax``. PyTorch's fused SDPA kernels accumulate in fp32 and ignore both flags, but
-    exported to ONNX SDPA becomes a plain fp16 MatMul + Softmax. diffusers' classic
-    ``AttnProcessor`` honours them (q and k, or the scores before the softmax, in fp32), so fp16
-    exports use it wherever a flag is set. Processors that wrap an ``inner`` processor (the
-    reference writer/reader) get their inner one swapped. Returns the number of layers changed.
-    """
-    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
-
-    changed = 0
-    for model in models.modules().values():
-        for module in model.modules():
-            if not (isinstance(module, Attention) and (module.upcast_attention or module.upcast_softmax)):
-                continue
-            processor = module.processor
-            if isinstance(getattr(processor, "inner", None), AttnProcessor2_0):
-                processor.inner = AttnProcessor()
-            elif isinstance(processor, AttnProcessor2_0):
-                module.set_processor(AttnProcessor())
-            else:
-                continue
-            changed += 1
-    return changed
 
 
 def export_graph(
@@ -255,100 +193,21 @@ def save_graph(model, spec: specs.GraphSpec, path: Path, external_data_bytes: in
     return specs.GraphFile(spec=spec, onnx=path.name, sha256=sha256_files(files), external_data=data.name if external else None)
 
 
-def _up_to_date(out_dir: Path, source_sha256: str, opset: int, precision: str) -> specs.Manifest | None:
+def up_to_date(
+    out_dir: Path, source_sha256: str, opset: int, precision: str, graph_names: Sequence[str]
+) -> specs.Manifest | None:
+    """The manifest of ``out_dir`` when its graphs (all of ``graph_names``, files intact) were exported
+    from the same source with the same opset and precision; None when they must be exported again."""
     try:
         manifest = specs.Manifest.load(out_dir)
     except ModelError:
         return None
     if (manifest.source_sha256, manifest.opset, manifest.precision) != (source_sha256, opset, precision):
         return None
-    if set(manifest.graphs) != set(specs.GRAPH_NAMES):
+    if set(manifest.graphs) != set(graph_names):
         return None
     for graph in manifest.graphs.values():
         files = [out_dir / graph.onnx] + ([out_dir / graph.external_data] if graph.external_data else [])
         if not all(f.is_file() for f in files) or sha256_files(files) != graph.sha256:
             return None
-    return manifest
-
-
-def export_models(
-    model_dir: Path | str,
-    out_dir: Path | str,
-    *,
-    fp16: bool = False,
-    max_faces: int = 4,
-    opset: int = DEFAULT_OPSET,
-    device: torch.device | str | None = None,
-    force: bool = False,
-    external_data_bytes: int = EXTERNAL_DATA_BYTES,
-) -> specs.Manifest:
-    """Exports the six graphs of the models in ``model_dir`` to ``out_dir`` with ``manifest.json``.
-
-    ``fp16``: float16 weights and activations inside the graphs (half the size and, on a GPU, about
-    twice the speed; small numeric drift, see engines/README.md); the CPU providers of ONNX Runtime
-    lack most fp16 kernels, so fp16 graphs are for GPUs. ``max_faces``: the faces per frame the
-    TensorRT profiles are built for (2x under classifier-free guidance); more still run, in
-    chunks. ``device``: where to trace (default: CUDA when available; fp16 tracing on a CPU is
-    slow). ``force``: re-export even when the directory is up to date with the model.
-    """
-    from faceanon_video.anonymize.diffusion.backend import TorchBackend
-    from faceanon_video.anonymize.diffusion.models import load_models, resolve_model_dir
-
-    if opset not in SUPPORTED_OPSETS:
-        raise ConfigError(f"opset must be one of {SUPPORTED_OPSETS}, got {opset}")
-    if max_faces < 1:
-        raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
-    model_dir, out_dir = resolve_model_dir(model_dir), Path(out_dir)
-    precision = "fp16" if fp16 else "fp32"
-    source_sha256 = model_sha256(model_dir)
-    existing = None if force else _up_to_date(out_dir, source_sha256, opset, precision)
-    if existing is not None:
-        logger.info("%s is up to date with %s; not re-exporting (use force to)", out_dir, model_dir)
-        if existing.max_faces != max_faces:  # only the TensorRT profiles depend on it
-            existing = dataclasses.replace(existing, max_faces=max_faces)
-            existing.save(out_dir)
-        return existing
-
-    # 1. Load the models into the reference backend, in the export precision.
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.float16 if fp16 else torch.float32
-    backend = TorchBackend(load_models(model_dir), device=device, dtype=dtype)
-    if fp16:
-        logger.info("fp16: %d attention layers compute scores in float32", _upcast_attention(backend.models))
-
-    # 2. Learn the tensor shapes, then export each graph.
-    graph_specs = probe_specs(backend)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    functions = graph_functions(backend)
-    graphs = {}
-    for name, spec in graph_specs.items():
-        module = _Traced(functions[name], spec, backend).eval()
-        graphs[name] = export_graph(module, spec, out_dir / f"{name}.onnx", opset, device, external_data_bytes)
-
-    # 3. The scheduler config and the manifest make the directory self-contained.
-    backend.models.scheduler.save_pretrained(out_dir / "scheduler")
-    import onnx
-    import onnx_graphsurgeon
-
-    manifest = specs.Manifest(
-        source_sha256=source_sha256,
-        opset=opset,
-        precision=precision,
-        max_faces=max_faces,
-        graphs=graphs,
-        model_info={
-            "image_size_px": backend.image_size_px,
-            "clip_image_size_px": backend.clip_image_size_px,
-            "clip_mean": list(backend.clip_mean),
-            "clip_std": list(backend.clip_std),
-            "time_cond_proj_dim": backend.time_cond_proj_dim,
-            "sites": [site.name for site in backend.sites],
-        },
-        exporter=(
-            f"torch {torch.__version__} (TorchScript exporter), onnx {onnx.__version__}, "
-            f"onnx-graphsurgeon {onnx_graphsurgeon.__version__}"
-        ),
-    )
-    manifest.save(out_dir)
-    logger.info("exported %d graphs to %s (%s, opset %d)", len(graphs), out_dir, precision, opset)
     return manifest

@@ -1,4 +1,4 @@
-"""ONNX Runtime runtime for the exported graphs, on CPU, CUDA or ONNX Runtime's TensorRT provider.
+"""ONNX Runtime for exported graphs, on CPU, CUDA or ONNX Runtime's TensorRT provider.
 
 Tensors stay torch tensors: inputs and preallocated outputs are bound to the session by pointer
 (I/O binding), so nothing is copied through NumPy and, on CUDA, nothing leaves the GPU. Output
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from faceanon_video.engines import specs
-from faceanon_video.engines.runtime import GraphBackend, load_manifest
+from faceanon_video.engines.runtime import load_manifest
 from faceanon_video.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -140,26 +140,22 @@ def _device_index(device: torch.device) -> int:
     return (device.index or 0) if device.type == "cuda" else 0
 
 
-class OnnxBackend(GraphBackend):
-    """The diffusion backend on ONNX Runtime.
+def load_runners(
+    engine_dir: Path | str, providers: Sequence[str] | None = None, threads: int = 0
+) -> tuple[specs.Manifest, dict[str, OnnxGraph], torch.device, list[str]]:
+    """A session per graph of ``engine_dir``: (manifest, runners by graph name, device, providers).
 
     ``providers``: short names from :data:`PROVIDERS`, in order of preference (ONNX Runtime gives
     each node to the first provider that supports it). Default: every available provider, fastest
-    first. ``tensorrt`` builds engines on first use (minutes for SD-sized graphs) and caches them under
-    ``engine_dir/ort_tensorrt``. ``threads``: CPU threads per session, 0 for one per core.
+    first. ``tensorrt`` builds engines on first use (minutes for SD-sized graphs) and caches them
+    under ``engine_dir/ort_tensorrt``. ``threads``: CPU threads per session, 0 for one per core.
     """
-
-    name = "onnx"
-
-    def __init__(self, engine_dir: Path | str, providers: Sequence[str] | None = None, threads: int = 0):
-        engine_dir = Path(engine_dir)
-        manifest = load_manifest(engine_dir)
-        providers = resolve_providers(providers) if providers is not None else default_providers()
-        device = torch.device("cuda") if {"cuda", "tensorrt"} & set(providers) else torch.device("cpu")
-        runners = {
-            name: OnnxGraph(engine_dir / graph.onnx, graph.spec, manifest, providers, engine_dir / "ort_tensorrt", threads)
-            for name, graph in manifest.graphs.items()
-        }
-        super().__init__(engine_dir, manifest, runners, device)
-        self.providers = providers
-        logger.info("onnx backend on %s (%s, %s)", device, ",".join(providers), manifest.precision)
+    engine_dir = Path(engine_dir)
+    manifest = load_manifest(engine_dir)
+    providers = resolve_providers(providers) if providers is not None else default_providers()
+    device = torch.device("cuda") if {"cuda", "tensorrt"} & set(providers) else torch.device("cpu")
+    runners = {
+        name: OnnxGraph(engine_dir / graph.onnx, graph.spec, manifest, providers, engine_dir / "ort_tensorrt", threads)
+        for name, graph in manifest.graphs.items()
+    }
+    return manifest, runners, device, providers

@@ -1,6 +1,7 @@
-"""What each exported graph looks like: tensor names, shapes, dtypes, the dynamic axis, shape
-profiles and sample inputs. This module only describes I/O; ``export.py`` builds the graphs and
-``onnx.py``/``tensorrt.py`` run them, all from the same :class:`GraphSpec`.
+"""What an exported graph looks like: tensor names, shapes, dtypes, the dynamic axis, shape
+profiles and sample inputs. This module only describes I/O; ``export.py`` builds graphs and
+``onnx.py``/``tensorrt.py`` run them, all from the same :class:`GraphSpec`. Which graphs a model
+has is the model's business (the diffusion anonymizer's are in ``anonymize/diffusion/graphs.py``).
 
 Only the batch axis (one row per face) is dynamic. Image and latent sizes are fixed by the model,
 which lets TensorRT pick one kernel per layer and lets ONNX Runtime fold every shape computation.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -26,17 +27,6 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64}
-
-# Graph names, in the order a denoising step uses them.
-CLIP_VISION = "clip_vision"
-VAE_ENCODER = "vae_encoder"
-REFNET_SOURCE = "refnet_source"
-REFNET_CONDITIONING = "refnet_conditioning"
-UNET = "unet"
-VAE_DECODER = "vae_decoder"
-GRAPH_NAMES = (CLIP_VISION, VAE_ENCODER, REFNET_SOURCE, REFNET_CONDITIONING, UNET, VAE_DECODER)
-REFNET_FOR = {"source": REFNET_SOURCE, "conditioning": REFNET_CONDITIONING}
-
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
@@ -144,60 +134,7 @@ def _sample(spec: TensorSpec, batch: int, generator: torch.Generator) -> torch.T
     return torch.randn(shape, generator=generator).to(spec.torch_dtype)
 
 
-def build_graph_specs(
-    *,
-    pixels: TensorSpec,
-    pixels_clip: TensorSpec,
-    embeds: TensorSpec,
-    latents: TensorSpec,
-    states: Sequence[TensorSpec],
-    timestep_cond: TensorSpec | None = None,
-    guidance_batch: bool = True,
-) -> dict[str, GraphSpec]:
-    """The six graphs of the anonymizer, from the shapes of the tensors that flow between them.
-
-    ``embeds`` is one CLIP image embedding per face ``[B, 1, D]``; the UNet's context holds two of
-    them ``[B, 2, D]``. ``states`` are one ReferenceNet's outputs, named by attention site (both
-    ReferenceNets share the architecture, so they share shapes); the graphs prefix the names with
-    ``source_``/``conditioning_``, so a ReferenceNet's outputs and the UNet's inputs match by name.
-    ``guidance_batch``: the UNet and ReferenceNets may see the doubled batch of classifier-free
-    guidance (False for a guidance-distilled UNet that takes ``timestep_cond`` instead).
-    """
-    context = TensorSpec("context", (BATCH, 2, embeds.shape[-1]), embeds.dtype)
-    timestep = TensorSpec("timestep", (BATCH,), "float32")
-
-    def named_states(which: str) -> tuple[TensorSpec, ...]:
-        return tuple(_renamed(s, f"{which}_{s.name}") for s in states)
-
-    specs = {
-        CLIP_VISION: GraphSpec(CLIP_VISION, (_renamed(pixels_clip, "pixels_clip"),), (_renamed(embeds, "embeds"),)),
-        VAE_ENCODER: GraphSpec(VAE_ENCODER, (_renamed(pixels, "pixels"),), (_renamed(latents, "latents"),)),
-        UNET: GraphSpec(
-            UNET,
-            (
-                _renamed(latents, "sample"),
-                timestep,
-                context,
-                *named_states("source"),
-                *named_states("conditioning"),
-                *((_renamed(timestep_cond, "timestep_cond"),) if timestep_cond is not None else ()),
-            ),
-            (_renamed(latents, "prediction"),),
-            guidance_batch=guidance_batch,
-        ),
-        VAE_DECODER: GraphSpec(VAE_DECODER, (_renamed(latents, "latents"),), (_renamed(pixels, "pixels"),)),
-    }
-    for which, graph in REFNET_FOR.items():
-        specs[graph] = GraphSpec(
-            graph,
-            (_renamed(latents, "latents"), _renamed(embeds, "embeds")),
-            named_states(which),
-            guidance_batch=guidance_batch,
-        )
-    return {name: specs[name] for name in GRAPH_NAMES}
-
-
-def _renamed(spec: TensorSpec, name: str) -> TensorSpec:
+def renamed(spec: TensorSpec, name: str) -> TensorSpec:
     return dataclasses.replace(spec, name=name)
 
 

@@ -1,4 +1,4 @@
-"""Native TensorRT: builds engines from the exported ONNX graphs and runs them on torch CUDA tensors.
+"""Native TensorRT: builds engines from exported ONNX graphs and runs them on torch CUDA tensors.
 
 Needs the optional ``tensorrt`` package (TensorRT 10 or 11) and a CUDA GPU. Importing this module
 never needs either; the functions that do raise :class:`ConfigError` when they are missing.
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from faceanon_video.engines import specs
-from faceanon_video.engines.runtime import GraphBackend, load_manifest
+from faceanon_video.engines.runtime import load_manifest
 from faceanon_video.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -85,11 +85,14 @@ def build_engine(
     max_faces: int,
     timing_cache_path: Path,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    optimization_level: int | None = None,
 ) -> Path:
     """Builds one engine with a batch profile of 1..``spec.max_batch(max_faces)``.
 
     The timing cache records how fast each kernel was on this GPU, so later builds (other graphs,
     other batch ranges) skip most measurements; it is read before and written back after the build.
+    ``optimization_level``: TensorRT's builder optimization level (0-5, its default 3); lower builds
+    faster and may run slower.
     """
     trt = _trt()
     _require_cuda()
@@ -107,6 +110,8 @@ def build_engine(
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    if optimization_level is not None:
+        config.builder_optimization_level = optimization_level
     profile = builder.create_optimization_profile()
     for name, (low, opt, high) in spec.profile(max_faces).items():
         profile.set_shape(name, low, opt, high)
@@ -136,7 +141,12 @@ def _locate(engine_dir: Path | str) -> tuple[specs.Manifest, torch.device, Path]
     return manifest, device, cache_dir(Path(engine_dir), manifest, device)
 
 
-def build_engines(engine_dir: Path | str, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES, force: bool = False) -> Path:
+def build_engines(
+    engine_dir: Path | str,
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    force: bool = False,
+    optimization_level: int | None = None,
+) -> Path:
     """Builds (or finds in the cache) an engine per graph of ``engine_dir``; returns the cache dir."""
     engine_dir = Path(engine_dir)
     manifest, _, target = _locate(engine_dir)
@@ -146,7 +156,10 @@ def build_engines(engine_dir: Path | str, workspace_bytes: int = DEFAULT_WORKSPA
         if engine_path.is_file() and not force:
             logger.info("engine %s is cached", engine_path)
             continue
-        build_engine(engine_dir / graph.onnx, engine_path, graph.spec, manifest.max_faces, timing_cache, workspace_bytes)
+        build_engine(
+            engine_dir / graph.onnx, engine_path, graph.spec, manifest.max_faces, timing_cache, workspace_bytes,
+            optimization_level,
+        )
     return target
 
 
@@ -198,26 +211,27 @@ def _torch_dtype(trt, dtype) -> torch.dtype:
     return table[dtype]
 
 
-class TensorRTBackend(GraphBackend):
-    """The diffusion backend on native TensorRT engines.
+def load_runners(
+    engine_dir: Path | str,
+    build: bool = True,
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    optimization_level: int | None = None,
+) -> tuple[specs.Manifest, dict[str, TensorRTGraph], torch.device]:
+    """An engine per graph of ``engine_dir`` on the current GPU: (manifest, runners, device).
 
-    ``build``: build missing engines from the ONNX graphs (minutes, once per GPU and TensorRT version)
-    instead of failing. ``workspace_bytes``: TensorRT's scratch memory while building.
+    ``build``: build missing engines from the ONNX graphs (minutes, once per GPU and TensorRT
+    version) instead of failing. ``workspace_bytes``, ``optimization_level``: see :func:`build_engine`.
     """
-
-    name = "tensorrt"
-
-    def __init__(self, engine_dir: Path | str, build: bool = True, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES):
-        engine_dir = Path(engine_dir)
-        manifest, device, target = _locate(engine_dir)
-        missing = [n for n in manifest.graphs if not (target / f"{n}.plan").is_file()]
-        if missing and not build:
-            raise ModelError(f"no TensorRT engines for {missing} in {target}: run `faceanon-video export` on this GPU")
-        if missing:
-            build_engines(engine_dir, workspace_bytes)
-        runners = {
-            name: TensorRTGraph(target / f"{name}.plan", graph.spec, manifest.max_faces)
-            for name, graph in manifest.graphs.items()
-        }
-        super().__init__(engine_dir, manifest, runners, device)
-        logger.info("tensorrt backend on %s (%s)", torch.cuda.get_device_name(device), manifest.precision)
+    engine_dir = Path(engine_dir)
+    manifest, device, target = _locate(engine_dir)
+    missing = [n for n in manifest.graphs if not (target / f"{n}.plan").is_file()]
+    if missing and not build:
+        raise ModelError(f"no TensorRT engines for {missing} in {target}: run `faceanon-video export` on this GPU")
+    if missing:
+        build_engines(engine_dir, workspace_bytes, optimization_level=optimization_level)
+    runners = {
+        name: TensorRTGraph(target / f"{name}.plan", graph.spec, manifest.max_faces)
+        for name, graph in manifest.graphs.items()
+    }
+    logger.info("tensorrt engines on %s (%s)", torch.cuda.get_device_name(device), manifest.precision)
+    return manifest, runners, device

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from faceanon_video.engines import tensorrt
-from faceanon_video.engines.backends import load_backend
-from faceanon_video.engines.onnx import OnnxBackend
+from faceanon_video.anonymize.diffusion.backends import load_backend
+from faceanon_video.anonymize.diffusion.backends import OnnxBackend
 from faceanon_video.errors import ConfigError
 
 needs_no_tensorrt = pytest.mark.skipif(tensorrt.is_available(), reason="TensorRT and CUDA are present here")
@@ -47,7 +47,7 @@ def test_explicit_tensorrt_without_tensorrt_says_how_to_get_it(tiny_engine_dir):
 @needs_no_tensorrt
 @pytest.mark.skipif(torch.cuda.is_available(), reason="auto would pick a GPU backend")
 def test_auto_takes_onnx_on_the_cpu_and_logs_each_skipped_backend(tiny_model_dir, tiny_engine_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="faceanon_video.engines.backends"):
+    with caplog.at_level(logging.INFO, logger="faceanon_video.anonymize.diffusion.backends"):
         backend = load_backend("auto", model_dir=tiny_model_dir, engine_dir=tiny_engine_dir)
     assert isinstance(backend, OnnxBackend) and backend.device.type == "cpu"
     messages = [r.getMessage() for r in caplog.records]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from faceanon_video.anonymize.diffusion import bench
 from faceanon_video.engines import measure
 
 
 def test_relative_errors_between_backends(onnx_backend, torch_backend):
     graph_specs = {name: graph.spec for name, graph in onnx_backend.manifest.graphs.items()}
     errors = measure.relative_errors(
-        measure.graph_outputs(onnx_backend, graph_specs), measure.graph_outputs(torch_backend, graph_specs)
+        bench.graph_outputs(onnx_backend, graph_specs), bench.graph_outputs(torch_backend, graph_specs)
     )
     assert set(errors) == set(graph_specs)
     assert all(0 < e < 1e-4 for e in errors.values()), errors
@@ -17,9 +18,9 @@ def test_relative_errors_between_backends(onnx_backend, torch_backend):
 def test_time_frames_splits_a_frame_by_stage(onnx_backend):
     from faceanon_video.anonymize.diffusion.config import DiffusionSettings
 
-    result = measure.time_frames(onnx_backend, DiffusionSettings(steps=2, scheduler="ddim"), faces=2, repeats=1, warmup=0)
+    result = bench.time_frames(onnx_backend, DiffusionSettings(steps=2, scheduler="ddim"), faces=2, repeats=1, warmup=0)
     stages = result["stages_ms"]
-    assert set(stages) == set(measure.StageTimer.METHODS) and all(ms > 0 for ms in stages.values())
+    assert set(stages) == set(bench.STAGES) and all(ms > 0 for ms in stages.values())
     assert result["unet_batch"] == 4  # guidance doubles the UNet batch
     assert sum(stages.values()) <= result["frame_ms"] * 1.5
     assert result["faces_per_s"] == 2 * result["fps"]

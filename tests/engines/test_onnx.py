@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from faceanon_video.engines import specs
-from faceanon_video.engines.onnx import OnnxBackend, available_providers
-from faceanon_video.engines.runtime import graph_functions
+from faceanon_video.anonymize.diffusion.backends import OnnxBackend
+from faceanon_video.engines.onnx import available_providers
+from faceanon_video.anonymize.diffusion import graphs
+from faceanon_video.anonymize.diffusion.graphs import graph_functions
 from faceanon_video.errors import ConfigError, ModelError
 
 DATA = Path(__file__).parents[1] / "data"
@@ -19,7 +20,7 @@ ATOL = 1e-4
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("graph", specs.GRAPH_NAMES)
+@pytest.mark.parametrize("graph", graphs.GRAPH_NAMES)
 def test_graph_matches_torch(graph, batch, torch_backend, onnx_backend):
     spec = onnx_backend.manifest.graphs[graph].spec
     inputs = spec.sample_inputs(batch, seed=batch)
@@ -33,7 +34,7 @@ def test_graph_matches_torch(graph, batch, torch_backend, onnx_backend):
 
 
 def test_unet_accepts_scalar_and_integer_timesteps(torch_backend, onnx_backend):
-    sample, _, context, *states = onnx_backend.manifest.graphs[specs.UNET].spec.sample_inputs(2)
+    sample, _, context, *states = onnx_backend.manifest.graphs[graphs.UNET].spec.sample_inputs(2)
     source, conditioning = states[:7], states[7:]
     want = torch_backend.unet(sample, torch.tensor(981), context, source, conditioning)
     for timestep in (981, 981.0, torch.tensor(981), torch.tensor([981, 981])):
@@ -44,7 +45,7 @@ def test_unet_accepts_scalar_and_integer_timesteps(torch_backend, onnx_backend):
 
 
 def test_batches_over_the_engine_limit_run_in_chunks(onnx_backend):
-    runner = onnx_backend.runners[specs.REFNET_SOURCE]
+    runner = onnx_backend.runners[graphs.REFNET_SOURCE]
     calls = []
 
     class Limited:
@@ -56,11 +57,11 @@ def test_batches_over_the_engine_limit_run_in_chunks(onnx_backend):
 
     latents, embeds = runner.spec.sample_inputs(5)
     want = onnx_backend.reference_states(latents, embeds, "source")
-    onnx_backend.runners[specs.REFNET_SOURCE] = Limited()
+    onnx_backend.runners[graphs.REFNET_SOURCE] = Limited()
     try:
         got = onnx_backend.reference_states(latents, embeds, "source")
     finally:
-        onnx_backend.runners[specs.REFNET_SOURCE] = runner
+        onnx_backend.runners[graphs.REFNET_SOURCE] = runner
     assert calls == [2, 2, 1]
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
@@ -84,8 +85,9 @@ def test_backend_exposes_the_anonymizer_attributes(onnx_backend, torch_backend):
     from faceanon_video.anonymize.diffusion.backend import DiffusionBackend
 
     assert isinstance(onnx_backend, DiffusionBackend)
-    for name in ("image_size_px", "clip_image_size_px", "clip_mean", "clip_std", "time_cond_proj_dim", "dtype"):
+    for name in ("image_size_px", "time_cond_proj_dim", "dtype"):
         assert getattr(onnx_backend, name) == getattr(torch_backend, name), name
+    assert onnx_backend.clip_processor.to_dict() == torch_backend.clip_processor.to_dict()
     assert onnx_backend.scheduler.config.prediction_type == "v_prediction"
 
 

@@ -2,11 +2,15 @@
 
 The method of "Face Anonymization Made Simple" (Kung et al., WACV 2025), made a video tool:
 
-* every random draw for a face comes from its track's seed, and the samplers are deterministic,
-  so one person keeps one fake identity across frames instead of a new one per frame;
+* the published computation (:meth:`DiffusionAnonymizer.generate_float` matches the original
+  pipeline to 1e-5 on the golden reference, tests/data/golden): CLIPImageProcessor's preprocessing,
+  VAE posterior *samples* for both references, DDIM trailing, the original's guidance;
+* every random draw for a face (both posterior samples and the initial noise) comes from its
+  track's seed, in the original's order, so one person keeps one fake identity across frames
+  instead of a new one per frame (a fixed sample is as steady as the posterior mean);
 * few steps (trailing timestep spacing) and batched faces instead of 200 steps per image;
 * reference states once per frame (not per step), the input-independent null states once per run,
-  and the donor's states once per run in face-swap mode.
+  the donor's CLIP embedding and VAE posterior once per run in face-swap mode.
 
 Only the :class:`~.backend.DiffusionBackend` methods and a diffusers scheduler are called, so the
 same code runs on PyTorch, ONNX Runtime or TensorRT.
@@ -22,17 +26,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from faceanon_video.detect.landmarker import MESH_KEY, FaceMesher, landmarker_available
-from faceanon_video.errors import ConfigError
+from faceanon_video.errors import ConfigError, FaceanonError, ModelError
 from faceanon_video.types import Detections, Frame
 
 from .align import align_faces, face_mask, match_colour, mesh_face_mask, paste_faces
-from .backend import DiffusionBackend, TorchBackend
+from .backend import DiffusionBackend
+from .backends import load_backend
 from .config import DiffusionSettings, settings_from_config
-from .models import SD21_SCHEDULER_CONFIG, load_models
+from .models import SD21_SCHEDULER_CONFIG, clip_pixels
 from .sampling import guidance_embedding, make_scheduler, step_accepts_generator
 
 __all__ = ["DiffusionAnonymizer", "face_seeds", "build_backend", "build_diffusion_anonymizer"]
@@ -85,16 +89,29 @@ class DiffusionAnonymizer:
         # A distilled UNet was trained with guidance baked in: no unconditional pass.
         self.use_cfg = settings.guidance_scale > 1.0 and not self.distilled
         self.mask = face_mask(self.size_px, settings.mask_feather)
-        clip_shape = (1, 3, 1, 1)
-        self._clip_mean = torch.tensor(backend.clip_mean, dtype=torch.float32).reshape(clip_shape)
-        self._clip_std = torch.tensor(backend.clip_std, dtype=torch.float32).reshape(clip_shape)
         self._null_states: States | None = None
-        self._donor: tuple[torch.Tensor, States] | None = None
+        self._donor_encoded: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._memory: dict[int, tuple[int, torch.Tensor]] = {}  # track id -> (frame index, latents)
         self._lock = threading.Lock()  # the scheduler and caches are per instance
         self._donor_crop = None
         if settings.swap_source is not None:
             self._donor_crop = load_donor_crop(settings.swap_source, self.size_px, detect)
+
+    def check(self) -> None:
+        """One one-step generation on a blank crop: raises :class:`ModelError` (one line) when the
+        models cannot run here (a size mismatch between the parts, an engine built for another
+        model, NaN output), so a run stops before its first frame instead of obscuring every frame."""
+        blank = np.full((1, self.size_px, self.size_px, 3), 128, np.uint8)
+        try:
+            image = self.generate_float(blank, np.zeros(1, np.uint64), steps=1)
+        except FaceanonError:
+            raise
+        except Exception as error:  # noqa: BLE001 - torch/ORT/TensorRT each raise their own types
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            raise ModelError(f"the diffusion anonymizer cannot run on this model: {lines[0]}") from error
+        if not np.isfinite(image).all():
+            raise ModelError("the diffusion anonymizer produced NaN/inf on a test crop (fp16 overflow or bad weights?)")
+        self.reset()
 
     def reset(self) -> None:
         """Forget per-track smoothing state (between videos)."""
@@ -135,28 +152,62 @@ class DiffusionAnonymizer:
             masks.append(self.mask if mesh_mask is None else mesh_mask)
         return np.stack(masks)
 
-    @torch.inference_mode()
     def generate(self, crops_rgb: np.ndarray, seeds: np.ndarray, track_ids=None, frame_index: int = 0) -> np.ndarray:
         """(n, S, S, 3) uint8 RGB aligned faces -> (n, S, S, 3) uint8 RGB generated faces."""
+        images = self.generate_float(crops_rgb, seeds, track_ids, frame_index)
+        return np.rint(images * 255).astype(np.uint8)
+
+    @torch.inference_mode()
+    def generate_float(
+        self,
+        crops_rgb: np.ndarray,
+        seeds: np.ndarray,
+        track_ids=None,
+        frame_index: int = 0,
+        *,
+        noise_seeds: np.ndarray | None = None,
+        steps: int | None = None,
+    ) -> np.ndarray:
+        """(n, S, S, 3) uint8 RGB aligned faces -> (n, S, S, 3) float32 RGB in [0, 1] generated faces.
+
+        The published pipeline's computation (Kung et al.'s ``StableDiffusionReferenceNetPipeline``),
+        with every random draw of face ``i`` from ``torch.Generator().manual_seed(seeds[i])`` in the
+        original's order: the VAE posterior sample of the source (identity) reference, the one of the
+        conditioning reference (in anonymization mode both encode the face itself; in face-swap mode
+        the first encodes the donor), then the initial noise. ``noise_seeds``: draw the initial noise
+        from separate generators with these seeds instead (how the golden reference was made);
+        ``steps`` overrides ``settings.steps``.
+        """
         backend, settings = self.backend, self.settings
         n = len(crops_rgb)
         track_ids = [None] * n if track_ids is None else track_ids
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
 
-        # 1. The face as the conditioning reference (pose, expression, lighting, background).
-        pixels_01 = torch.from_numpy(crops_rgb).permute(0, 3, 1, 2).float().div_(255)
-        embeds, latents_face = self._encode(pixels_01)
-        cond_states = backend.reference_states(latents_face, embeds, "conditioning")
+        # 1. Encode the faces: CLIP embeddings and the VAE posterior (mean, std) of each.
+        embeds, (mean, std) = self._encode(crops_rgb)
 
-        # 2. The identity (source) reference, pushed away from the face by the degree.
-        null_states = self._null(latents_face, embeds)
+        # 2. Draws 1 and 2: latent samples of the source and conditioning references.
+        eps_source, eps_conditioning = (self._randn(generators, mean.shape[1:]) for _ in range(2))
         if self._donor_crop is not None:
-            source_embeds, source_states = self._donor_reference(latents_face, embeds)
-            source_embeds = source_embeds.expand(n, -1, -1)
-            source_states = [s.expand(n, -1, -1) for s in source_states]
+            donor_embeds, (donor_mean, donor_std) = self._donor()
+            source_embeds = donor_embeds.expand(n, -1, -1)
+            source_latents = donor_mean + donor_std * eps_source
         else:
-            source_embeds, source_states = self._mix(latents_face, embeds, null_states)
+            source_embeds, source_latents = embeds, mean + std * eps_source
+        cond_latents = mean + std * eps_conditioning
 
-        # 3. The model's batch: [unconditional, conditional] with classifier-free guidance.
+        # 3. Draw 3: per-track initial noise, the same starting point for a face in every frame.
+        if noise_seeds is not None:
+            generators = [torch.Generator().manual_seed(int(seed)) for seed in noise_seeds]
+        latents = self._randn(generators, mean.shape[1:]) * self.scheduler.init_noise_sigma
+
+        # 4. The references: conditioning (pose, expression, light, background) and the identity,
+        #    pushed away from the source by the degree. The ReferenceNets run once, at timestep 0.
+        cond_states = backend.reference_states(cond_latents, embeds, "conditioning")
+        null_states = self._null(mean, embeds)
+        source_embeds, source_states = self._mix(source_latents, source_embeds, null_states)
+
+        # 5. The model's batch: [unconditional, conditional] with classifier-free guidance.
         context = torch.cat([source_embeds, embeds], dim=1)
         if self.use_cfg:
             # Unconditional = null identity (zero latents/embedding), same conditioning.
@@ -169,16 +220,11 @@ class DiffusionAnonymizer:
                 settings.guidance_scale, backend.time_cond_proj_dim, n, backend.dtype, backend.device
             )
 
-        # 4. Per-track noise: the same starting point for a face in every frame.
-        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        latent_shape = (1, *latents_face.shape[1:])
-        latents = torch.cat([torch.randn(latent_shape, generator=g) for g in generators])
-        latents = latents.to(backend.device, backend.dtype) * self.scheduler.init_noise_sigma
-
-        # 5. Denoise.
+        # 6. Denoise.
         scheduler = self.scheduler
-        scheduler.set_timesteps(settings.steps, device=backend.device)
+        scheduler.set_timesteps(steps or settings.steps, device=backend.device)
         step_kwargs = {"generator": generators} if step_accepts_generator(scheduler) else {}
+        g = settings.guidance_scale
         for t in scheduler.timesteps:
             model_input = torch.cat([latents, latents]) if self.use_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
@@ -187,27 +233,31 @@ class DiffusionAnonymizer:
             )
             if self.use_cfg:
                 uncond, cond = prediction.chunk(2)
-                prediction = uncond + settings.guidance_scale * (cond - uncond)
+                prediction = (1 - g) * uncond + g * cond  # the original's form (same value, same rounding)
             latents = scheduler.step(prediction, t, latents, return_dict=False, **step_kwargs)[0]
 
-        # 6. Smooth along each track, then decode.
+        # 7. Smooth along each track, then decode.
         latents = self._smooth(latents, track_ids, frame_index)
-        images = backend.vae_decode(latents.to(backend.dtype))
-        images = ((images.float() + 1) * 127.5).clamp_(0, 255).round_().to(torch.uint8)
+        images = backend.vae_decode(latents.to(backend.dtype)).float()
+        images = (images / 2 + 0.5).clamp_(0, 1)
         return images.permute(0, 2, 3, 1).cpu().numpy()
 
     # Helpers ----------------------------------------------------------------------------------------
 
-    def _encode(self, pixels_01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[0,1] RGB crops -> (CLIP embeddings (n,1,D), VAE latents (n,4,h,w))."""
+    def _encode(self, crops_rgb: np.ndarray) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """uint8 RGB crops -> (CLIP embeddings (n,1,D), VAE posterior (mean, std) each (n,4,h,w))."""
         backend = self.backend
-        size = backend.clip_image_size_px
-        # Antialiased bicubic, like the PIL resize of CLIP's image processor.
-        clip = F.interpolate(pixels_01, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
-        clip = (clip.clamp(0, 1) - self._clip_mean) / self._clip_std
+        clip = clip_pixels(backend.clip_processor, crops_rgb)
         embeds = backend.encode_image(clip.to(backend.device, backend.dtype))
-        latents = backend.vae_encode((pixels_01 * 2 - 1).to(backend.device, backend.dtype))
-        return embeds, latents
+        # The VAE input as the original's VaeImageProcessor makes it: uint8 / 255 in float32, then 2x - 1.
+        pixels = torch.tensor(crops_rgb).permute(0, 3, 1, 2).float() / 255
+        mean, std = backend.vae_encode((pixels * 2 - 1).to(backend.device, backend.dtype))
+        return embeds, (mean, std)
+
+    def _randn(self, generators: list[torch.Generator], shape) -> torch.Tensor:
+        """One draw per face from its own generator (on the CPU, so every device draws the same)."""
+        draws = torch.cat([torch.randn((1, *shape), generator=g) for g in generators])
+        return draws.to(self.backend.device, self.backend.dtype)
 
     def _null(self, latents: torch.Tensor, embeds: torch.Tensor) -> States:
         """Source states of "no identity" (zero latents and embedding), batch 1; computed once."""
@@ -231,13 +281,12 @@ class DiffusionAnonymizer:
             return embeds, real
         return embeds, [(1.0 - d) * r + d * z for r, z in zip(real, null_states)]
 
-    def _donor_reference(self, latents_face, embeds_face) -> tuple[torch.Tensor, States]:
-        """The donor's (1, ...) identity reference, computed on first use."""
-        if self._donor is None:
-            pixels = torch.from_numpy(np.ascontiguousarray(self._donor_crop)).permute(2, 0, 1)[None].float() / 255
-            embeds, latents = self._encode(pixels)
-            self._donor = self._mix(latents, embeds, self._null(latents_face, embeds_face))
-        return self._donor
+    def _donor(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The donor's (1, ...) CLIP embedding and VAE posterior, computed on first use. Its latent
+        sample (and so its ReferenceNet states) is drawn per face, as the original does per call."""
+        if self._donor_encoded is None:
+            self._donor_encoded = self._encode(self._donor_crop[None])
+        return self._donor_encoded
 
     def _smooth(self, latents: torch.Tensor, track_ids, frame_index: int) -> torch.Tensor:
         """Exponential moving average of each track's final latents (aligned space), if enabled."""
@@ -292,14 +341,12 @@ def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def build_backend(config, settings: DiffusionSettings) -> DiffusionBackend:
-    """The backend named by ``config.backend`` (auto|torch|onnx|tensorrt); see ``engines.backends``.
+    """The backend named by ``config.backend`` (auto|torch|onnx|tensorrt); see ``backends``.
 
     auto takes the fastest one available (TensorRT > ONNX Runtime on a GPU > PyTorch on a GPU >
     ONNX Runtime on the CPU > PyTorch on the CPU), warning about each it skips; a named backend
     never falls back.
     """
-    from faceanon_video.engines.backends import load_backend
-
     device = _resolve_device(settings.device)
     return load_backend(
         getattr(config, "backend", None) or "auto",
@@ -327,4 +374,6 @@ def build_diffusion_anonymizer(config, detect: Callable[[np.ndarray], Detections
         mesher = FaceMesher()
     elif settings.face_mesh:
         logger.info("no LiteRT (the 'landmarks' extra): pasting faces back through the template face shape")
-    return DiffusionAnonymizer(backend, settings, detect=detect, mesher=mesher)
+    anonymizer = DiffusionAnonymizer(backend, settings, detect=detect, mesher=mesher)
+    anonymizer.check()  # fail before the first frame, not on every frame
+    return anonymizer

@@ -4,10 +4,12 @@ The anonymizer (``anonymizer.py``) only calls these methods plus a diffusers sch
 backend running exported ONNX / TensorRT graphs can replace :class:`TorchBackend` unchanged.
 Each method is a pure function of its tensor inputs (no hidden state between calls), which is
 what lets each be exported as one graph. Shapes (B = faces in the batch, D = CLIP hidden size =
-UNet cross_attention_dim, 1024 for the published model; H = W = image size, 512; h = w = H/8)::
+UNet cross_attention_dim; H = W = face crop side; h = w = H / the VAE's downsampling; C = CLIP's
+input side; all read from the model's configs)::
 
-    encode_image(pixels_clip (B,3,224,224), CLIP-normalised RGB)       -> (B,1,D)   CLIP pooler output
-    vae_encode(pixels (B,3,H,W), RGB in [-1,1])                        -> (B,4,h,w) latent mean * scaling_factor
+    encode_image(pixels_clip (B,3,C,C), made by ``clip_processor``)   -> (B,1,D)   CLIP pooler output
+    vae_encode(pixels (B,3,H,W), RGB in [-1,1])                        -> (mean, std), each (B,4,h,w):
+        the VAE posterior times scaling_factor; a latent sample is mean + std * eps (eps ~ N(0, 1))
     reference_states(latents (B,4,h,w), embeds (B,1,D), which)         -> list of S states (B, tokens_s, C_s)
         which: "source" (identity ReferenceNet) or "conditioning" (pose/expression ReferenceNet);
         S = 7 for SD 2.1: down 0-2, mid, up 1-3 (``TorchBackend.sites``), tokens_s = h*w/4**level.
@@ -24,6 +26,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
+from transformers.image_processing_utils import BaseImageProcessor
 
 from .models import FaceAnonModels, ReferenceStatesModule, UNetWithReferences
 
@@ -38,18 +41,16 @@ class DiffusionBackend(Protocol):
 
     device: torch.device
     dtype: torch.dtype
-    #: Side of the square face crop the models expect (512 for the published model).
+    #: Side of the square face crop the models expect (from the UNet and VAE configs).
     image_size_px: int
-    #: Side of the CLIP input (224).
-    clip_image_size_px: int
-    clip_mean: tuple[float, float, float]
-    clip_std: tuple[float, float, float]
+    #: CLIP's image processor (``feature_extractor/``): uint8 crops -> ``encode_image``'s input.
+    clip_processor: BaseImageProcessor
     #: ``time_cond_proj_dim`` of a guidance-distilled UNet, else None (then CFG uses a 2x batch).
     time_cond_proj_dim: int | None
 
     def encode_image(self, pixels_clip: torch.Tensor) -> torch.Tensor: ...
 
-    def vae_encode(self, pixels: torch.Tensor) -> torch.Tensor: ...
+    def vae_encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def reference_states(self, latents: torch.Tensor, embeds: torch.Tensor, which: str) -> list[torch.Tensor]: ...
 
@@ -74,13 +75,11 @@ class TorchBackend:
         self.device = torch.device(device)
         self.dtype = dtype
         self.image_size_px = models.image_size_px
-        self.clip_image_size_px = models.clip_image_size_px
-        self.clip_mean = models.clip_mean
-        self.clip_std = models.clip_std
+        self.clip_processor = models.clip_processor
         self.time_cond_proj_dim = models.unet.config.time_cond_proj_dim
         #: The base noise schedule (not part of the protocol: graph backends use the SD 2.1 default).
         self.scheduler = models.scheduler
-        self.scaling_factor = float(models.vae.config.scaling_factor)
+        self.scaling_factor = models.scaling_factor
         self._references = {
             "source": ReferenceStatesModule(models.referencenet),
             "conditioning": ReferenceStatesModule(models.conditioning_referencenet),
@@ -90,14 +89,19 @@ class TorchBackend:
         if self._references["source"].sites != self.sites:
             raise ValueError("ReferenceNet and UNet architectures differ: their attention sites do not match")
 
+    def __repr__(self) -> str:
+        return f"TorchBackend(device={self.device}, dtype={self.dtype}, {self.image_size_px} px)"
+
     @torch.inference_mode()
     def encode_image(self, pixels_clip: torch.Tensor) -> torch.Tensor:
         return self.models.image_encoder(pixel_values=pixels_clip).pooler_output.unsqueeze(1)
 
     @torch.inference_mode()
-    def vae_encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        # The mean, not a sample (the original samples): a fresh sample per frame would add flicker.
-        return self.models.vae.encode(pixels).latent_dist.mean * self.scaling_factor
+    def vae_encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The posterior's parameters, not a sample: the caller draws eps from the face's own
+        # generator, so the sample is repeatable per track and the graph has no random op.
+        posterior = self.models.vae.encode(pixels).latent_dist
+        return posterior.mean * self.scaling_factor, posterior.std * self.scaling_factor
 
     @torch.inference_mode()
     def reference_states(self, latents: torch.Tensor, embeds: torch.Tensor, which: str) -> list[torch.Tensor]:

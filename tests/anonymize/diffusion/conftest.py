@@ -136,3 +136,14 @@ def face_crops(n: int, size_px: int = 64, seed: int = 0) -> np.ndarray:
 @pytest.fixture()
 def crops():
     return face_crops
+
+
+GOLDEN = DATA / "golden"
+
+
+@pytest.fixture(scope="session")
+def golden_model_dir(tmp_path_factory):
+    """The golden reference's tiny model, rebuilt in the published layout (checked by md5)."""
+    from faceanon_video.anonymize.diffusion.fidelity import write_model_dir
+
+    return write_model_dir("golden_tiny", tmp_path_factory.mktemp("golden_tiny"))

@@ -43,3 +43,25 @@ def test_cli_diffusion_without_models_is_one_line_error(monkeypatch, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unet/config.json" in err and "download-models" in err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_stops_before_the_first_frame_when_the_model_cannot_run(model_dir, tmp_path, capsys):
+    """A model whose parts do not fit together loads, but the dry run at build time fails: one line,
+    exit 3 (ModelError), no output video (rather than a video of fully obscured frames)."""
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    from faceanon_video.anonymize.diffusion.models import TINY
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    narrow = UNet2DConditionModel(**dict(TINY.unet, block_out_channels=(8, 8, 16, 16)))
+    shutil.rmtree(broken / "referencenet")
+    narrow.save_pretrained(broken / "referencenet")
+    output = tmp_path / "x.mp4"
+    code = main([str(CARPHONE), "-o", str(output), "--mode", "diffusion", "--model-dir", str(broken), "--steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 3, err
+    assert err.count("\n") == 0 and "cannot run on this model" in err
+    assert not output.exists()

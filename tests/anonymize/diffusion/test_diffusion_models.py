@@ -16,25 +16,28 @@ from faceanon_video.errors import ConfigError, ModelError
 def _outputs(backend: TorchBackend) -> list[torch.Tensor]:
     torch.manual_seed(0)
     pixels = torch.rand(2, 3, 64, 64) * 2 - 1
-    clip = torch.randn(2, 3, 224, 224)
+    side = backend.models.clip_image_size_px
+    clip = torch.randn(2, 3, side, side)
     embeds = backend.encode_image(clip)
-    latents = backend.vae_encode(pixels)
+    mean, std = backend.vae_encode(pixels)
+    latents = mean + std * torch.randn(mean.shape)
     states = backend.reference_states(latents, embeds, "source")
     cond = backend.reference_states(latents, embeds, "conditioning")
     out = backend.unet(torch.randn(2, 4, 8, 8), torch.tensor([999, 999]), torch.cat([embeds, embeds], 1), states, cond)
-    return [embeds, latents, *states, out, backend.vae_decode(out)]
+    return [embeds, mean, std, *states, out, backend.vae_decode(out)]
 
 
 def test_backend_shapes_and_protocol(backend):
     assert isinstance(backend, DiffusionBackend)
-    embeds, latents, *states, out, image = _outputs(backend)
-    assert embeds.shape == (2, 1, 32) and latents.shape == (2, 4, 8, 8)
+    embeds, mean, std, *states, out, image = _outputs(backend)
+    assert embeds.shape == (2, 1, 32) and mean.shape == std.shape == (2, 4, 8, 8) and (std > 0).all()
     assert len(states) == 7 and out.shape == (2, 4, 8, 8) and image.shape == (2, 3, 64, 64)
 
 
 def test_vae_encode_is_deterministic(backend):
     pixels = torch.rand(1, 3, 64, 64) * 2 - 1
-    assert torch.equal(backend.vae_encode(pixels), backend.vae_encode(pixels))
+    (mean, std), (mean2, std2) = backend.vae_encode(pixels), backend.vae_encode(pixels)
+    assert torch.equal(mean, mean2) and torch.equal(std, std2)
 
 
 def test_save_load_round_trip(tiny_models, model_dir):

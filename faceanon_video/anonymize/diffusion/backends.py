@@ -21,9 +21,45 @@ import torch
 from faceanon_video.engines import onnx as onnx_runtime
 from faceanon_video.engines import tensorrt as tensorrt_runtime
 from faceanon_video.config import BACKENDS  # one tuple for the CLI, RunConfig and here
+from faceanon_video.engines.tensorrt import DEFAULT_WORKSPACE_BYTES
 from faceanon_video.errors import ConfigError, FaceanonError
 
+from .backend import TorchBackend
+from .graphs import GraphBackend
+from .models import load_models, resolve_model_dir
+
+__all__ = ["BACKENDS", "OnnxBackend", "TensorRTBackend", "load_backend"]
+
 logger = logging.getLogger(__name__)
+
+
+class OnnxBackend(GraphBackend):
+    """The diffusion backend on ONNX Runtime; ``providers`` and ``threads`` as in
+    :func:`faceanon_video.engines.onnx.load_runners`."""
+
+    name = "onnx"
+
+    def __init__(self, engine_dir: Path | str, providers: Sequence[str] | None = None, threads: int = 0):
+        manifest, runners, device, self.providers = onnx_runtime.load_runners(engine_dir, providers, threads)
+        super().__init__(Path(engine_dir), manifest, runners, device)
+        logger.info("onnx backend on %s (%s, %s)", device, ",".join(self.providers), manifest.precision)
+
+
+class TensorRTBackend(GraphBackend):
+    """The diffusion backend on native TensorRT engines; the arguments as in
+    :func:`faceanon_video.engines.tensorrt.load_runners`."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engine_dir: Path | str,
+        build: bool = True,
+        workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+        optimization_level: int | None = None,
+    ):
+        manifest, runners, device = tensorrt_runtime.load_runners(engine_dir, build, workspace_bytes, optimization_level)
+        super().__init__(Path(engine_dir), manifest, runners, device)
 
 
 def load_backend(
@@ -48,9 +84,9 @@ def load_backend(
     if name == "torch":
         return _torch(model_dir, device, dtype)
     if name == "onnx":
-        return onnx_runtime.OnnxBackend(_need(engine_dir, "onnx", "--engine-dir"), providers=providers)
+        return OnnxBackend(_need(engine_dir, "onnx", "--engine-dir"), providers=providers)
     if name == "tensorrt":
-        return tensorrt_runtime.TensorRTBackend(_need(engine_dir, "tensorrt", "--engine-dir"))
+        return TensorRTBackend(_need(engine_dir, "tensorrt", "--engine-dir"))
     return _auto(model_dir, engine_dir)
 
 
@@ -61,9 +97,6 @@ def _need(value, backend: str, option: str):
 
 
 def _torch(model_dir, device, dtype=None):
-    from faceanon_video.anonymize.diffusion.backend import TorchBackend
-    from faceanon_video.anonymize.diffusion.models import load_models
-
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device} requested but torch sees no CUDA GPU")
@@ -73,8 +106,6 @@ def _torch(model_dir, device, dtype=None):
 
 
 def _model_dir_problem(model_dir) -> str | None:
-    from faceanon_video.anonymize.diffusion.models import resolve_model_dir
-
     try:
         resolve_model_dir(model_dir)
     except ConfigError as error:
@@ -93,14 +124,14 @@ def _candidates(model_dir, engine_dir) -> list[tuple[str, str | None, Callable]]
         no_trt = no_cuda or "TensorRT is not installed"
     gpu_providers = [p for p in onnx_runtime.default_providers() if p != "cpu"]
     return [
-        ("tensorrt", no_trt or no_engines, lambda: tensorrt_runtime.TensorRTBackend(engine_dir)),
+        ("tensorrt", no_trt or no_engines, lambda: TensorRTBackend(engine_dir)),
         (
             "onnx (GPU)",
             no_cuda or (None if gpu_providers else "onnxruntime has no GPU provider") or no_engines,
-            lambda: onnx_runtime.OnnxBackend(engine_dir, providers=[*gpu_providers, "cpu"]),
+            lambda: OnnxBackend(engine_dir, providers=[*gpu_providers, "cpu"]),
         ),
         ("torch (GPU)", no_cuda or no_models, lambda: _torch(model_dir, "cuda")),
-        ("onnx (CPU)", no_engines, lambda: onnx_runtime.OnnxBackend(engine_dir, providers=["cpu"])),
+        ("onnx (CPU)", no_engines, lambda: OnnxBackend(engine_dir, providers=["cpu"])),
         ("torch (CPU)", no_models, lambda: _torch(model_dir, "cpu")),
     ]
 
