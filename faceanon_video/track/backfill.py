@@ -56,7 +56,7 @@ class Backfill:
         first_pad: padding per side, as a fraction of the box size, around a face re-detection finds.
     """
 
-    def __init__(self, redetector: RoiRedetector | None, lookback: int = 8, detect_every: int = 1, grow: float = 0.15, first_pad: float = 0.15) -> None:
+    def __init__(self, redetector: RoiRedetector | None, lookback: int = 24, detect_every: int = 1, grow: float = 0.15, first_pad: float = 0.15) -> None:
         self.redetector = redetector
         self.lookback = max(lookback, detect_every)
         self.grow = grow
