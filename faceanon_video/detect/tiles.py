@@ -74,7 +74,7 @@ class TiledDetector:
         tile_budget: network input pixels of a tile, relative to the full pass (its cost).
     """
 
-    def __init__(self, full: Detector, tile_detector: Detector, min_face_px: float = 24, tile_face_px: float = 36, overlap_px: int = 64, tile_budget: float = 1.0) -> None:
+    def __init__(self, full: Detector, tile_detector: Detector, min_face_px: float = 24, tile_face_px: float = 36, overlap_px: int = 64, tile_budget: float = 2.0) -> None:
         self.full = full
         self.tile_detector = tile_detector
         self.min_face_px = min_face_px
