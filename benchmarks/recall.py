@@ -26,10 +26,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest  # noqa: F401  (only so `pytest benchmarks/` would see the slow marker below)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_deface import DEFACE_FFMPEG, timed  # noqa: E402
 
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.testing.recall import recall_clip, score_leaks
@@ -38,8 +41,6 @@ from faceanon_video.testing.synthetic import write_clip
 log = logging.getLogger("recall")
 pytestmark = pytest.mark.slow
 
-#: imageio pads frames to a multiple of 16 px unless told not to; that would rescale deface's output.
-DEFACE_FFMPEG = json.dumps({"codec": "libx264", "macro_block_size": 1})
 
 
 def commands(source: Path, work: Path, deface: str | None, ours: list[str]) -> dict[str, tuple[list[str], Path]]:
@@ -53,15 +54,6 @@ def commands(source: Path, work: Path, deface: str | None, ours: list[str]) -> d
         # deface defaults: CenterFace on the full-resolution frame, --thresh 0.2, --mask-scale 1.3, ellipse, blur.
         out["deface 1.5.0"] = ([deface, str(source), "-o", str(path), "--ffmpeg-config", DEFACE_FFMPEG], path)
     return out
-
-
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])}... failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds
 
 
 def decoded(path: Path) -> list:
