@@ -10,8 +10,14 @@ DETECTORS = ("yunet", "centerface")
 DEFAULT_THRESHOLDS = {"yunet": 0.5, "centerface": 0.3}
 
 
-def build_detector(name: str = "yunet", threshold: float | None = None, min_face_px: float = 24) -> Detector:
-    """A detector by name; ``threshold=None`` uses the detector's own default."""
+def build_detector(name: str = "yunet", threshold: float | None = None, min_face_px: float = 24, tiles: bool = True) -> Detector:
+    """A detector by name; ``threshold=None`` uses the detector's own default. ``tiles``: with a
+    ``min_face_px``, also look at one enlarged tile of each frame (``detect.tiles``: what makes small
+    faces findable at every resolution)."""
+    if tiles and min_face_px > 0:
+        from faceanon_video.detect.tiles import TiledDetector
+
+        return TiledDetector(build_detector(name, threshold, min_face_px, tiles=False), build_detector(name, threshold, 0, tiles=False), min_face_px=min_face_px)
     kwargs = {"min_face_px": min_face_px}
     if threshold is not None:
         kwargs["threshold"] = threshold

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -63,6 +64,8 @@ __all__ = [
     "Occluder",
     "SyntheticClip",
     "default_scenario",
+    "recall_scenario",
+    "default_data_dir",
     "render_clip",
     "make_synthetic_clip",
     "write_clip",
@@ -74,13 +77,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
+#: Where the photos and bikes.mp4 are read from when no ``data_dir`` is given: ``$FACEANON_TEST_DATA``,
+#: else the ``tests/data`` folder of a source checkout. The module ships in the wheel (evaluation and
+#: benchmarks import it) but the data does not, so an installed copy needs one of the two.
+DATA_DIR_ENV = "FACEANON_TEST_DATA"
 #: bikes.mp4 frames with no faces and no shot change, in order (bikes.mp4 cuts at frames 30, 76,
 #: 137, 187 and 242). Faces carried across a background cut would be a scene no real video has,
 #: and the pipeline ends every track at a cut (``track.shots.ShotChangeDetector``).
 BACKGROUND_FRAMES = range(187, 242)
 BIKES_SIZE = (640, 272)
 IGNORE_VISIBLE_BELOW = 0.4
+#: Faces YuNet finds (score >= 0.7, full resolution) in each annotated VOC photo, left to right.
+VOC_FACES = {"2007_007763": 7, "2008_002079": 6, "2008_001322": 3, "2008_001009": 2}
 FPS = 25
 
 
@@ -92,7 +100,9 @@ class Effect:
     moves ``strength`` frames' worth of its speed while the shutter is open, so 1.0 is a 360-degree
     shutter; blur is as strong as the motion is fast, as in a real camera), ``dim`` (brightness multiplier, plus sensor noise), ``squeeze`` (width
     multiplier: a head turning away), ``halfcrop`` (fraction of the face, from the left, that shows: a
-    profile-like partial view). Effects other than blur ramp in and out over the first and last quarter of their
+    profile-like partial view), ``grey`` (colour removed; 1.0 is fully grey), ``rotate`` (in-plane head
+    tilt, degrees at the peak), ``dash`` (a burst of horizontal motion blur, as from a camera pan, of
+    ``strength`` face heights, whatever the face's own speed). Effects other than blur ramp in and out over the first and last quarter of their
     window, as light fades and heads turn gradually; the detector then fails in the middle of the
     window, not abruptly at its edges.
     """
@@ -116,6 +126,8 @@ class Effect:
         """The effect's parameter at ``u``: ``strength`` at the peak, neutral at the edges."""
         if self.kind == "blur":
             return self.strength if self.active(u) else 0.0
+        if self.kind in ("grey", "rotate", "dash"):
+            return self.strength * self.level(u)
         return 1.0 + (self.strength - 1.0) * self.level(u)
 
 
@@ -166,6 +178,18 @@ class SyntheticClip:
         return np.array([f["xyxy"] for f in faces], np.float32).reshape(-1, 4), [f["id"] for f in faces]
 
 
+def default_data_dir() -> Path:
+    """The data folder (see ``DATA_DIR_ENV``); a clear error if there is none."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "tests" / "data"
+    if not (path / "bikes.mp4").is_file():
+        raise FileNotFoundError(
+            f"synthetic clips need the test data folder (bikes.mp4, images/): {path} has none; "
+            f"pass data_dir= or set {DATA_DIR_ENV} to a checkout's tests/data"
+        )
+    return path
+
+
 # -- sprites -----------------------------------------------------------------------------------
 
 
@@ -193,6 +217,15 @@ def _sprite_sources(data_dir: Path, rng: np.random.Generator) -> dict[str, tuple
         "astronaut": (images / "astronaut.png", 0),
         "obama": (images / "identities" / "obama.jpg", 0),
         "lacamoire": (images / "identities" / "alex-lacamoire.png", 0),
+        # Faces the six-person scene does not use (``recall_scenario``): three more dlib identities,
+        # Miranda, the other person of two_people.jpg, and small, soft faces of real group photos
+        # (PASCAL VOC, natively 37-76 px, some turned or tilted).
+        "savage": (chip(johns[1]), 0),
+        "schneider": (chip(johns[2]), 0),
+        "shimkus": (chip(johns[3]), 0),
+        "miranda": (images / "identities" / "lin-manuel-miranda.png", 0),
+        "two_people_left": (images / "two_people.jpg", 0),
+        **{f"voc_{name}_{k}": (images / "annotated" / f"{name}.jpg", k) for name, n in VOC_FACES.items() for k in range(n)},
     }
 
 
@@ -258,6 +291,83 @@ def default_scenario(width: int = 640, height: int = 272) -> tuple[list[Actor], 
     return actors, [Occluder(pillar)]
 
 
+def recall_scenario(width: int, height: int, n_frames: int) -> tuple[list[Actor], list[Occluder]]:
+    """Twelve people with small faces (24-40 px, two larger) for the recall benchmark, at any frame
+    size (face sizes are in pixels, positions in fractions of the frame), none of them a face of the
+    six-person scene. People walk at real speeds (px per frame, so a shorter clip shows less of the
+    same walk, not a faster one) and enter or leave through every edge:
+
+    ========================  ====  ===========================================================
+    photo                     px    what happens
+    ========================  ====  ===========================================================
+    johns/John_Savage         26    grey-scale; walks in through the left edge
+    johns/John_Schneider      28    walks in through the right edge; dim burst
+    johns/John_Shimkus        24    comes down through the top edge, stops, tilts its head +35 deg
+    lin-manuel-miranda        40    comes up through the bottom edge; turns to profile
+    two_people.jpg (left)     32    walks out through the right edge and back in
+    VOC 2007_007763 #0        30    tilts -35 deg while walking left
+    VOC 2007_007763 #1        24    walks out through the top edge
+    VOC 2008_002079 #0        36    dim burst, then walks out through the bottom edge
+    VOC 2008_002079 #1        28    motion-blur burst (camera pan)
+    VOC 2008_002079 #2        26    grey-scale and dim
+    VOC 2008_001322 #0        64    head turn to profile (squeeze, then half face)
+    VOC 2008_001009 #0        80    walks in through the left edge at the bottom, tilted +30 deg
+    ========================  ====  ===========================================================
+    """
+    W, H, last = width, height, max(n_frames - 1, 1)
+
+    def walk(x0, y0, vx, vy, size, u0=0.0, u1=1.0):
+        """Start at (x0, y0) px at ``u0`` and move (vx, vy) px per frame until ``u1``."""
+        frames = (u1 - u0) * last
+        return ((u0, x0, y0, size), (u1, x0 + vx * frames, y0 + vy * frames, size))
+
+    def leave_at(edge_px, u, v):
+        """Start position so that moving at ``v`` px/frame reaches ``edge_px`` at ``u``."""
+        return edge_px - v * u * last
+
+    burst = lambda kind, start, end, strength: Effect(kind, start, end, strength)  # noqa: E731
+    always = lambda kind, strength: Effect(kind, -0.5, 1.5, strength)  # noqa: E731 (full level over 0..1)
+    actors = [
+        Actor("savage", walk(-14, 0.30 * H, 2.5, 0.0, 26), effects=(always("grey", 1.0),)),
+        Actor("schneider", walk(W + 15, 0.45 * H, -3.0, 0.0, 28), effects=(burst("dim", 0.35, 0.75, 0.15),)),
+        Actor(
+            "shimkus",
+            ((0.0, 0.30 * W, -13, 24), (0.35, 0.30 * W, -13 + 2.0 * 0.35 * last, 24), (1.0, 0.32 * W, -13 + 2.0 * 0.35 * last, 24)),
+            effects=(burst("rotate", 0.45, 0.95, 35.0),),
+        ),
+        Actor(
+            "miranda",
+            walk(0.62 * W, H + 22, 0.0, -2.0, 40),
+            effects=(burst("squeeze", 0.25, 0.55, 0.45), burst("halfcrop", 0.55, 0.9, 0.4)),
+        ),
+        Actor(
+            "two_people_left",
+            (
+                (0.0, leave_at(W + 18, 0.45, 3.0), 0.62 * H, 32),
+                (0.45, W + 18, 0.62 * H, 32),
+                (0.6, W + 18, 0.60 * H, 32),
+                (1.0, W + 18 - 3.0 * 0.4 * last, 0.60 * H, 32),
+            ),
+        ),
+        Actor("voc_2007_007763_0", walk(0.55 * W, 0.20 * H, -1.5, 0.0, 30), effects=(burst("rotate", 0.2, 0.7, -35.0),)),
+        Actor("voc_2007_007763_1", walk(0.85 * W, leave_at(-14, 0.85, -1.5), 0.0, -1.5, 24)),
+        Actor(
+            "voc_2008_002079_0",
+            walk(0.15 * W, leave_at(H + 20, 0.9, 2.0), 0.0, 2.0, 36),
+            effects=(burst("dim", 0.15, 0.55, 0.12),),
+        ),
+        Actor("voc_2008_002079_1", walk(0.42 * W, 0.40 * H, 1.0, 0.5, 28), effects=(burst("dash", 0.35, 0.65, 0.6),)),
+        Actor("voc_2008_002079_2", walk(0.75 * W, 0.33 * H, -1.0, 0.0, 26), effects=(always("grey", 1.0), burst("dim", 0.3, 0.8, 0.3))),
+        Actor(
+            "voc_2008_001322_0",
+            walk(0.30 * W, 0.62 * H, 1.0, 0.0, 64),
+            effects=(burst("squeeze", 0.1, 0.45, 0.45), burst("halfcrop", 0.5, 0.85, 0.4)),
+        ),
+        Actor("voc_2008_001009_0", walk(-40, 0.85 * H, 3.0, 0.0, 80), effects=(always("rotate", 30.0),)),
+    ]
+    return actors, []
+
+
 def _speed_path(W, H, x0_px, y, face_h, speeds, n_ref=90) -> tuple[tuple[float, float, float, float], ...]:
     """A left-to-right path from a speed profile: ``speeds`` are (frame, px/frame) points of an
     ``n_ref``-frame, 640-wide clip, eased in between (smoothstep), so speed changes like a body's,
@@ -284,8 +394,9 @@ def _motion_blur(image: np.ndarray, length_px: float, angle_rad: float) -> np.nd
     return cv2.filter2D(image, -1, kernel / kernel.sum())
 
 
-def _load_backgrounds(data_dir: Path, n: int, extra: set[int]) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-    """``n`` background frames, plus the bikes.mp4 frames in ``extra`` (occluder textures)."""
+def _load_backgrounds(data_dir: Path, n: int, extra: set[int], size: tuple[int, int] = BIKES_SIZE) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    """``n`` background frames, plus the bikes.mp4 frames in ``extra`` (occluder textures), scaled
+    and centre-cropped to cover ``size``."""
     run = list(BACKGROUND_FRAMES)
     # Ping-pong through the face-free run for clips longer than it.
     cycle = run + run[-2:0:-1]
@@ -294,28 +405,42 @@ def _load_backgrounds(data_dir: Path, n: int, extra: set[int]) -> tuple[list[np.
     with av.open(str(data_dir / "bikes.mp4")) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if index in wanted:
-                frames[index] = frame.to_ndarray(format="bgr24")
+                frames[index] = _cover(frame.to_ndarray(format="bgr24"), size)
             if index >= max(wanted):
                 break
     return [frames[cycle[i % len(cycle)]] for i in range(n)], frames
 
 
+def _cover(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``bgr`` scaled (keeping its aspect) and centre-cropped to exactly ``size`` (width, height)."""
+    width, height = size
+    if bgr.shape[1::-1] == (width, height):
+        return bgr
+    scale = max(width / bgr.shape[1], height / bgr.shape[0])
+    scaled = cv2.resize(bgr, (max(width, round(bgr.shape[1] * scale)), max(height, round(bgr.shape[0] * scale))), interpolation=cv2.INTER_CUBIC)
+    y0, x0 = (scaled.shape[0] - height) // 2, (scaled.shape[1] - width) // 2
+    return np.ascontiguousarray(scaled[y0 : y0 + height, x0 : x0 + width])
+
+
 def render_clip(
     n_frames: int = 90,
     seed: int = 0,
-    data_dir: str | Path = DEFAULT_DATA_DIR,
+    data_dir: str | Path | None = None,
     scenario: tuple[list[Actor], list[Occluder]] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> SyntheticClip:
     """Render a clip in memory: frames plus the ground-truth document.
 
     Paths span the whole clip, so fewer frames mean faster motion: the default scenario is meant
     for ~90 frames at 25 fps (walking speeds, a sprint of 16 px/frame); 30 frames triples every speed.
+    ``size`` (width, height): the frame size; bikes.mp4's 640x272 frames are scaled up to cover it
+    (a soft background, but faces are pasted at their own resolution).
     """
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     rng = np.random.default_rng(seed)
-    width, height = BIKES_SIZE
+    width, height = size or BIKES_SIZE
     actors, occluders = scenario or default_scenario(width, height)
-    backgrounds, all_frames = _load_backgrounds(data_dir, n_frames, {o.texture_frame for o in occluders})
+    backgrounds, all_frames = _load_backgrounds(data_dir, n_frames, {o.texture_frame for o in occluders}, (width, height))
     sources = _sprite_sources(data_dir, rng)
     sprites = {a.identity: _make_sprite(*sources[a.identity]) for a in actors}
     bob_phase = rng.uniform(0, 2 * np.pi, len(actors))
@@ -391,7 +516,14 @@ def _paste(canvas, owner, k, sprite: _Sprite, pose, velocity, effects, u, noise_
             blur_px = e.value(u) * float(np.hypot(*velocity))
             if blur_px < 0.1 * face_h:
                 continue  # too little to matter: not recorded as a condition
-        conditions.append(e.kind)
+        if e.kind == "dash":
+            blur_px = e.value(u) * face_h
+            velocity = np.array([1.0, 0.0])
+            if blur_px < 0.1 * face_h:
+                continue
+        if e.kind in ("grey", "rotate") and abs(e.value(u)) < (0.3 if e.kind == "grey" else 8):
+            continue
+        conditions.append(_CONDITION.get(e.kind, e.kind))
     if face_h < 24:
         conditions.append("small")
     h_px, w_px = max(2, int(round(sprite.bgr.shape[0] * sy))), max(2, int(round(sprite.bgr.shape[1] * sx)))
@@ -405,13 +537,18 @@ def _paste(canvas, owner, k, sprite: _Sprite, pose, velocity, effects, u, noise_
             alpha = alpha * ramp[None, :]
             face = face.copy()
             face[2] = cut
-        elif e.kind == "blur" and blur_px >= 2:
+        elif e.kind in ("blur", "dash") and blur_px >= 2:
             angle = float(np.arctan2(velocity[1], velocity[0]))
             img = _motion_blur(img * alpha[..., None], blur_px, angle)
             alpha = _motion_blur(alpha, blur_px, angle)
             img = img / np.maximum(alpha[..., None], 1e-3)
         elif e.kind == "dim":
             img = img * e.value(u) + noise_rng.normal(0, 3.0, img.shape).astype(np.float32)
+        elif e.kind == "grey":
+            grey = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(np.float32)[..., None]
+            img = img + e.value(u) * (grey - img)
+        elif e.kind == "rotate" and e.value(u):
+            img, alpha, face = _rotate(img, alpha, face, e.value(u))
     # Place so the face centre lands on (cx, cy).
     ox = int(round(cx - (face[0] + face[2]) / 2))
     oy = int(round(cy - (face[1] + face[3]) / 2))
@@ -437,6 +574,21 @@ def _paste(canvas, owner, k, sprite: _Sprite, pose, velocity, effects, u, noise_
     else:
         own_px, on_screen_px = max(int((face[2] - face[0]) * (face[3] - face[1])), 1), 0
     return face + np.array([ox, oy, ox, oy]), (own_px, on_screen_px), conditions
+
+
+_CONDITION = {"rotate": "tilt", "dash": "blur"}
+
+
+def _rotate(img: np.ndarray, alpha: np.ndarray, face: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tilt a sprite about its face centre; the new face box bounds the tilted face oval."""
+    centre = ((face[0] + face[2]) / 2, (face[1] + face[3]) / 2)
+    matrix = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+    size = img.shape[1::-1]
+    img = cv2.warpAffine(img, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    a, b, t = (face[2] - face[0]) / 2, (face[3] - face[1]) / 2, np.deg2rad(degrees)
+    half = np.array([np.hypot(a * np.cos(t), b * np.sin(t)), np.hypot(a * np.sin(t), b * np.cos(t))])
+    return img, alpha, np.concatenate([np.array(centre) - half, np.array(centre) + half])
 
 
 def _visible_faces(placed: dict, owner: np.ndarray, width: int, height: int) -> list[dict]:
@@ -615,7 +767,7 @@ def _relative_to(path: Path, base: Path) -> str:
 
 
 def make_synthetic_clip(
-    out_dir: str | Path, seed: int = 0, n_frames: int = 90, data_dir: str | Path = DEFAULT_DATA_DIR, name: str = "synthetic"
+    out_dir: str | Path, seed: int = 0, n_frames: int = 90, data_dir: str | Path | None = None, name: str = "synthetic"
 ) -> tuple[Path, Path]:
     """Render the default scenario and write ``NAME.mp4`` + ``NAME.json`` into ``out_dir``."""
     out_dir = Path(out_dir)

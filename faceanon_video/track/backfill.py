@@ -1,7 +1,7 @@
 """Frames of a file held back a little, so what later frames reveal can still cover earlier ones.
 
-Files need no answer the moment a frame is decoded, so the last ``lookback`` frames are held (8 by
-default, ~0.3 s at 30 fps) before they are anonymized. That closes two gaps a frame-by-frame
+Files need no answer the moment a frame is decoded, so the last ``lookback`` frames are held (24 by
+default, ~0.8 s at 30 fps: at least a full cycle of ``detect.tiles``) before they are anonymized. That closes two gaps a frame-by-frame
 pipeline leaves open:
 
 - **Faces found late.** A face is often first detected a few frames after it came into view: it
@@ -54,10 +54,24 @@ class Backfill:
             cost of memory (one decoded frame each) and delay.
         grow: how much a carried-back box grows per frame, as a fraction of its size (faces move).
         first_pad: padding per side, as a fraction of the box size, around a face re-detection finds.
+        carry: frames a new face's box is still carried back past full passes that did not find it.
+        edge_carry: the same for a face first found at the frame edge (within half its size); its
+            carried box is stretched out to that edge, where the face came in from.
     """
 
-    def __init__(self, redetector: RoiRedetector | None, lookback: int = 8, detect_every: int = 1, grow: float = 0.15, first_pad: float = 0.15) -> None:
+    def __init__(
+        self,
+        redetector: RoiRedetector | None,
+        lookback: int = 24,
+        detect_every: int = 1,
+        grow: float = 0.15,
+        first_pad: float = 0.15,
+        carry: int = 2,
+        edge_carry: int = 8,
+    ) -> None:
         self.redetector = redetector
+        self.carry = carry
+        self.edge_carry = edge_carry
         self.lookback = max(lookback, detect_every)
         self.grow = grow
         self.first_pad = first_pad
@@ -79,7 +93,7 @@ class Backfill:
             ids = faces.track_id.tolist()
             for row, track_id in enumerate(ids):
                 if track_id not in self._seen:
-                    self._extend_back(faces[row])
+                    self._extend_back(faces[row], frame)
             self._seen.update(ids)
         self._held.append(_Held(frame, faces, full_pass))
         if full_pass:
@@ -118,25 +132,47 @@ class Backfill:
                     # NaN landmarks at either end (a coasted box) stay NaN: unknown, not guessed.
                     held.faces.landmarks[row] = (1 - alpha) * start.landmarks[a] + alpha * faces.landmarks[b]
 
-    def _extend_back(self, face: Detections) -> None:
+    @staticmethod
+    def _edges_near(box: np.ndarray, frame: Frame) -> np.ndarray:
+        """(4,) bool: whether ``box`` is within half its size of the left, top, right, bottom edge."""
+        margin = 0.5 * (box[2:] - box[:2])
+        return np.concatenate([box[:2] < margin, box[2:] > np.array([frame.width, frame.height]) - margin])
+
+    @staticmethod
+    def _to_edges(box: np.ndarray, edges: np.ndarray, frame: Frame) -> np.ndarray:
+        """``box`` stretched out to each frame edge the face was found near."""
+        limits = np.array([0.0, 0.0, frame.width, frame.height], np.float32)
+        return np.where(edges, np.concatenate([np.minimum(box[:2], 0.0), np.maximum(box[2:], limits[2:])]), box).astype(np.float32)
+
+    def _extend_back(self, face: Detections, frame: Frame) -> None:
         box = face.xyxy[0]
+        edges = self._edges_near(box, frame)
+        misses = 0
         for held in reversed(self._held):
             if isinstance(held.faces, BaseException):
                 continue  # obscured whole anyway; keep walking with the same box
             found = self.redetector.detect(held.frame, box[None]) if self.redetector is not None else Detections.empty()
             if len(found):
+                misses = 0
                 best = int(np.argmax(buffered_iou(found.xyxy, box[None], 0.0)[:, 0]))
                 box, landmarks, predicted = found.xyxy[best], found.landmarks[best], False
                 # Padded like a new track's first box (``ByteTrackSettings.birth_pad``): early sightings
                 # of a face are often of part of it. The walk continues from the unpadded box.
                 pad = self.first_pad * (box[2:] - box[:2])
                 painted = np.concatenate([box[:2] - pad, box[2:] + pad])
-            elif held.full_pass:
-                return  # neither the full-frame pass nor a closer look found it here: it came later
             else:
+                misses += 1
+                # A full pass and a closer look both missed it here. It may have come into view later;
+                # but a face is usually seen a frame or two after it appears (a first sighting is of a
+                # face already in view), and one coming in through an edge was partly visible before
+                # any detector could find it. So carry the box back a few frames more (further when it
+                # is at an edge, stretched out to that edge) instead of stopping at once: stopping
+                # made --detect-every 1, where every frame is a full pass, less safe than 2.
+                if held.full_pass and misses > (self.edge_carry if edges.any() else self.carry):
+                    return
                 centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * (1 + self.grow)
                 box, landmarks, predicted = np.concatenate([centre - half, centre + half]), np.full((5, 2), np.nan, np.float32), True
-                painted = box
+                painted = self._to_edges(box, edges, held.frame)
             row = Detections(
                 xyxy=painted[None],
                 score=np.zeros(1, np.float32),

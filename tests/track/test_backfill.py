@@ -56,7 +56,7 @@ def test_frames_come_out_in_order_after_the_lookback():
 
 def test_a_face_found_late_is_followed_back_while_re_detection_finds_it():
     finder = FindsAt({3, 4}, [10, 10, 40, 40])
-    backfill = Backfill(finder, lookback=8)
+    backfill = Backfill(finder, lookback=8, carry=0, edge_carry=0)  # stop at the first full-pass miss
     for i in range(5):
         backfill.push(marked(i), faces(), full_pass=True)
     backfill.push(marked(5), faces((7, 12, 12, 42, 42)), full_pass=True)  # track 7 is born at frame 5
@@ -69,7 +69,7 @@ def test_a_face_found_late_is_followed_back_while_re_detection_finds_it():
 
 
 def test_on_skipped_frames_a_new_face_is_carried_back_even_unseen_and_stops_at_the_full_pass():
-    backfill = Backfill(FindsAt(set(), None), lookback=8, detect_every=3)
+    backfill = Backfill(FindsAt(set(), None), lookback=8, detect_every=3, carry=0, edge_carry=0)
     backfill.push(marked(0), faces(), full_pass=True)
     backfill.push(marked(1), faces(), full_pass=False)
     backfill.push(marked(2), faces(), full_pass=False)
@@ -97,7 +97,7 @@ def test_skipped_frames_get_boxes_interpolated_between_full_passes():
 
 def test_a_shot_change_releases_the_held_frames_and_nothing_crosses_it():
     finder = FindsAt({0, 1}, [10, 10, 40, 40])
-    backfill = Backfill(finder, lookback=8)
+    backfill = Backfill(finder, lookback=8, carry=0, edge_carry=0)  # stop at the first full-pass miss
     backfill.push(marked(0), faces(), full_pass=True)
     backfill.push(marked(1), faces(), full_pass=True)
     released = backfill.push(marked(2), faces((9, 10, 10, 40, 40)), full_pass=True, cut=True)
@@ -107,10 +107,34 @@ def test_a_shot_change_releases_the_held_frames_and_nothing_crosses_it():
 
 def test_a_failed_frame_stays_failed_and_the_walk_goes_past_it():
     finder = FindsAt({0}, [10, 10, 40, 40])
-    backfill = Backfill(finder, lookback=8)
+    backfill = Backfill(finder, lookback=8, carry=0, edge_carry=0)  # stop at the first full-pass miss
     backfill.push(marked(0), faces(), full_pass=True)
     backfill.push(marked(1), RuntimeError("detector crashed"), full_pass=False)
     backfill.push(marked(2), faces((3, 10, 10, 40, 40)), full_pass=True)
     settled = dict((f.index, d) for f, d in backfill.flush())
     assert isinstance(settled[1], RuntimeError)
     assert settled[0].track_id.tolist() == [3]
+
+
+def test_a_new_face_is_carried_back_past_full_passes_that_missed_it():
+    """--detect-every 1: every frame is a full pass; a face first seen late is still covered a few
+    frames back (``carry``), then the walk stops."""
+    backfill = Backfill(FindsAt(set(), None), lookback=8, carry=2)
+    for i in range(5):
+        backfill.push(marked(i), faces(), full_pass=True)
+    backfill.push(marked(5), faces((3, 60, 50, 90, 80)), full_pass=True)  # mid-frame, not at an edge
+    settled = dict((f.index, d) for f, d in backfill.flush())
+    assert [len(settled[i]) for i in range(5)] == [0, 0, 0, 1, 1]
+    assert settled[4].predicted[0] and settled[3].xyxy[0, 0] < settled[4].xyxy[0, 0] < 60  # grown each frame back
+
+
+def test_a_face_found_at_the_edge_is_carried_back_out_to_that_edge():
+    backfill = Backfill(FindsAt(set(), None), lookback=8, carry=0, edge_carry=4)
+    for i in range(6):
+        backfill.push(marked(i), faces(), full_pass=True)
+    backfill.push(marked(6), faces((9, 140, 40, 160, 62)), full_pass=True)  # touching the right edge (width 160)
+    settled = dict((f.index, d) for f, d in backfill.flush())
+    assert [len(settled[i]) for i in range(6)] == [0, 0, 1, 1, 1, 1]
+    for i in (2, 5):
+        x0, y0, x1, y1 = settled[i].xyxy[0]
+        assert x1 >= 160 and x0 < 140 and y0 > 0  # stretched to the right edge only

