@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--preset", default="ultrafast", help="x264 preset (ultrafast..veryslow): slower is smaller at equal quality. ultrafast keeps a 720p encode at ~8 ms per frame on one core; veryfast halves the file size for ~4x the encoding time")
     enc.add_argument("--codec", default=None, help="video codec (default: libx264, libvpx-vp9 for .webm)")
     enc.add_argument("--no-audio", action="store_true", help="drop audio and other streams instead of copying them")
+    enc.add_argument("--keep-metadata", action="append", type=_comma_list, metavar="KEY[,KEY...]|all", help="copy these input tags too (repeatable; 'location' also keeps location-eng, 'make' com.apple.quicktime.make; 'chapters' the chapters; 'all' every tag and the chapters). Default: only the audio language; GPS, device, owner, dates and titles are removed")
+    enc.add_argument("--keep-streams", action="append", type=_comma_list, metavar="subtitles,data,attachments", help="copy these input streams too (default: dropped, they can carry GPS telemetry, names or speech; cover pictures are never copied)")
+    parser.add_argument("--report", action="append", metavar="FILE.json|FILE.html|FILE.md", help="write a redaction report per output (repeatable: JSON for machines, HTML or Markdown for people; a folder or a {stem} name with several inputs): settings, model and file sha256s, frames, faces, tracks, failures, metadata and streams removed. No face images")
     enc.add_argument("--start", type=float, dest="start_s", help="start time in seconds")
     enc.add_argument("--end", type=float, dest="end_s", help="end time in seconds")
 
@@ -104,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _flatten(lists) -> list[str]:
+    return [item for items in lists or [] for item in items]
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -112,7 +123,14 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 #: argparse dest -> RunConfig field, where the names differ.
-RENAMED = {"no_audio": ("keep_audio", lambda v: not v), "quiet": ("progress", lambda v: not v), "input_option": ("input_options", lambda v: dict(v or []))}
+RENAMED = {
+    "no_audio": ("keep_audio", lambda v: not v),
+    "quiet": ("progress", lambda v: not v),
+    "input_option": ("input_options", lambda v: dict(v or [])),
+    "keep_metadata": ("keep_metadata", _flatten),
+    "keep_streams": ("keep_streams", _flatten),
+    "report": ("report", lambda v: list(v or [])),
+}
 NOT_CONFIG = {"inputs", "output", "config", "save_config", "debug", "ray"}
 
 
@@ -142,6 +160,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.inputs and args.camera is None:
         parser.error("give at least one INPUT (a video, an image or a folder)")
     config = config_from_args(args, parser)
+    if config.report and (config.camera is not None or any("://" in name for name in args.inputs)):
+        raise ConfigError("--report works on files; live runs have --stats")
     if args.save_config:
         with open(args.save_config, "w") as fh:
             fh.write(config.to_json())
@@ -153,6 +173,11 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     several = len(sources) > 1
     if several and config.vault and not Path(config.vault).is_dir():
         raise ConfigError("with several inputs, --vault must be an existing folder (one NAME.favault per input)")
+    if config.report and several:
+        from faceanon_video.report import check_report_targets
+
+        for source in sources:  # before any work: a missing folder or an existing report fails now
+            check_report_targets(config.report, source, config.overwrite, several)
     if args.ray is not None:
         return _run_on_ray(sources, args, config, several)
     processor = None
@@ -176,6 +201,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 f"{source} -> {destination}: {summary.frames} frames, {summary.faces} faces, "
                 f"{summary.fps:.1f} fps{obscured}\n"
             )
+            if summary.redaction:
+                sys.stdout.write(f"  {summary.redaction}\n")
     return 1 if failures else 0
 
 

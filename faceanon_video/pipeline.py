@@ -34,7 +34,8 @@ from faceanon_video.detect import DEFAULT_THRESHOLDS, build_detector
 from faceanon_video.detect.base import Detector
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.io.decode import VideoReader
-from faceanon_video.io.encode import AtomicOutput, VideoWriter
+from faceanon_video.io.encode import AtomicOutput, VideoWriter, from_input
+from faceanon_video.io.metadata import MetadataPolicy
 from faceanon_video.track.base import Tracker
 from faceanon_video.track.bytetrack import ByteTracker
 from faceanon_video.track.passthrough import PassThroughTracker
@@ -62,6 +63,8 @@ class RunSummary:
     obscured_frames: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    redaction: str = ""  # what the metadata policy removed and kept (io.metadata.ScrubRecord.summary)
+    report_seconds: float = 0.0  # time spent writing the --report files (hashing included)
 
     @property
     def fps(self) -> float:
@@ -198,6 +201,8 @@ class FrameProcessor:
         self.frames = 0
         self.faces = 0
         self.obscured_frames = 0
+        self.track_ids: set[int] = set()  # for the report: how many people (tracks) were covered
+        self.obscure_reasons: dict[str, int] = defaultdict(int)
 
     def _thread_detector(self) -> Detector:
         detector = getattr(self._local, "detector", None)
@@ -279,6 +284,8 @@ class FrameProcessor:
                 self.vault_writer.write(frame, faces)  # the originals, before the anonymizer paints over them
             start = time.perf_counter()
             self.faces += len(faces)
+            if faces.track_id is not None:
+                self.track_ids.update(faces.track_id.tolist())
             frame = self.anonymizer.apply(frame, faces)
             self.timings["anonymize"].append(time.perf_counter() - start)
             return frame
@@ -287,6 +294,7 @@ class FrameProcessor:
         except Exception as exc:  # noqa: BLE001 - fail closed: see module docstring
             log.warning("frame %d obscured: %s: %s", frame.index, type(exc).__name__, exc)
             self.obscured_frames += 1
+            self.obscure_reasons[f"{type(exc).__name__}: {exc}"[:200]] += 1
             return obscure_whole_frame(frame)
 
     def process(self, frame: Frame) -> Frame:
@@ -296,6 +304,8 @@ class FrameProcessor:
         """Forget everything carried from frame to frame (call between unrelated videos or images)."""
         self.tracker.reset()
         self.shot_detector.reset()
+        self.track_ids.clear()
+        self.obscure_reasons.clear()
         if self.backfill is not None:
             self.backfill.reset()
         if hasattr(self.anonymizer, "reset"):
@@ -367,11 +377,11 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
             destination,
             fps=reader.info.fps,
             time_base=reader.info.time_base,
-            templates=reader.copy_streams if config.keep_audio else [],
             codec=config.codec,
             crf=config.crf,
             preset=config.preset,
-            metadata=dict(reader.container.metadata),
+            policy=MetadataPolicy.from_config(config),
+            **from_input(reader),
         )
     except BaseException:
         reader.close()
@@ -475,7 +485,16 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         reader.close()
         _close_track_writer(processor)
         _close_vault(processor, success)
-    return _summary(source, destination, processor, time.perf_counter() - started)
+    summary = _summary(source, destination, processor, time.perf_counter() - started)
+    summary.redaction = writer.scrub.summary(writer.policy)
+    if config.report:
+        from faceanon_video.report import build_report, report_paths_for, write_reports
+
+        start = time.perf_counter()
+        report = build_report(config, source, destination, summary, reader, writer, processor, summary.seconds)
+        write_reports(report, report_paths_for(config.report, source))
+        summary.report_seconds = time.perf_counter() - start
+    return summary
 
 
 def _close_track_writer(processor: FrameProcessor | None) -> None:
@@ -576,6 +595,12 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
         raise InputError(f"{destination}: refusing to overwrite the input")
     if destination.exists() and not config.overwrite:
         raise InputError(f"{destination}: already exists (use --overwrite to replace it)")
+    if config.report:
+        from faceanon_video.report import check_report_targets
+
+        if is_image(source):
+            raise ConfigError(f"{source}: --report works on videos (images are written without any metadata)")
+        check_report_targets(config.report, source, config.overwrite)
     run = process_image if is_image(source) else process_video
     return run(source, destination, config, processor)
 
