@@ -70,10 +70,19 @@ class AtomicOutput:
         self.temp.unlink(missing_ok=True)
 
 
-def muxer_options(container_options: dict | None) -> dict:
-    """``container_options`` with the policy's muxer flags added (``fflags`` values are combined)."""
+#: Extensions written by FFmpeg's MOV/MP4 muxer, which keeps reverse-DNS QuickTime keys
+#: (``com.apple.quicktime.make``) only with ``movflags=use_metadata_tags``.
+MOV_EXTENSIONS = {".mp4", ".m4v", ".mov", ".3gp"}
+
+
+def muxer_options(container_options: dict | None, destination: str | Path, format_tags: dict) -> dict:
+    """``container_options`` with the policy's muxer flags added (flag values are combined), and the
+    MOV flag that writes QuickTime keys when the user kept some (``--keep-metadata make``)."""
     options = dict(container_options or {})
-    for key, value in MUXER_OPTIONS.items():
+    wanted = dict(MUXER_OPTIONS)
+    if Path(str(destination)).suffix.lower() in MOV_EXTENSIONS and any("." in key for key in format_tags):
+        wanted["movflags"] = "+use_metadata_tags"
+    for key, value in wanted.items():
         options[key] = f"{options[key]}{value}" if key in options and value.startswith("+") else options.get(key, value)
     return options
 
@@ -126,16 +135,19 @@ class VideoWriter:
         path = self.output.temp if atomic else destination
         self.fps = Fraction(fps)
         self.time_base = Fraction(time_base)
-        self.codec = codec or CODEC_BY_EXTENSION.get(Path(str(destination)).suffix.lower(), DEFAULT_CODEC)
+        self.suffix = Path(str(destination)).suffix.lower()
+        self.codec = codec or CODEC_BY_EXTENSION.get(self.suffix, DEFAULT_CODEC)
         self.crf = crf
         self.preset = preset
-        try:
-            self.container = av.open(str(path), mode="w", format=container_format, options=muxer_options(container_options))
-        except (ValueError, av.error.FFmpegError) as exc:
-            raise InputError(f"{destination}: cannot write this kind of file ({exc})") from exc
         self.policy = policy or MetadataPolicy()
         self.scrub = ScrubRecord()
-        self.container.metadata.update(self.scrub.filter_tags(self.policy, dict(metadata or {}), "format"))
+        format_tags = self.scrub.filter_tags(self.policy, dict(metadata or {}), "format")
+        options = muxer_options(container_options, destination, format_tags)
+        try:
+            self.container = av.open(str(path), mode="w", format=container_format, options=options)
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise InputError(f"{destination}: cannot write this kind of file ({exc})") from exc
+        self.container.metadata.update(format_tags)
         self._video_tags = self.scrub.filter_tags(self.policy, dict(video_template.metadata), f"stream {video_template.index}") if video_template is not None else {}
         self._copy_chapters(list(chapters))
         self.video = None
@@ -176,8 +188,11 @@ class VideoWriter:
         if stream.type == "attachment":
             # Name and MIME type are what Matroska requires of an attachment; the user asked to keep it.
             return self.container.add_attachment(stream.name, stream.mimetype, stream.data), reason
-        name = stream.codec_context.name if stream.codec_context else None
-        if name and name in self.container.supported_codecs:
+        name = stream.codec_context.name if stream.codec_context else getattr(stream, "name", None)
+        # Data streams (bin_data) are muxed by their codec tag ('gpmd' in MP4), which only the same
+        # kind of container is sure to accept: another one would fail at its header, after the work.
+        same_container = Path(str(stream.container.name)).suffix.lower() == self.suffix
+        if name in self.container.supported_codecs or (stream.type == "data" and same_container):
             try:
                 out = self.stream_map[stream.index] = self.container.add_stream_from_template(stream)
                 return out, reason
