@@ -95,6 +95,8 @@ class MetadataPolicy:
         """Whether a non-video stream of the input is copied, and why (for the report)."""
         kind = stream_kind(stream)
         if kind == "cover":
+            if "attachments" in self.keep_streams:
+                log.warning("cover picture (stream %d) dropped even with --keep-streams attachments: it may show a face, and covers are not anonymized", stream.index)
             return False, "cover picture: may show a face and is not anonymized"
         if kind == "video":
             return False, "another video stream: only the first is anonymized"
