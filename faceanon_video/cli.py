@@ -65,6 +65,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.inputs and config.camera is None:
         parser.error("give at least one INPUT (a video, an image or a folder)")
     quiet = getattr(args, "progress", True) is False  # -q on this command line
+    if config.report and (config.camera is not None or any("://" in name for name in args.inputs)):
+        raise ConfigError("--report works on files; live runs have --stats")
     if args.save_config:
         with open(args.save_config, "w") as fh:
             fh.write(config.to_json())
@@ -76,6 +78,11 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ConfigError("with several inputs, --vault must be an existing folder (one NAME.favault per input)")
     if args.ray is not None:
         return _run_on_ray(sources, args, config, several)
+    if config.report and several:
+        from faceanon_video.report import check_report_targets
+
+        for source in sources:  # before any work: a missing folder or an existing report fails now
+            check_report_targets(config.report, source, config.overwrite, several)
     processor = None
     failures = 0
     for source in sources:
@@ -97,6 +104,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 f"{source} -> {destination}: {summary.frames} frames, {summary.faces} faces, "
                 f"{summary.fps:.1f} fps{obscured}\n"
             )
+            if summary.redaction:
+                sys.stdout.write(f"  {summary.redaction}\n")
     return 1 if failures else 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from faceanon_video.detect import DETECTORS
 from faceanon_video.errors import ConfigError
+from faceanon_video.io.metadata import OPTIONAL_STREAMS
 
 MODES = ("blur", "mosaic", "solid", "image", "none", "diffusion")
 MASK_SHAPES = ("ellipse", "box")  # painted by anonymize.regions
@@ -51,6 +52,11 @@ class RunConfig:
     preset: str = "ultrafast"
     codec: str | None = None  # None: H.264 (VP9 for .webm)
     keep_audio: bool = True
+    # What else of the input an output carries (see faceanon_video.io.metadata): tag keys or ["all"],
+    # and "subtitles"/"data"/"attachments". Default: only what playback needs.
+    keep_metadata: list = field(default_factory=list)
+    keep_streams: list = field(default_factory=list)
+    report: list = field(default_factory=list)  # redaction reports: FILE.json / .html / .md, or folders
 
     # Input span (files).
     start_s: float | None = None
@@ -107,6 +113,9 @@ class RunConfig:
                 raise ConfigError(f"--{name.replace('_', '-').removesuffix('-s')} must be > 0")
         if self.segment_s is not None and self.segment_s < 2:
             raise ConfigError("--segment-seconds must be >= 2 (segment files are named by the second they start)")
+        unknown = set(self.keep_streams) - set(OPTIONAL_STREAMS)
+        if unknown:
+            raise ConfigError(f"--keep-streams: unknown {', '.join(sorted(unknown))}; choose from {', '.join(OPTIONAL_STREAMS)}")
         if not 0 <= self.preview_port <= 65535:
             raise ConfigError("--preview-port must be between 0 and 65535")
 

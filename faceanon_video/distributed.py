@@ -64,4 +64,5 @@ def summary_line(result: dict) -> str:
     if "error" in result:
         return f"{result['input']}: error: {result['error']}"
     s = RunSummary(**{k: v for k, v in result.items() if k != "fps"})
-    return f"{s.input} -> {s.output}: {s.frames} frames, {s.faces} faces, {s.fps:.1f} fps"
+    line = f"{s.input} -> {s.output}: {s.frames} frames, {s.faces} faces, {s.fps:.1f} fps"
+    return f"{line}\n  {s.redaction}" if s.redaction else line

@@ -45,6 +45,14 @@ class Option:
     convert: Callable = _same
 
 
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _flatten(lists) -> list[str]:
+    return [item for items in lists or [] for item in items]
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -101,6 +109,9 @@ _option(ENC, False, "--crf", dest="crf", type=int, help="quality (lower is bette
 _option(ENC, False, "--preset", dest="preset", help="x264 preset (ultrafast..veryslow): slower is smaller at equal quality. ultrafast keeps a 720p encode at ~8 ms per frame on one core; veryfast halves the file size for ~4x the encoding time")
 _option(ENC, False, "--codec", dest="codec", help="video codec (default: libx264, libvpx-vp9 for .webm)")
 _option(ENC, False, "--no-audio", dest="keep_audio", action="store_false", help="drop audio and other streams instead of copying them")
+_option(ENC, False, "--keep-metadata", dest="keep_metadata", action="append", type=_comma_list, metavar="KEY[,KEY...]|all", convert=_flatten, help="copy these input tags too (repeatable; 'location' also keeps location-eng, 'make' com.apple.quicktime.make; 'chapters' the chapters; 'all' every tag and the chapters). Default: only the audio language; GPS, device, owner, dates and titles are removed")
+_option(ENC, False, "--keep-streams", dest="keep_streams", action="append", type=_comma_list, metavar="subtitles,data,attachments", convert=_flatten, help="copy these input streams too (default: dropped, they can carry GPS telemetry, names or speech; cover pictures are never copied)")
+_option(RUN, False, "--report", dest="report", action="append", metavar="FILE.json|FILE.html|FILE.md", convert=list, help="write a redaction report per output (repeatable: JSON for machines, HTML or Markdown for people; a folder or a {stem} name with several inputs): settings, model and file sha256s, frames, faces, tracks, failures, metadata and streams removed. No face images")
 _option(ENC, False, "--start", dest="start_s", type=float, help="start time in seconds")
 _option(ENC, False, "--end", dest="end_s", type=float, help="end time in seconds")
 

@@ -32,7 +32,8 @@ from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, expand_inputs, is_image, output_path_for
 from faceanon_video.io.decode import VideoReader
-from faceanon_video.io.encode import AtomicOutput, VideoWriter
+from faceanon_video.io.encode import AtomicOutput, VideoWriter, from_input
+from faceanon_video.io.metadata import MetadataPolicy
 from faceanon_video.processor import STAGES, FrameProcessor, build_anonymizer, detector_factory
 from faceanon_video.track.shots import ShotChangeDetector
 from faceanon_video.track.stage import LOW_SCORE_FRACTION, TrackingStage, build_tracker
@@ -56,6 +57,8 @@ class RunSummary:
     obscured_frames: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    redaction: str = ""  # what the metadata policy removed and kept (io.metadata.ScrubRecord.summary)
+    report_seconds: float = 0.0  # time spent writing the --report files (hashing included)
 
     @property
     def fps(self) -> float:
@@ -125,11 +128,11 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
             destination,
             fps=reader.info.fps,
             time_base=reader.info.time_base,
-            templates=reader.copy_streams if config.keep_audio else [],
+            policy=MetadataPolicy.from_config(config),
             codec=config.codec,
             crf=config.crf,
             preset=config.preset,
-            metadata=dict(reader.container.metadata),
+            **from_input(reader),
         )
     except BaseException:
         reader.close()
@@ -233,7 +236,16 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         reader.close()
         _close_track_writer(processor)
         _close_vault(processor, success)
-    return _summary(source, destination, processor, time.perf_counter() - started)
+    summary = _summary(source, destination, processor, time.perf_counter() - started)
+    summary.redaction = writer.scrub.summary(writer.policy)
+    if config.report:
+        from faceanon_video.report import build_report, report_paths_for, write_reports
+
+        start = time.perf_counter()
+        report = build_report(config, source, destination, summary, reader, writer, processor, summary.seconds)
+        write_reports(report, report_paths_for(config.report, source))
+        summary.report_seconds = time.perf_counter() - start
+    return summary
 
 
 def _close_track_writer(processor: FrameProcessor | None) -> None:
@@ -292,6 +304,12 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
         raise InputError(f"{destination}: refusing to overwrite the input")
     if destination.exists() and not config.overwrite:
         raise InputError(f"{destination}: already exists (use --overwrite to replace it)")
+    if config.report:
+        from faceanon_video.report import check_report_targets
+
+        if is_image(source):
+            raise ConfigError(f"{source}: --report works on videos (images are written without any metadata)")
+        check_report_targets(config.report, source, config.overwrite)
     run = process_image if is_image(source) else process_video
     return run(source, destination, config, processor)
 

@@ -119,6 +119,8 @@ class FrameProcessor:
         self.frames = 0
         self.faces = 0
         self.obscured_frames = 0
+        self.track_ids: set[int] = set()  # for the report: how many tracks were covered
+        self.obscure_reasons: dict[str, int] = defaultdict(int)  # for the report: why frames were obscured
 
     @property
     def detect_every(self) -> int:
@@ -179,6 +181,8 @@ class FrameProcessor:
         """Zero the counters and timings (between inputs, or after a warm-up)."""
         self.frames = self.faces = self.obscured_frames = 0
         self.timings.clear()
+        self.track_ids.clear()
+        self.obscure_reasons.clear()
         return self
 
     # Releasing a frame: the only place a frame leaves, anonymized or obscured whole.
@@ -201,6 +205,8 @@ class FrameProcessor:
                 self.vault_writer.write(frame, faces)  # the originals, before the anonymizer paints over them
             start = time.perf_counter()
             self.faces += len(faces)
+            if faces.track_id is not None:
+                self.track_ids.update(faces.track_id.tolist())
             frame = self.anonymizer.apply(frame, faces)
             self.timings["anonymize"].append(time.perf_counter() - start)
             return frame
@@ -220,4 +226,5 @@ class FrameProcessor:
     def _obscure(self, frame: Frame, error: BaseException) -> Frame:
         log.warning("frame %d obscured: %s: %s", frame.index, type(error).__name__, error)
         self.obscured_frames += 1
+        self.obscure_reasons[f"{type(error).__name__}: {error}"[:200]] += 1
         return obscure_whole_frame(frame)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.io.decode import VideoReader
-from faceanon_video.io.encode import VideoWriter
+from faceanon_video.io.encode import VideoWriter, from_input
 from faceanon_video.keys import load_key
 from faceanon_video.types import Frame
 from faceanon_video.vault import VaultReader, check_video
@@ -62,10 +62,9 @@ def restore(reader: VideoReader, vault: VaultReader, destination: Path, crf: int
         destination,
         fps=reader.info.fps,
         time_base=reader.info.time_base,
-        templates=reader.copy_streams,
         crf=crf,
         preset=preset,
-        metadata=dict(reader.container.metadata),
+        **from_input(reader),  # under the default metadata policy, like every output
     )
     frame_s = 1.0 / float(reader.info.fps)
     vault_start_s = vault.info.get("first_pts_s")

@@ -115,10 +115,13 @@ class VideoReader:
         self.end_s = end_s
         self.check_truncation = check_truncation
         self.container = open_input(url, options=options, timeout_s=timeout_s, format=av_format)
-        if not self.container.streams.video:
+        # The first real video: a cover picture (an MP4 'covr', a Matroska image attachment) is a video
+        # stream too, and can come first.
+        videos = [s for s in self.container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not videos:
             self.container.close()
             raise InputError(f"{self.url}: has no video stream")
-        self.video_stream = self.container.streams.video[0]
+        self.video_stream = videos[0]
         context = self.video_stream.codec_context
         threads = codec_threads(context.width or 0, context.height or 0)
         if threads > 1:
@@ -126,6 +129,11 @@ class VideoReader:
         context.thread_count = threads
         self.copy_streams = [
             s for s in self.container.streams if s.type in ("audio", "subtitle", "data") and s.index != self.video_stream.index
+        ]
+        #: Streams with no packets to copy (attachments) or that are never copied (covers, other videos),
+        #: for the writer's metadata policy to keep or list as removed (see ``io.metadata``).
+        self.other_streams = [
+            s for s in self.container.streams if s.type in ("attachment", "video") and s.index != self.video_stream.index
         ]
         self.info = self._probe()
         self.frames_decoded = 0

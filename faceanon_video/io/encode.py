@@ -1,5 +1,9 @@
 """Encoding with PyAV: ``Frame``s -> encoded video, other streams' packets copied as they are.
 
+Every output, file or live, goes through ``VideoWriter``, and so through one metadata policy
+(``io.metadata``): input tags, streams and chapters are copied only as far as it allows, and muxers
+are opened ``bitexact`` so they add no version string or creation time of their own.
+
 The output is written to a hidden temporary file next to the destination and renamed only when
 ``close()`` is called after success, so a crash, a Ctrl-C or a bad input never leaves a
 half-written file where the user expects a finished one.
@@ -19,6 +23,7 @@ import numpy as np
 
 from faceanon_video.errors import FaceanonError, InputError
 from faceanon_video.io import codec_threads
+from faceanon_video.io.metadata import MUXER_OPTIONS, MetadataPolicy, ScrubRecord
 from faceanon_video.types import Frame
 
 log = logging.getLogger(__name__)
@@ -65,8 +70,38 @@ class AtomicOutput:
         self.temp.unlink(missing_ok=True)
 
 
+#: Extensions written by FFmpeg's MOV/MP4 muxer, which keeps reverse-DNS QuickTime keys
+#: (``com.apple.quicktime.make``) only with ``movflags=use_metadata_tags``.
+MOV_EXTENSIONS = {".mp4", ".m4v", ".mov", ".3gp"}
+
+
+def muxer_options(container_options: dict | None, destination: str | Path, format_tags: dict) -> dict:
+    """``container_options`` with the policy's muxer flags added (flag values are combined), and the
+    MOV flag that writes QuickTime keys when the user kept some (``--keep-metadata make``)."""
+    options = dict(container_options or {})
+    wanted = dict(MUXER_OPTIONS)
+    if Path(str(destination)).suffix.lower() in MOV_EXTENSIONS and any("." in key for key in format_tags):
+        wanted["movflags"] = "+use_metadata_tags"
+    for key, value in wanted.items():
+        options[key] = f"{options[key]}{value}" if key in options and value.startswith("+") else options.get(key, value)
+    return options
+
+
+def from_input(reader) -> dict:
+    """What a ``VideoWriter`` may copy from a ``VideoReader``'s input (the policy decides how much)."""
+    return {
+        "templates": reader.copy_streams + reader.other_streams,
+        "metadata": dict(reader.container.metadata),
+        "chapters": reader.container.chapters(),
+        "video_template": reader.video_stream,
+    }
+
+
 class VideoWriter:
-    """Writes frames with H.264 (by default) and copies audio/subtitle/data streams from ``templates``.
+    """Writes frames with H.264 (by default) and copies the audio (and, if ``policy`` allows, the
+    subtitle/data/attachment) streams of ``templates``, the input's tags (``metadata`` for the file,
+    each template's own, ``video_template``'s for the video) and ``chapters`` as far as ``policy``
+    allows; ``scrub`` records what was removed and kept. See ``io.metadata``.
 
     Timestamps are copied from the input frames (``Frame.pts`` in ``time_base``), so variable frame
     rate, the start offset and the duration are kept. The encoder is opened on the first frame,
@@ -92,45 +127,85 @@ class VideoWriter:
         container_format: str | None = None,
         container_options: dict | None = None,
         atomic: bool = True,
+        policy: MetadataPolicy | None = None,
+        chapters: list = (),
+        video_template=None,
     ) -> None:
         self.output = AtomicOutput(destination) if atomic else None
         path = self.output.temp if atomic else destination
         self.fps = Fraction(fps)
         self.time_base = Fraction(time_base)
-        self.codec = codec or CODEC_BY_EXTENSION.get(Path(str(destination)).suffix.lower(), DEFAULT_CODEC)
+        self.suffix = Path(str(destination)).suffix.lower()
+        self.codec = codec or CODEC_BY_EXTENSION.get(self.suffix, DEFAULT_CODEC)
         self.crf = crf
         self.preset = preset
+        self.policy = policy or MetadataPolicy()
+        self.scrub = ScrubRecord()
+        format_tags = self.scrub.filter_tags(self.policy, dict(metadata or {}), "format")
+        options = muxer_options(container_options, destination, format_tags)
         try:
-            self.container = av.open(str(path), mode="w", format=container_format, options=container_options or {})
+            self.container = av.open(str(path), mode="w", format=container_format, options=options)
         except (ValueError, av.error.FFmpegError) as exc:
             raise InputError(f"{destination}: cannot write this kind of file ({exc})") from exc
-        if metadata:
-            self.container.metadata.update({k: v for k, v in metadata.items() if k not in ("encoder",)})
+        self.container.metadata.update(format_tags)
+        self._video_tags = self.scrub.filter_tags(self.policy, dict(video_template.metadata), f"stream {video_template.index}") if video_template is not None else {}
+        self._copy_chapters(list(chapters))
         self.video = None
         self.stream_map: dict[int, av.stream.Stream] = {}
         self.transcoders: dict[int, tuple] = {}
         self._add_copied_streams(templates)
         self._pending_packets: list = []
         self._last_pts: int | None = None
+        self.first_pts: int | None = None
         self.frames_written = 0
 
+    def _copy_chapters(self, chapters: list) -> None:
+        if not chapters:
+            return
+        if not self.policy.keeps_chapters:
+            self.scrub.chapters_removed = len(chapters)
+            return
+        try:
+            self.container.set_chapters(chapters)
+            self.scrub.chapters_kept = len(chapters)
+        except (ValueError, av.error.FFmpegError) as exc:
+            log.warning("chapters dropped: %s", exc)
+            self.scrub.chapters_removed = len(chapters)
+
     def _add_copied_streams(self, templates) -> None:
-        supported = self.container.supported_codecs
         for stream in templates:
-            name = stream.codec_context.name if stream.codec_context else None
-            if name and name in supported:
-                try:
-                    self.stream_map[stream.index] = self.container.add_stream_from_template(stream)
-                    continue
-                except (ValueError, av.error.FFmpegError) as exc:
-                    log.warning("stream %d (%s) cannot be copied: %s", stream.index, name, exc)
-            if stream.type == "audio":
-                # The container cannot hold this audio codec as is: re-encode rather than lose the audio.
-                out = self.container.add_stream(self.container.default_audio_codec, rate=stream.codec_context.sample_rate)
-                self.transcoders[stream.index] = (out, av.AudioResampler(format=out.format, layout=out.layout, rate=out.rate))
-                log.warning("audio stream %d (%s) re-encoded as %s: %s cannot hold it", stream.index, name, out.codec_context.name, self.container.format.name)
-            else:
-                log.warning("%s stream %d (%s) dropped: %s cannot hold it", stream.type, stream.index, name, self.container.format.name)
+            kept, reason = self.policy.keeps_stream(stream)
+            if kept:
+                out, reason = self._add_copied_stream(stream, reason)
+                kept = out is not None
+                if kept and stream.type != "attachment":
+                    out.metadata.update(self.scrub.filter_tags(self.policy, dict(stream.metadata), f"stream {stream.index}"))
+                    out.disposition = stream.disposition
+            self.scrub.note_stream(stream, kept, reason)
+
+    def _add_copied_stream(self, stream, reason: str) -> tuple[av.stream.Stream | None, str]:
+        """The output stream for a kept input stream (None if this container cannot hold it), and why."""
+        if stream.type == "attachment":
+            # Name and MIME type are what Matroska requires of an attachment; the user asked to keep it.
+            return self.container.add_attachment(stream.name, stream.mimetype, stream.data), reason
+        name = stream.codec_context.name if stream.codec_context else getattr(stream, "name", None)
+        # Data streams (bin_data) are muxed by their codec tag ('gpmd' in MP4), which only the same
+        # kind of container is sure to accept: another one would fail at its header, after the work.
+        same_container = Path(str(stream.container.name)).suffix.lower() == self.suffix
+        if name in self.container.supported_codecs or (stream.type == "data" and same_container):
+            try:
+                out = self.stream_map[stream.index] = self.container.add_stream_from_template(stream)
+                return out, reason
+            except (ValueError, av.error.FFmpegError) as exc:
+                log.warning("stream %d (%s) cannot be copied: %s", stream.index, name, exc)
+        if stream.type == "audio":
+            # The container cannot hold this audio codec as is: re-encode rather than lose the audio.
+            out = self.container.add_stream(self.container.default_audio_codec, rate=stream.codec_context.sample_rate)
+            self.transcoders[stream.index] = (out, av.AudioResampler(format=out.format, layout=out.layout, rate=out.rate))
+            log.warning("audio stream %d (%s) re-encoded as %s: %s cannot hold it", stream.index, name, out.codec_context.name, self.container.format.name)
+            return out, f"{reason}; re-encoded as {out.codec_context.name}"
+        log.warning("%s stream %d (%s) dropped: %s cannot hold it", stream.type, stream.index, name, self.container.format.name)
+        return None, f"{self.container.format.name} cannot hold {name}"
 
     def _open_video(self, frame: Frame) -> None:
         stream = self.container.add_stream(self.codec, rate=self.fps)
@@ -146,6 +221,7 @@ class VideoWriter:
             options.update({"b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"})
         stream.codec_context.options = options
         stream.codec_context.thread_count = codec_threads(stream.width, stream.height)
+        stream.metadata.update(self._video_tags)
         self.video = stream
         for packet in self._pending_packets:
             self._mux_copied(packet)
@@ -162,6 +238,8 @@ class VideoWriter:
             pts = round(self.frames_written / self.fps / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1  # encoders reject repeated timestamps
+        if self._last_pts is None:
+            self.first_pts = pts
         self._last_pts = pts
         av_frame.pts = pts
         av_frame.time_base = self.time_base

@@ -26,6 +26,10 @@ SHA256 = {
 }
 
 
+#: sha256 of every bundled model this process has loaded (and checked), for the redaction report.
+LOADED: dict[str, str] = {}
+
+
 @lru_cache(maxsize=None)
 def model_path(name: str) -> Path:
     """Path of a bundled model, after checking its sha256 (once per process)."""
@@ -37,4 +41,5 @@ def model_path(name: str) -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != SHA256[name]:
         raise ModelError(f"bundled model {name} is corrupted (sha256 {digest[:16]}..., expected {SHA256[name][:16]}...)")
+    LOADED[name] = digest
     return path
