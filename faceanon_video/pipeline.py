@@ -34,7 +34,8 @@ from faceanon_video.detect import DEFAULT_THRESHOLDS, build_detector
 from faceanon_video.detect.base import Detector
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.io.decode import VideoReader
-from faceanon_video.io.encode import AtomicOutput, VideoWriter
+from faceanon_video.io.encode import VideoWriter
+from faceanon_video.io.outputs import refuse_existing, write_atomic
 from faceanon_video.track.base import Tracker
 from faceanon_video.track.bytetrack import ByteTracker
 from faceanon_video.track.passthrough import PassThroughTracker
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "track", "anonymize", "encode")
 QUEUE_FRAMES = 8  # per queue: enough to smooth out uneven stage times, small enough for 4K frames in RAM
+#: Frames waiting for their detection in a file run are limited to this many bytes (as I420).
+HELD_FRAMES_BYTES = 512 * 1024 * 1024
 
 
 @dataclass
@@ -360,7 +363,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         # 2. Build the stages (models load here, before the output file is created).
         processor = processor or FrameProcessor(config)
         if config.save_tracks:
-            processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source))
+            processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
         if config.vault:
             processor.vault_writer = open_run_vault(config, source)
         writer = VideoWriter(
@@ -375,7 +378,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         )
     except BaseException:
         reader.close()
-        _close_track_writer(processor)
+        _close_track_writer(processor, success=False)
         _close_vault(processor, success=False)
         raise
     timings = processor.timings
@@ -423,6 +426,9 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
     # many frames apart they are (--detect-every); fewer left a core idle while the tracker waited
     # for the oldest one (measured at 720p: 74 % of two cores busy, 89 % with this window).
     window = config.workers * 2 * getattr(processor, "detect_every", 1)
+    # ...but never more frames than HELD_FRAMES_BYTES (4K at --detect-every 30 would hold ~1.5 GB).
+    frame_bytes = max(1, reader.info.width * reader.info.height * 3 // 2)
+    window = max(config.workers, min(window, HELD_FRAMES_BYTES // frame_bytes))
     progress = _progress_bar(reader.info.frame_count, str(source), config.progress)
     success = False
     try:
@@ -473,15 +479,15 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         if not success:
             writer.close(success=False)
         reader.close()
-        _close_track_writer(processor)
+        _close_track_writer(processor, success)
         _close_vault(processor, success)
     return _summary(source, destination, processor, time.perf_counter() - started)
 
 
-def _close_track_writer(processor: FrameProcessor | None) -> None:
+def _close_track_writer(processor: FrameProcessor | None, success: bool) -> None:
     if processor is not None and processor.track_writer is not None:
-        processor.track_writer.close()
-        processor.track_writer = None
+        tracks, processor.track_writer = processor.track_writer, None
+        tracks.close(success=success)
 
 
 def _close_vault(processor: FrameProcessor | None, success: bool) -> None:
@@ -500,16 +506,10 @@ def process_image(source: str | Path, destination: str | Path, config: RunConfig
         raise InputError(f"{source}: not a readable image")
     processor = processor or FrameProcessor(config)
     frame = processor.process(Frame(bgr=bgr, index=0))
-    output = AtomicOutput(destination)
     ok, encoded = cv2.imencode(Path(destination).suffix or ".png", frame.bgr)
     if not ok:
         raise InputError(f"{destination}: cannot write this image format")
-    try:
-        output.temp.write_bytes(encoded.tobytes())
-        output.commit()
-    except BaseException:
-        output.discard()
-        raise
+    write_atomic(destination, encoded.tobytes())
     return _summary(source, destination, processor, time.perf_counter() - started)
 
 
@@ -559,8 +559,10 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def output_path_for(source: Path, output: str | None, several: bool) -> Path:
-    """``NAME_anonymized.EXT`` next to the input, inside ``output`` if that is a folder, or ``output`` itself."""
-    default_name = f"{source.stem}_anonymized{source.suffix}"
+    """``NAME_anonymized.EXT`` next to the input, inside ``output`` if that is a folder, or ``output`` itself.
+    Inputs in a format we cannot write (GIF, ...) get an ``.mp4`` output."""
+    suffix = source.suffix if source.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS else ".mp4"
+    default_name = f"{source.stem}_anonymized{suffix}"
     if output is None:
         return source.with_name(default_name)
     out = Path(output)
@@ -571,11 +573,19 @@ def output_path_for(source: Path, output: str | None, several: bool) -> Path:
     return out
 
 
+def check_output_kind(source: Path, destination: Path) -> None:
+    """An image must go to an image file and a video to a video file: checked before any work."""
+    if is_image(source) and not is_image(destination):
+        raise InputError(f"{destination}: {source.name} is an image; name the output {', '.join(sorted(IMAGE_EXTENSIONS))}")
+    if not is_image(source) and destination.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise InputError(f"{destination}: {source.name} is a video; name the output {', '.join(sorted(VIDEO_EXTENSIONS))}")
+
+
 def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
     if destination.resolve() == source.resolve():
         raise InputError(f"{destination}: refusing to overwrite the input")
-    if destination.exists() and not config.overwrite:
-        raise InputError(f"{destination}: already exists (use --overwrite to replace it)")
+    check_output_kind(source, destination)
+    refuse_existing(destination, config.overwrite)
     run = process_image if is_image(source) else process_video
     return run(source, destination, config, processor)
 

@@ -48,8 +48,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from faceanon_video.anonymize.regions import face_regions
 from faceanon_video.config import RunConfig
-from faceanon_video.errors import ConfigError, FaceanonError, InputError
-from faceanon_video.io.encode import AtomicOutput
+from faceanon_video.errors import ConfigError, FaceanonError, InputError, describe_os_error
+from faceanon_video.io.outputs import AtomicOutput
 from faceanon_video.track.seeds import load_key
 from faceanon_video.types import Detections, Frame
 
@@ -147,7 +147,8 @@ class VaultWriter:
             self._file = open(self._output.temp, "wb")  # noqa: SIM115 - closed in close()
             self._file.write(self._header)
         except OSError as exc:
-            raise VaultWriteError(f"cannot write vault {self.path}: {exc.strerror or exc}") from exc
+            self._output.discard()
+            raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
 
     def write(self, frame: Frame, faces: Detections) -> None:
         """Store the original pixels of ``faces`` in ``frame`` (nothing is written for a face-free frame)."""
@@ -197,7 +198,7 @@ class VaultWriter:
         try:
             self._file.write(_RECORD_HEAD.pack(8 + len(sealed), index) + sealed)
         except OSError as exc:
-            raise VaultWriteError(f"writing vault {self.path} failed: {exc.strerror or exc}") from exc
+            raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
 
     def finish(self) -> None:
         """Write the trailer and flush it to disk (the file keeps its temporary name until ``close``).
@@ -214,7 +215,7 @@ class VaultWriter:
             os.fsync(self._file.fileno())
             self._file.close()
         except OSError as exc:
-            raise VaultWriteError(f"writing vault {self.path} failed: {exc.strerror or exc}") from exc
+            raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
         self._finished = True
 
     def close(self, success: bool = True) -> None:
@@ -231,10 +232,15 @@ class VaultWriter:
         self._abandon()
 
     def _abandon(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)  # it may be writing to the file
-        self._pending.clear()
-        self._file.close()
-        self._output.discard()
+        """Remove the partial file; never raises (the run's real error is being reported)."""
+        try:
+            self._worker.shutdown(wait=True, cancel_futures=True)  # it may be writing to the file
+            self._pending.clear()
+            self._file.close()  # flushes: fails on a full disk
+        except OSError as exc:
+            log.debug("vault %s: closing the partial file: %s", self.path, exc)
+        finally:
+            self._output.discard()
 
 
 def open_run_vault(config: RunConfig, source: str | Path) -> VaultWriter:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # A decoded count this far below the header's frame count means the file was cut short. The header
 # count of some muxers is off by a frame or two, hence the slack.
 TRUNCATION_SLACK = 0.02
+#: Smallest frame side: 4:2:0 encoding halves each side for chroma, and no detector finds a face in less.
+MIN_SIZE_PX = 8
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ class VideoReader:
         cc = s.codec_context
         if not cc.width or not cc.height:
             raise InputError(f"{self.url}: video stream has no size (damaged header)")
+        if min(cc.width, cc.height) < MIN_SIZE_PX:
+            raise InputError(f"{self.url}: the video is {cc.width}x{cc.height} pixels; at least {MIN_SIZE_PX}x{MIN_SIZE_PX} can be anonymized")
         fps = s.average_rate or s.guessed_rate or s.base_rate or Fraction(30)
         duration_s = None
         if s.duration is not None and s.time_base:

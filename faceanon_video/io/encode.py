@@ -7,8 +7,8 @@ half-written file where the user expects a finished one.
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,8 +17,9 @@ import av.error
 import cv2
 import numpy as np
 
-from faceanon_video.errors import FaceanonError, InputError
+from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
 from faceanon_video.io import codec_threads
+from faceanon_video.io.outputs import AtomicOutput, temporary_path  # noqa: F401 - re-exported (older imports)
 from faceanon_video.types import Frame
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,6 @@ log = logging.getLogger(__name__)
 #: Video codec by output extension. H.264 everywhere it is allowed; WebM only takes VP8/VP9/AV1.
 CODEC_BY_EXTENSION = {".webm": "libvpx-vp9"}
 DEFAULT_CODEC = "libx264"
-
-
-def temporary_path(destination: Path) -> Path:
-    """Hidden sibling of ``destination`` with the same extension (the muxer picks the format from it)."""
-    return destination.with_name(f".{destination.stem}.partial-{os.getpid()}{destination.suffix}")
 
 
 def to_av_frame(frame: Frame, width: int, height: int) -> av.VideoFrame:
@@ -47,22 +43,6 @@ def to_av_frame(frame: Frame, width: int, height: int) -> av.VideoFrame:
         # a multiple of 4 (a 362-row frame became 360 and its chroma was misread); copy instead.
         return av.VideoFrame.from_ndarray(frame.read_i420(), format="yuv420p")
     return av.VideoFrame.from_numpy_buffer(frame.read_i420(), format="yuv420p")
-
-
-class AtomicOutput:
-    """A destination path that only appears once the writer says it is complete."""
-
-    def __init__(self, destination: str | Path) -> None:
-        self.destination = Path(destination)
-        self.temp = temporary_path(self.destination)
-        if not self.destination.parent.is_dir():
-            raise InputError(f"{self.destination}: output folder does not exist")
-
-    def commit(self) -> None:
-        os.replace(self.temp, self.destination)
-
-    def discard(self) -> None:
-        self.temp.unlink(missing_ok=True)
 
 
 class VideoWriter:
@@ -103,6 +83,10 @@ class VideoWriter:
         try:
             self.container = av.open(str(path), mode="w", format=container_format, options=container_options or {})
         except (ValueError, av.error.FFmpegError) as exc:
+            if self.output:
+                self.output.discard()
+            if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+                raise OutputError(describe_os_error(exc, destination)) from exc
             raise InputError(f"{destination}: cannot write this kind of file ({exc})") from exc
         if metadata:
             self.container.metadata.update({k: v for k, v in metadata.items() if k not in ("encoder",)})
@@ -192,27 +176,35 @@ class VideoWriter:
         try:
             self.container.mux(packets)
         except av.error.FFmpegError as exc:
-            raise FaceanonError(f"writing {self.output.destination if self.output else 'output'} failed: {exc}") from exc
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: Exception) -> FaceanonError:
+        destination = self.output.destination if self.output else "output"
+        if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+            return OutputError(describe_os_error(exc, destination))
+        return FaceanonError(f"writing {destination} failed: {exc}")
 
     def close(self, success: bool = True) -> None:
-        """Flush and finalise; with ``success=False`` (or on a failed flush) the partial file is removed."""
+        """Flush and finalise; with ``success=False`` (or on a failed flush) the partial file is removed.
+        ``close(success=False)`` never raises: it runs while the real error is on its way to the user."""
+        if not success:
+            self._discard()
+            return
         try:
-            if success:
-                if self.video is None:
-                    raise InputError("no video frame to write")
-                self._mux(self.video.encode())
-                for out, resampler in self.transcoders.values():
-                    self._mux(out.encode())
-            self.container.close()
+            if self.video is None:
+                raise InputError("no video frame to write")
+            self._mux(self.video.encode())
+            for out, resampler in self.transcoders.values():
+                self._mux(out.encode())
+            try:
+                self.container.close()
+            except (OSError, av.error.FFmpegError) as exc:
+                raise self._write_error(exc) from exc
         except BaseException:
             self._discard()
             raise
-        if not self.output:
-            return
-        if success:
+        if self.output:
             self.output.commit()
-        else:
-            self.output.discard()
 
     def _discard(self) -> None:
         try:
