@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="load settings from a JSON run file (command-line options override it)")
     parser.add_argument("--save-config", metavar="FILE", help="write the effective settings as a JSON run file")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--strict", action="store_true", help="fail on a damaged input frame instead of obscuring it (exit 2)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="process the files as tasks on a Ray cluster: alone, a local Ray on this machine; 'auto' or HOST:PORT, an existing cluster (paths must be shared by all nodes; needs the 'distributed' extra)")

@@ -125,6 +125,7 @@ class RunConfig:
     stats_file: str | None = None
 
     # Behaviour.
+    strict: bool = False  # a damaged frame in the input fails the run instead of being obscured
     overwrite: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)

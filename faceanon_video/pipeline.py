@@ -33,6 +33,7 @@ from faceanon_video.config import RunConfig
 from faceanon_video.detect import DEFAULT_THRESHOLDS, build_detector
 from faceanon_video.detect.base import Detector
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
+from faceanon_video.failures import DamagedFrame, FailureWatch
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter
 from faceanon_video.io.outputs import refuse_existing, write_atomic
@@ -201,6 +202,7 @@ class FrameProcessor:
         self.frames = 0
         self.faces = 0
         self.obscured_frames = 0
+        self.failures = FailureWatch()
 
     def _thread_detector(self) -> Detector:
         detector = getattr(self._local, "detector", None)
@@ -256,6 +258,9 @@ class FrameProcessor:
         try:
             if isinstance(detections, BaseException):
                 raise detections
+            if frame.obscured:
+                # Damaged in the input (io.decode): nothing to learn from it; the tracks wait.
+                raise DamagedFrame(f"frame {frame.index} is damaged in the input")
             cut, detections = self._handle_scene_cut(frame, detections)
             full_pass = detections is not None
             if detections is None and redetect and self.roi is not None and isinstance(self.tracker, ByteTracker):
@@ -284,12 +289,15 @@ class FrameProcessor:
             self.faces += len(faces)
             frame = self.anonymizer.apply(frame, faces)
             self.timings["anonymize"].append(time.perf_counter() - start)
+            self.failures.record(None)
             return frame
         except VaultWriteError:
             raise  # the vault is the only copy of the faces: stop the run rather than lose one silently
         except Exception as exc:  # noqa: BLE001 - fail closed: see module docstring
-            log.warning("frame %d obscured: %s: %s", frame.index, type(exc).__name__, exc)
+            # Damaged input frames are reported in one line by the reader, not one per frame.
+            log.log(logging.DEBUG if isinstance(exc, DamagedFrame) else logging.WARNING, "frame %d obscured: %s: %s", frame.index, type(exc).__name__, exc)
             self.obscured_frames += 1
+            self.failures.record(exc)  # raises when nearly every frame fails the same way
             return obscure_whole_frame(frame)
 
     def process(self, frame: Frame) -> Frame:
@@ -299,6 +307,7 @@ class FrameProcessor:
         """Forget everything carried from frame to frame (call between unrelated videos or images)."""
         self.tracker.reset()
         self.shot_detector.reset()
+        self.failures.reset()
         if self.backfill is not None:
             self.backfill.reset()
         if hasattr(self.anonymizer, "reset"):
@@ -354,7 +363,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
     """Anonymize one video file into ``destination`` (written atomically)."""
     started = time.perf_counter()
     # 1. Open the input: a missing or non-video file fails here, before anything is written.
-    reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s)
+    reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s, strict=config.strict)
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
     to_encode: queue.Queue = queue.Queue(QUEUE_FRAMES)
@@ -464,9 +473,12 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         encoder.join()
         if encode_error:
             raise encode_error[0]
-        # 4. Finalize: complete the vault (its failure fails the run), flush the encoder, rename into place.
+        # 4. Finalize: a run that nearly all failed fails; flush the encoder; complete the vault, bound
+        # to the encoded video (its failure fails the run); rename into place.
+        processor.failures.check_final()
+        writer.finish()
         if processor.vault_writer is not None:
-            processor.vault_writer.finish()
+            processor.vault_writer.finish(video_sha256=writer.video_sha256())
         writer.close(success=True)
         success = True
     finally:

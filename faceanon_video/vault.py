@@ -53,7 +53,7 @@ from faceanon_video.io.outputs import AtomicOutput
 from faceanon_video.track.seeds import load_key
 from faceanon_video.types import Detections, Frame
 
-__all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "check_video", "open_run_vault", "vault_path_for"]
+__all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "check_bound", "check_video", "open_run_vault", "vault_path_for"]
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,16 @@ class VaultWriter:
         except OSError as exc:
             raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
 
-    def finish(self) -> None:
+    def finish(self, video_sha256: str | None = None) -> None:
         """Write the trailer and flush it to disk (the file keeps its temporary name until ``close``).
-        Called before the video is committed, so a vault that cannot be completed fails the run."""
+        Called before the video is committed, so a vault that cannot be completed fails the run.
+
+        ``video_sha256``: digest of the anonymized output's encoded video (``VideoWriter.video_sha256``),
+        sealed in the trailer so restore and verify accept that video only (see ``check_bound``)."""
         if self._finished:
             return
+        if video_sha256 is not None:
+            self.info["video_sha256"] = video_sha256
         while self._pending:
             self._pending.popleft().result()
         self._worker.shutdown(wait=True)
@@ -401,4 +406,21 @@ def check_video(vault: VaultReader, video: str | Path, frame_count: int, size_px
     if problems:
         raise ConfigError(
             f"{video} does not match vault {vault.path} (written for {info.get('source', '?')}): the video has " + "; ".join(problems)
+        )
+
+
+def check_bound(vault: VaultReader, video: str | Path) -> None:
+    """Raise ``ConfigError`` unless ``video`` is the very anonymized output the vault was written
+    with: its encoded video must hash to the digest sealed in the vault's trailer. Another video of the
+    same size, frame count and timing would otherwise get faces pasted into the wrong frames."""
+    sealed = vault.info.get("video_sha256")
+    if sealed is None:
+        log.warning("vault %s predates video binding: only the frame count, size and timing are checked", vault.path)
+        return
+    from faceanon_video.io.decode import video_sha256
+
+    if video_sha256(video) != sealed:
+        raise ConfigError(
+            f"{video} is not the video vault {vault.path} was written with (written for {vault.info.get('source', '?')}; "
+            "re-encoded, edited or another video)"
         )

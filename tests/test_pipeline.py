@@ -7,6 +7,7 @@ import pytest
 
 from faceanon_video.config import RunConfig
 from faceanon_video.detect import build_detector
+from faceanon_video.errors import ModelError
 from faceanon_video.pipeline import FrameProcessor, process_video
 from tests.conftest import HAMILTON, decode_all
 
@@ -41,20 +42,33 @@ def test_detector_fault_obscures_exactly_that_frame(tmp_path, detect_every, fail
 
 
 class BrokenAnonymizer:
+    def __init__(self, every: int = 1):
+        self.every = every
+
     def apply(self, frame, faces):
-        if len(faces):
+        if len(faces) and frame.index % self.every == 0:
             raise ValueError("injected anonymizer fault")
         return frame
 
 
 def test_anonymizer_fault_never_passes_a_face_through(tmp_path):
     config = RunConfig(progress=False, end_s=1.0)
-    processor = FrameProcessor(config, anonymizer=BrokenAnonymizer())
+    processor = FrameProcessor(config, anonymizer=BrokenAnonymizer(every=3))
     out = tmp_path / "out.mp4"
     summary = process_video(HAMILTON, out, config, processor)
     frames, _ = decode_all(out)
     assert summary.obscured_frames > 0
     assert summary.obscured_frames == sum(1 for f in frames if f.mean() < 3)
+
+
+def test_anonymizer_failing_on_every_frame_stops_the_run(tmp_path):
+    # Fail closed per frame, but a run that would be all black stops with the error (exit 3), no output.
+    config = RunConfig(progress=False, end_s=2.0)
+    processor = FrameProcessor(config, anonymizer=BrokenAnonymizer())
+    out = tmp_path / "out.mp4"
+    with pytest.raises(ModelError, match="25 of 25 frames failed the same way.*injected anonymizer fault"):
+        process_video(HAMILTON, out, config, processor)
+    assert list(tmp_path.iterdir()) == []
 
 
 class Interrupting:

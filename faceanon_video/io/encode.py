@@ -19,6 +19,7 @@ import numpy as np
 
 from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
 from faceanon_video.io import codec_threads
+from faceanon_video.io.decode import video_sha256
 from faceanon_video.io.outputs import AtomicOutput, temporary_path  # noqa: F401 - re-exported (older imports)
 from faceanon_video.types import Frame
 
@@ -74,6 +75,7 @@ class VideoWriter:
         atomic: bool = True,
     ) -> None:
         self.output = AtomicOutput(destination) if atomic else None
+        self.destination = Path(str(destination))
         path = self.output.temp if atomic else destination
         self.fps = Fraction(fps)
         self.time_base = Fraction(time_base)
@@ -97,6 +99,7 @@ class VideoWriter:
         self._pending_packets: list = []
         self._last_pts: int | None = None
         self.frames_written = 0
+        self._finished = False
 
     def _add_copied_streams(self, templates) -> None:
         supported = self.container.supported_codecs
@@ -184,6 +187,26 @@ class VideoWriter:
             return OutputError(describe_os_error(exc, destination))
         return FaceanonError(f"writing {destination} failed: {exc}")
 
+    def finish(self) -> None:
+        """Flush the encoders and close the file, still under its temporary name (``close`` renames it)."""
+        if self._finished:
+            return
+        if self.video is None:
+            raise InputError("no video frame to write")
+        self._mux(self.video.encode())
+        for out, resampler in self.transcoders.values():
+            self._mux(out.encode())
+        try:
+            self.container.close()
+        except (OSError, av.error.FFmpegError) as exc:
+            raise self._write_error(exc) from exc
+        self._finished = True
+
+    def video_sha256(self) -> str:
+        """Hex SHA-256 of the written video stream's packets (``io.decode.video_sha256``; after ``finish``).
+        Read back from the file: muxers rewrite packets (MP4 turns H.264 start codes into lengths)."""
+        return video_sha256(self.output.temp if self.output else self.destination)
+
     def close(self, success: bool = True) -> None:
         """Flush and finalise; with ``success=False`` (or on a failed flush) the partial file is removed.
         ``close(success=False)`` never raises: it runs while the real error is on its way to the user."""
@@ -191,15 +214,7 @@ class VideoWriter:
             self._discard()
             return
         try:
-            if self.video is None:
-                raise InputError("no video frame to write")
-            self._mux(self.video.encode())
-            for out, resampler in self.transcoders.values():
-                self._mux(out.encode())
-            try:
-                self.container.close()
-            except (OSError, av.error.FFmpegError) as exc:
-                raise self._write_error(exc) from exc
+            self.finish()
         except BaseException:
             self._discard()
             raise
