@@ -97,6 +97,12 @@ def build_tracker(config: RunConfig, high_thresh: float = 0.5) -> Tracker:
 
 
 def build_anonymizer(config: RunConfig) -> Anonymizer:
+    from faceanon_video.testing.faults import inject  # test seam: a no-op unless FACEANON_FAULTS is set
+
+    return inject("anonymize", _build_anonymizer(config))
+
+
+def _build_anonymizer(config: RunConfig) -> Anonymizer:
     if config.mode == "none":
         return NoOp()
     if config.mode == "diffusion":
@@ -203,6 +209,7 @@ class FrameProcessor:
         self.faces = 0
         self.obscured_frames = 0
         self.failures = FailureWatch()
+        self._failed_pass: BaseException | None = None  # the last full pass's error, until one succeeds
 
     def _thread_detector(self) -> Detector:
         detector = getattr(self._local, "detector", None)
@@ -214,10 +221,10 @@ class FrameProcessor:
         """Whether the full-frame detector runs on this frame (every ``detect_every``-th frame)."""
         return frame.index % self.detect_every == 0
 
-    def detect(self, frame: Frame) -> Detections | BaseException | None:
-        """Full-frame detection, or None on frames the schedule skips. Errors are returned, not raised,
-        so that ``finish`` can fail closed on exactly the frame they belong to."""
-        if not self.should_detect(frame):
+    def detect(self, frame: Frame, force: bool = False) -> Detections | BaseException | None:
+        """Full-frame detection, or None on frames the schedule skips (unless ``force``). Errors are
+        returned, not raised, so that ``finish`` can fail closed on exactly the frame they belong to."""
+        if not force and not self.should_detect(frame):
             return None
         start = time.perf_counter()
         try:
@@ -253,14 +260,21 @@ class FrameProcessor:
 
     def _track(self, frame: Frame, detections: Detections | BaseException | None, redetect: bool) -> tuple[Detections | BaseException, bool, bool]:
         """This frame's faces (or the error to fail closed on), whether the full-frame detector ran on
-        it, and whether it starts a new shot. ``redetect``: on a skipped frame, look for the tracked
-        faces around their predicted boxes (else they coast until ``backfill`` settles them)."""
+        it (or raised), and whether it starts a new shot. ``redetect``: on a skipped frame, look for the
+        tracked faces around their predicted boxes (else they coast until ``backfill`` settles them).
+
+        A failed full pass fails the skipped frames after it too, until a pass succeeds (``backfill``
+        fails those before it): nothing checked them. The tracker is not advanced on them, so a
+        detector outage does not expire tracks as if their faces had gone."""
+        full_pass = detections is not None
         try:
             if isinstance(detections, BaseException):
                 raise detections
             if frame.obscured:
                 # Damaged in the input (io.decode): nothing to learn from it; the tracks wait.
                 raise DamagedFrame(f"frame {frame.index} is damaged in the input")
+            if detections is None and self._failed_pass is not None:
+                raise self._failed_pass
             cut, detections = self._handle_scene_cut(frame, detections)
             full_pass = detections is not None
             if detections is None and redetect and self.roi is not None and isinstance(self.tracker, ByteTracker):
@@ -271,9 +285,13 @@ class FrameProcessor:
             start = time.perf_counter()
             faces = self.tracker.update(detections, frame)
             self.timings["track"].append(time.perf_counter() - start)
+            if full_pass:
+                self._failed_pass = None
             return faces, full_pass, cut
         except Exception as exc:  # noqa: BLE001 - fail closed: see module docstring
-            return exc, False, False
+            if full_pass:
+                self._failed_pass = exc
+            return exc, full_pass, False
 
     def _release(self, frame: Frame, faces: Detections | BaseException) -> Frame:
         """Write the frame's faces to the track file and vault, then anonymize; obscure it whole on any error."""
@@ -308,6 +326,7 @@ class FrameProcessor:
         self.tracker.reset()
         self.shot_detector.reset()
         self.failures.reset()
+        self._failed_pass = None
         if self.backfill is not None:
             self.backfill.reset()
         if hasattr(self.anonymizer, "reset"):
@@ -461,6 +480,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
             if isinstance(item, _Failed):
                 raise item.exc
             if item is _END:
+                _close_with_a_pass(pending, pool, processor)
                 break
             future = pool.submit(processor.detect, item) if isinstance(item, Frame) else None
             pending.append((item, future))
@@ -494,6 +514,19 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         _close_track_writer(processor, success)
         _close_vault(processor, success)
     return _summary(source, destination, processor, time.perf_counter() - started)
+
+
+def _close_with_a_pass(pending: deque, pool: ThreadPoolExecutor, processor: FrameProcessor) -> None:
+    """Make the video's last frame a full pass: the held frames after the last scheduled one need a
+    later pass to be checked against, and a face that came in there would otherwise never be seen
+    (with --detect-every 30, the last second of a video)."""
+    for i in range(len(pending) - 1, -1, -1):
+        item, future = pending[i]
+        if isinstance(item, Frame):
+            if future is not None and not processor.should_detect(item):
+                future.cancel()
+                pending[i] = (item, pool.submit(processor.detect, item, True))
+            return
 
 
 def _close_track_writer(processor: FrameProcessor | None, success: bool) -> None:

@@ -12,6 +12,12 @@ DEFAULT_THRESHOLDS = {"yunet": 0.5, "centerface": 0.3}
 
 def build_detector(name: str = "yunet", threshold: float | None = None, min_face_px: float = 24) -> Detector:
     """A detector by name; ``threshold=None`` uses the detector's own default."""
+    from faceanon_video.testing.faults import inject  # test seam: a no-op unless FACEANON_FAULTS is set
+
+    return inject("detect", _build(name, threshold, min_face_px))
+
+
+def _build(name: str, threshold: float | None, min_face_px: float) -> Detector:
     kwargs = {"min_face_px": min_face_px}
     if threshold is not None:
         kwargs["threshold"] = threshold
