@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -61,7 +62,7 @@ def _type_error(name: str, value, hint) -> str | None:
             return "must be a number"
         return None if math.isfinite(value) else "must be a finite number"
     if kind is str:
-        return None if isinstance(value, str) else "must be a string"
+        return None if isinstance(value, (str, os.PathLike)) else "must be a string"
     if kind is dict:
         return None if isinstance(value, dict) else "must be a JSON object"
     return None

@@ -520,10 +520,11 @@ def _close_with_a_pass(pending: deque, pool: ThreadPoolExecutor, processor: Fram
     """Make the video's last frame a full pass: the held frames after the last scheduled one need a
     later pass to be checked against, and a face that came in there would otherwise never be seen
     (with --detect-every 30, the last second of a video)."""
+    should_detect = getattr(processor, "should_detect", None)  # absent in bench's copy-only stand-in
     for i in range(len(pending) - 1, -1, -1):
         item, future = pending[i]
         if isinstance(item, Frame):
-            if future is not None and not processor.should_detect(item):
+            if future is not None and should_detect is not None and not should_detect(item):
                 future.cancel()
                 pending[i] = (item, pool.submit(processor.detect, item, True))
             return

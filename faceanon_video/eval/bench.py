@@ -35,6 +35,7 @@ import numpy as np
 
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.failures import FailureWatch
 from faceanon_video.pipeline import STAGES
 from faceanon_video.types import Detections, Frame
 
@@ -306,6 +307,7 @@ class _CopyOnly:
     def __init__(self) -> None:
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.frames = self.faces = self.obscured_frames = 0
+        self.failures = FailureWatch()
 
     def detect(self, frame: Frame) -> None:
         return None

@@ -80,12 +80,14 @@ def test_garbage_in_the_middle_gives_every_frame_with_damaged_ones_obscured(garb
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "damaged or missing frames" in warnings[0], warnings
     damaged = int(warnings[0].split(": ")[-1].split()[0])
-    assert damaged > 0 and f"{damaged} frames obscured" in captured.out
+    obscured = int(captured.out.split(", ")[-1].split()[0])
+    # A damaged frame that was due a full detection pass also fails the skipped frames next to it.
+    assert 0 < damaged <= obscured <= damaged + 4, captured.out
     frames, _ = decode_all(out)
     source_frames, _ = decode_all(HAMILTON)
     assert len(frames) == len(source_frames) == 275
     black = [i for i, f in enumerate(frames) if f.mean() < 3]
-    assert len(black) == damaged
+    assert len(black) == obscured
     # The clip's opening is dark (~16); the black frames are those around the garbage, not the start.
     assert min(black) > 100
 
