@@ -10,18 +10,21 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from faceanon_video import __version__
 from faceanon_video.config import RunConfig
 from faceanon_video.distributed import run_distributed, summary_line
-from faceanon_video.errors import ConfigError, FaceanonError
+from faceanon_video.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OBSCURED, EXIT_OK, ConfigError, FaceanonError
 from faceanon_video.inputs import expand_inputs, output_path_for
+from faceanon_video.io.outputs import refuse_existing, write_atomic
 from faceanon_video.live.command import run_command
 from faceanon_video.memory import keep_freed_memory
 from faceanon_video.options import add_run_options, config_from_args
-from faceanon_video.pipeline import FrameProcessor, process_file
+from faceanon_video.pipeline import FrameProcessor, check_output_kind, process_file
 
 log = logging.getLogger("faceanon_video")
 
@@ -68,8 +71,7 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if config.report and (config.camera is not None or any("://" in name for name in args.inputs)):
         raise ConfigError("--report works on files; live runs have --stats")
     if args.save_config:
-        with open(args.save_config, "w") as fh:
-            fh.write(config.to_json())
+        write_atomic(args.save_config, config.to_json(), overwrite=config.overwrite)
     if config.camera is not None or any("://" in name for name in args.inputs):
         return run_command(config, args.inputs, args.output, quiet=quiet)
     sources = expand_inputs(args.inputs)
@@ -83,10 +85,14 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         for source in sources:  # before any work: a missing folder or an existing report fails now
             check_report_targets(config.report, source, config.overwrite, several)
+    destinations = [output_path_for(source, args.output, several) for source in sources]
+    for source, destination in zip(sources, destinations):
+        # Every output is checked before any model loads or any file is written.
+        check_output_kind(source, destination)
+        refuse_existing(destination, config.overwrite)
     processor = None
-    failures = 0
-    for source in sources:
-        destination = output_path_for(source, args.output, several)
+    failures = obscured = 0
+    for source, destination in zip(sources, destinations):
         try:
             if processor is not None:
                 processor.reset()
@@ -98,15 +104,16 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             failures += 1
             sys.stderr.write(f"faceanon-video: error: {exc}\n")
             continue
+        obscured += summary.obscured_frames
         if not quiet:
-            obscured = f", {summary.obscured_frames} frames obscured after a failure" if summary.obscured_frames else ""
+            note = f", {summary.obscured_frames} frames obscured after a failure" if summary.obscured_frames else ""
             sys.stdout.write(
                 f"{source} -> {destination}: {summary.frames} frames, {summary.faces} faces, "
-                f"{summary.fps:.1f} fps{obscured}\n"
+                f"{summary.fps:.1f} fps{note}\n"
             )
             if summary.redaction:
                 sys.stdout.write(f"  {summary.redaction}\n")
-    return 1 if failures else 0
+    return EXIT_FAILED if failures else EXIT_OBSCURED if obscured else EXIT_OK
 
 
 def _run_on_ray(sources, args, config: RunConfig, several: bool) -> int:
@@ -118,11 +125,19 @@ def _run_on_ray(sources, args, config: RunConfig, several: bool) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     setup_logging(debug)
     keep_freed_memory()  # this process is ours: trade a higher resident peak for fewer page faults
+    # SIGTERM (kill, systemd, docker stop) ends a file run like Ctrl-C: the KeyboardInterrupt unwinds
+    # through every writer, which removes its temporary file. Live runs install their own handler.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         if argv and argv[0] in SUBCOMMANDS:
             name = argv[0]
@@ -138,12 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("faceanon-video: interrupted; unfinished outputs were removed\n")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug: one line for users, the traceback with --debug
         if debug:
             raise
         sys.stderr.write(f"faceanon-video: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
-        return 70
+        return EXIT_INTERNAL
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -13,6 +16,57 @@ from faceanon_video.io.metadata import OPTIONAL_STREAMS
 MODES = ("blur", "mosaic", "solid", "image", "none", "diffusion")
 MASK_SHAPES = ("ellipse", "box")  # painted by anonymize.regions
 BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+#: x264/x265 speed presets, fastest first.
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+#: Largest --detect-every. Files hold every frame between two full passes (and the detection window
+#: holds ~4 such spans), so memory grows with N: at 30, ~150 frames, 450 MB at 1080p. A second at
+#: 30 fps is also the longest gap over which a face's box is still interpolated usefully (a person
+#: crosses a 720p frame in ~2 s), and the longest a NEW face may stay uncovered in live mode.
+MAX_DETECT_EVERY = 30
+#: Where the option's name differs from the field's (``--start`` sets ``start_s``...).
+OPTION_NAMES = {
+    "start_s": "--start",
+    "end_s": "--end",
+    "min_face_px": "--min-face",
+    "give_up_s": "--give-up-after",
+    "segment_s": "--segment-seconds",
+    "duration_s": "--duration",
+    "open_timeout_s": "--open-timeout",
+    "read_timeout_s": "--read-timeout",
+    "reconnect_max_s": "--reconnect-max",
+    "keep_audio": "--no-audio",
+    "progress": "--quiet",
+    "stats_file": "--stats",
+    "input_options": "--input-option",
+    "track": "--no-track",
+}
+
+
+def option_name(field_name: str) -> str:
+    """The command-line option that sets a ``RunConfig`` field (named in error messages)."""
+    return OPTION_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def _type_error(name: str, value, hint) -> str | None:
+    """Why ``value`` does not fit the field's type hint (None when it does). Run files are JSON, so
+    any value can arrive here; a wrong type must be a one-line settings error, not a crash later."""
+    if value is None:
+        return None if type(None) in typing.get_args(hint) else "must be set"
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    kind = typing.get_origin(kinds[0]) or kinds[0]
+    if kind is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be a whole number"
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "must be a number"
+        return None if math.isfinite(value) else "must be a finite number"
+    if kind is str:
+        return None if isinstance(value, (str, os.PathLike)) else "must be a string"
+    if kind is dict:
+        return None if isinstance(value, dict) else "must be a JSON object"
+    return None
 
 
 @dataclass
@@ -78,11 +132,17 @@ class RunConfig:
     stats_file: str | None = None
 
     # Behaviour.
+    strict: bool = False  # a damaged frame in the input fails the run instead of being obscured
     overwrite: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(RunConfig)
+        for f in fields(self):
+            problem = _type_error(f.name, getattr(self, f.name), hints[f.name])
+            if problem:
+                raise ConfigError(f"{option_name(f.name)} {problem} (got {getattr(self, f.name)!r})")
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.mask not in MASK_SHAPES:
@@ -95,8 +155,8 @@ class RunConfig:
             raise ConfigError("--mask-scale must be >= 1.0 (smaller masks leave face edges visible)")
         if self.mode == "image" and not self.replace_image:
             raise ConfigError("--mode image needs --replace-image FILE")
-        if self.detect_every is not None and self.detect_every < 1:
-            raise ConfigError("--detect-every must be >= 1")
+        if self.detect_every is not None and not 1 <= self.detect_every <= MAX_DETECT_EVERY:
+            raise ConfigError(f"--detect-every must be between 1 and {MAX_DETECT_EVERY}")
         if (self.detect_every or 1) > 1 and not self.track:
             raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
         if self.vault and not self.key_file:
@@ -118,13 +178,57 @@ class RunConfig:
             raise ConfigError(f"--keep-streams: unknown {', '.join(sorted(unknown))}; choose from {', '.join(OPTIONAL_STREAMS)}")
         if not 0 <= self.preview_port <= 65535:
             raise ConfigError("--preview-port must be between 0 and 65535")
+        self._check_encoding()
+        self._check_span()
+        for name in ("give_up_s", "duration_s"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"{option_name(name)} must be > 0")
+        if self.min_face_px < 0:
+            raise ConfigError("--min-face must be >= 0")
+        if self.steps < 1:
+            raise ConfigError("--steps must be >= 1")
+        if self.camera is not None and self.camera < 0:
+            raise ConfigError("--camera must be >= 0")
+
+    def _check_encoding(self) -> None:
+        # Checked here, before any model loads or file opens: FFmpeg would only refuse them when the
+        # encoder opens, on the first frame.
+        vp = self.codec is not None and ("vp" in self.codec or "av1" in self.codec)
+        high = 63 if vp else 51
+        if not 0 <= self.crf <= high:
+            raise ConfigError(f"--crf must be between 0 and {high} (got {self.crf})")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown --preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        if self.codec is not None:
+            import av
+
+            try:
+                codec = av.codec.Codec(self.codec, "w")
+            except Exception:  # noqa: BLE001 - PyAV raises various errors for unknown names
+                codec = None
+            if codec is None or codec.type != "video":
+                raise ConfigError(
+                    f"unknown --codec {self.codec!r}: give a video encoder of this FFmpeg build, e.g. libx264, "
+                    "libx265, libvpx-vp9, libaom-av1 (list: ffmpeg -encoders)"
+                )
+
+    def _check_span(self) -> None:
+        if self.start_s is not None and self.start_s < 0:
+            raise ConfigError(f"--start must be >= 0 seconds (got {self.start_s})")
+        if self.end_s is not None and self.end_s <= (self.start_s or 0):
+            raise ConfigError(f"--end must be after --start (got {self.end_s})")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"run file is not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError("run file must hold a JSON object of settings, e.g. {\"mode\": \"blur\"}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -133,4 +237,13 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:
-        return cls.from_json(Path(path).read_text())
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--config {path}: not a text file (a JSON run file from --save-config)") from exc
+        except OSError as exc:
+            raise ConfigError(f"--config {path}: {exc.strerror or exc}") from exc
+        try:
+            return cls.from_json(text)
+        except ConfigError as exc:
+            raise ConfigError(f"--config {path}: {exc}") from exc

@@ -30,10 +30,12 @@ from tqdm import tqdm
 
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
-from faceanon_video.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, expand_inputs, is_image, output_path_for
+from faceanon_video.failures import DamagedFrame, FailureWatch  # noqa: F401 - re-exported
+from faceanon_video.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_output_kind, expand_inputs, is_image, output_path_for
 from faceanon_video.io.decode import VideoReader
-from faceanon_video.io.encode import AtomicOutput, VideoWriter, from_input
+from faceanon_video.io.encode import VideoWriter, from_input
 from faceanon_video.io.metadata import MetadataPolicy
+from faceanon_video.io.outputs import refuse_existing, write_atomic
 from faceanon_video.processor import STAGES, FrameProcessor, build_anonymizer, detector_factory
 from faceanon_video.track.shots import ShotChangeDetector
 from faceanon_video.track.stage import LOW_SCORE_FRACTION, TrackingStage, build_tracker
@@ -44,6 +46,8 @@ from faceanon_video.vault import open_run_vault
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 8  # per queue: enough to smooth out uneven stage times, small enough for 4K frames in RAM
+#: Frames waiting for their detection in a file run are limited to this many bytes (as I420).
+HELD_FRAMES_BYTES = 512 * 1024 * 1024
 
 
 @dataclass
@@ -103,7 +107,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
     """Anonymize one video file into ``destination`` (written atomically)."""
     started = time.perf_counter()
     # 1. Open the input: a missing or non-video file fails here, before anything is written.
-    reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s)
+    reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s, strict=config.strict)
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
     to_encode: queue.Queue = queue.Queue(QUEUE_FRAMES)
@@ -112,7 +116,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         # 2. Build the stages (models load here, before the output file is created).
         processor = processor or FrameProcessor(config)
         if config.save_tracks:
-            processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source))
+            processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
         if config.vault:
             processor.vault_writer = open_run_vault(
                 config.vault,
@@ -136,7 +140,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         )
     except BaseException:
         reader.close()
-        _close_track_writer(processor)
+        _close_track_writer(processor, success=False)
         _close_vault(processor, success=False)
         raise
     timings = processor.timings
@@ -184,6 +188,9 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
     # many frames apart they are (--detect-every); fewer left a core idle while the tracker waited
     # for the oldest one (measured at 720p: 74 % of two cores busy, 89 % with this window).
     window = config.workers * 2 * processor.detect_every
+    # ...but never more frames than HELD_FRAMES_BYTES (4K at --detect-every 30 would hold ~1.5 GB).
+    frame_bytes = max(1, reader.info.width * reader.info.height * 3 // 2)
+    window = max(config.workers, min(window, HELD_FRAMES_BYTES // frame_bytes))
     progress = _progress_bar(reader.info.frame_count, str(source), config.progress)
     success = False
     try:
@@ -207,6 +214,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
             if isinstance(item, _Failed):
                 raise item.exc
             if item is _END:
+                _close_with_a_pass(pending, pool, processor)
                 break
             future = pool.submit(processor.detect, item) if isinstance(item, Frame) else None
             pending.append((item, future))
@@ -219,9 +227,12 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         encoder.join()
         if encode_error:
             raise encode_error[0]
-        # 4. Finalize: complete the vault (its failure fails the run), flush the encoder, rename into place.
+        # 4. Finalize: a run that nearly all failed fails; flush the encoder; complete the vault, bound
+        # to the encoded video (its failure fails the run); rename into place.
+        processor.failures.check_final()
+        writer.finish()
         if processor.vault_writer is not None:
-            processor.vault_writer.finish()
+            processor.vault_writer.finish(video_sha256=writer.video_sha256())
         writer.close(success=True)
         success = True
     finally:
@@ -234,7 +245,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         if not success:
             writer.close(success=False)
         reader.close()
-        _close_track_writer(processor)
+        _close_track_writer(processor, success)
         _close_vault(processor, success)
     summary = _summary(source, destination, processor, time.perf_counter() - started)
     summary.redaction = writer.scrub.summary(writer.policy)
@@ -248,10 +259,24 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
     return summary
 
 
-def _close_track_writer(processor: FrameProcessor | None) -> None:
+def _close_with_a_pass(pending: deque, pool: ThreadPoolExecutor, processor: FrameProcessor) -> None:
+    """Make the video's last frame a full pass: the held frames after the last scheduled one need a
+    later pass to be checked against, and a face that came in there would otherwise never be seen
+    (with --detect-every 30, the last second of a video)."""
+    should_detect = getattr(processor, "should_detect", None)  # absent in bench's copy-only stand-in
+    for i in range(len(pending) - 1, -1, -1):
+        item, future = pending[i]
+        if isinstance(item, Frame):
+            if future is not None and should_detect is not None and not should_detect(item):
+                future.cancel()
+                pending[i] = (item, pool.submit(processor.detect, item, True))
+            return
+
+
+def _close_track_writer(processor: FrameProcessor | None, success: bool) -> None:
     if processor is not None and processor.track_writer is not None:
-        processor.track_writer.close()
-        processor.track_writer = None
+        tracks, processor.track_writer = processor.track_writer, None
+        tracks.close(success=success)
 
 
 def _close_vault(processor: FrameProcessor | None, success: bool) -> None:
@@ -270,16 +295,10 @@ def process_image(source: str | Path, destination: str | Path, config: RunConfig
         raise InputError(f"{source}: not a readable image")
     processor = processor or FrameProcessor(config)
     frame = processor.process(Frame(bgr=bgr, index=0))
-    output = AtomicOutput(destination)
     ok, encoded = cv2.imencode(Path(destination).suffix or ".png", frame.bgr)
     if not ok:
         raise InputError(f"{destination}: cannot write this image format")
-    try:
-        output.temp.write_bytes(encoded.tobytes())
-        output.commit()
-    except BaseException:
-        output.discard()
-        raise
+    write_atomic(destination, encoded.tobytes())
     return _summary(source, destination, processor, time.perf_counter() - started)
 
 
@@ -302,8 +321,8 @@ def _progress_bar(total: int, name: str, enabled: bool):
 def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
     if destination.resolve() == source.resolve():
         raise InputError(f"{destination}: refusing to overwrite the input")
-    if destination.exists() and not config.overwrite:
-        raise InputError(f"{destination}: already exists (use --overwrite to replace it)")
+    check_output_kind(source, destination)
+    refuse_existing(destination, config.overwrite)
     if config.report:
         from faceanon_video.report import check_report_targets
 
@@ -326,6 +345,7 @@ __all__ = [
     "TrackingStage",
     "build_anonymizer",
     "build_tracker",
+    "check_output_kind",
     "detector_factory",
     "expand_inputs",
     "is_image",

@@ -26,6 +26,7 @@ from faceanon_video.anonymize.filters import CLASSIC_MODES, NoOp, obscure_whole_
 from faceanon_video.config import RunConfig
 from faceanon_video.detect import build_detector
 from faceanon_video.detect.base import Detector
+from faceanon_video.failures import DamagedFrame, FailureWatch
 from faceanon_video.track.base import Tracker
 from faceanon_video.track.stage import Faces, TrackingStage, thresholds
 from faceanon_video.track.tracks_io import TrackWriter
@@ -41,6 +42,12 @@ STAGES = ("decode", "detect", "track", "anonymize", "encode")
 
 
 def build_anonymizer(config: RunConfig) -> Anonymizer:
+    from faceanon_video.testing.faults import inject  # test seam: a no-op unless FACEANON_FAULTS is set
+
+    return inject("anonymize", _build_anonymizer(config))
+
+
+def _build_anonymizer(config: RunConfig) -> Anonymizer:
     if config.mode == "none":
         return NoOp()
     if config.mode == "diffusion":
@@ -119,6 +126,7 @@ class FrameProcessor:
         self.frames = 0
         self.faces = 0
         self.obscured_frames = 0
+        self.failures = FailureWatch()  # stops a run whose frames nearly all fail the same way
         self.track_ids: set[int] = set()  # for the report: how many tracks were covered
         self.obscure_reasons: dict[str, int] = defaultdict(int)  # for the report: why frames were obscured
 
@@ -136,10 +144,10 @@ class FrameProcessor:
         """Whether the full-frame detector runs on this frame (every ``detect_every``-th frame)."""
         return self.tracking.should_detect(frame)
 
-    def detect(self, frame: Frame) -> Detections | BaseException | None:
-        """Full-frame detection, or None on frames the schedule skips. Errors are returned, not raised,
-        so that ``finish`` can fail closed on exactly the frame they belong to."""
-        if not self.should_detect(frame):
+    def detect(self, frame: Frame, force: bool = False) -> Detections | BaseException | None:
+        """Full-frame detection, or None on frames the schedule skips (unless ``force``). Errors are
+        returned, not raised, so that ``finish`` can fail closed on exactly the frame they belong to."""
+        if not force and not self.should_detect(frame):
             return None
         start = time.perf_counter()
         try:
@@ -174,6 +182,7 @@ class FrameProcessor:
     def reset(self) -> None:
         """Forget everything carried from frame to frame (call between unrelated videos or images)."""
         self.tracking.reset()
+        self.failures.reset()
         if hasattr(self.anonymizer, "reset"):
             self.anonymizer.reset()
 
@@ -209,6 +218,7 @@ class FrameProcessor:
                 self.track_ids.update(faces.track_id.tolist())
             frame = self.anonymizer.apply(frame, faces)
             self.timings["anonymize"].append(time.perf_counter() - start)
+            self.failures.record(None)
             return frame
         except VaultWriteError:
             raise  # the vault is the only copy of the faces: stop the run rather than lose one silently
@@ -224,7 +234,9 @@ class FrameProcessor:
         return self._obscure(frame, error)
 
     def _obscure(self, frame: Frame, error: BaseException) -> Frame:
-        log.warning("frame %d obscured: %s: %s", frame.index, type(error).__name__, error)
+        # Damaged input frames are reported in one line by the reader, not one per frame.
+        log.log(logging.DEBUG if isinstance(error, DamagedFrame) else logging.WARNING, "frame %d obscured: %s: %s", frame.index, type(error).__name__, error)
         self.obscured_frames += 1
         self.obscure_reasons[f"{type(error).__name__}: {error}"[:200]] += 1
+        self.failures.record(error)  # raises when nearly every frame fails the same way
         return obscure_whole_frame(frame)

@@ -47,12 +47,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from faceanon_video.anonymize.regions import face_regions
-from faceanon_video.errors import ConfigError, FaceanonError, InputError
-from faceanon_video.io.encode import AtomicOutput
+from faceanon_video.errors import ConfigError, FaceanonError, InputError, describe_os_error
+from faceanon_video.io.outputs import AtomicOutput
 from faceanon_video.keys import load_key
 from faceanon_video.types import Detections, Frame
 
-__all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "check_video", "open_run_vault", "vault_path_for"]
+__all__ = ["VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "check_bound", "check_video", "open_run_vault", "vault_path_for"]
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ class VaultWriter:
             self._file = open(self._output.temp, "wb")  # noqa: SIM115 - closed in close()
             self._file.write(self._header)
         except OSError as exc:
-            raise VaultWriteError(f"cannot write vault {self.path}: {exc.strerror or exc}") from exc
+            self._output.discard()
+            raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
 
     def write(self, frame: Frame, faces: Detections) -> None:
         """Store the original pixels of ``faces`` in ``frame`` (nothing is written for a face-free frame)."""
@@ -196,13 +197,18 @@ class VaultWriter:
         try:
             self._file.write(_RECORD_HEAD.pack(8 + len(sealed), index) + sealed)
         except OSError as exc:
-            raise VaultWriteError(f"writing vault {self.path} failed: {exc.strerror or exc}") from exc
+            raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
 
-    def finish(self) -> None:
+    def finish(self, video_sha256: str | None = None) -> None:
         """Write the trailer and flush it to disk (the file keeps its temporary name until ``close``).
-        Called before the video is committed, so a vault that cannot be completed fails the run."""
+        Called before the video is committed, so a vault that cannot be completed fails the run.
+
+        ``video_sha256``: digest of the anonymized output's encoded video (``VideoWriter.video_sha256``),
+        sealed in the trailer so restore and verify accept that video only (see ``check_bound``)."""
         if self._finished:
             return
+        if video_sha256 is not None:
+            self.info["video_sha256"] = video_sha256
         while self._pending:
             self._pending.popleft().result()
         self._worker.shutdown(wait=True)
@@ -213,7 +219,7 @@ class VaultWriter:
             os.fsync(self._file.fileno())
             self._file.close()
         except OSError as exc:
-            raise VaultWriteError(f"writing vault {self.path} failed: {exc.strerror or exc}") from exc
+            raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
         self._finished = True
 
     def close(self, success: bool = True) -> None:
@@ -230,10 +236,15 @@ class VaultWriter:
         self._abandon()
 
     def _abandon(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)  # it may be writing to the file
-        self._pending.clear()
-        self._file.close()
-        self._output.discard()
+        """Remove the partial file; never raises (the run's real error is being reported)."""
+        try:
+            self._worker.shutdown(wait=True, cancel_futures=True)  # it may be writing to the file
+            self._pending.clear()
+            self._file.close()  # flushes: fails on a full disk
+        except OSError as exc:
+            log.debug("vault %s: closing the partial file: %s", self.path, exc)
+        finally:
+            self._output.discard()
 
 
 def open_run_vault(
@@ -406,4 +417,21 @@ def check_video(vault: VaultReader, video: str | Path, frame_count: int, size_px
     if problems:
         raise ConfigError(
             f"{video} does not match vault {vault.path} (written for {info.get('source', '?')}): the video has " + "; ".join(problems)
+        )
+
+
+def check_bound(vault: VaultReader, video: str | Path) -> None:
+    """Raise ``ConfigError`` unless ``video`` is the very anonymized output the vault was written
+    with: its encoded video must hash to the digest sealed in the vault's trailer. Another video of the
+    same size, frame count and timing would otherwise get faces pasted into the wrong frames."""
+    sealed = vault.info.get("video_sha256")
+    if sealed is None:
+        log.warning("vault %s predates video binding: only the frame count, size and timing are checked", vault.path)
+        return
+    from faceanon_video.io.decode import video_sha256
+
+    if video_sha256(video) != sealed:
+        raise ConfigError(
+            f"{video} is not the video vault {vault.path} was written with (written for {vault.info.get('source', '?')}; "
+            "re-encoded, edited or another video)"
         )

@@ -7,6 +7,7 @@ import pytest
 
 from faceanon_video.config import RunConfig
 from faceanon_video.detect import build_detector
+from faceanon_video.errors import ModelError
 from faceanon_video.pipeline import FrameProcessor, process_video
 from tests.conftest import HAMILTON, decode_all
 
@@ -27,34 +28,48 @@ class FlakyDetector:
         return self.inner.detect(image)
 
 
-@pytest.mark.parametrize("detect_every, failing_calls, failing_frames", [(1, {3, 7}, {3, 7}), (2, {3, 7}, {6, 14})])
-def test_detector_fault_obscures_exactly_that_frame(tmp_path, detect_every, failing_calls, failing_frames):
+# With --detect-every 2, a failed pass on frame 6 also fails frames 5 and 7: it was their only check.
+@pytest.mark.parametrize("detect_every, failing_calls, failing_frames", [(1, {3, 7}, {3, 7}), (2, {3, 7}, {5, 6, 7, 13, 14, 15}), (3, {2}, {4, 5, 6, 7, 8})])
+def test_detector_fault_obscures_that_frame_and_those_it_checked(tmp_path, detect_every, failing_calls, failing_frames):
     config = RunConfig(progress=False, end_s=1.0, workers=1, detect_every=detect_every)
     processor = FrameProcessor(config, make_detector=lambda: FlakyDetector(failing_calls))
     out = tmp_path / "out.mp4"
     summary = process_video(HAMILTON, out, config, processor)
     frames, _ = decode_all(out)
-    assert summary.obscured_frames == 2 and len(frames) == summary.frames
+    assert summary.obscured_frames == len(failing_frames) and len(frames) == summary.frames
     means = [f.mean() for f in frames]
     assert all(means[i] < 3 for i in failing_frames)  # fully black (after compression)
     assert all(m > 10 for i, m in enumerate(means) if i not in failing_frames)  # the opening shot is dark (~16)
 
 
 class BrokenAnonymizer:
+    def __init__(self, every: int = 1):
+        self.every = every
+
     def apply(self, frame, faces):
-        if len(faces):
+        if len(faces) and frame.index % self.every == 0:
             raise ValueError("injected anonymizer fault")
         return frame
 
 
 def test_anonymizer_fault_never_passes_a_face_through(tmp_path):
     config = RunConfig(progress=False, end_s=1.0)
-    processor = FrameProcessor(config, anonymizer=BrokenAnonymizer())
+    processor = FrameProcessor(config, anonymizer=BrokenAnonymizer(every=3))
     out = tmp_path / "out.mp4"
     summary = process_video(HAMILTON, out, config, processor)
     frames, _ = decode_all(out)
     assert summary.obscured_frames > 0
     assert summary.obscured_frames == sum(1 for f in frames if f.mean() < 3)
+
+
+def test_anonymizer_failing_on_every_frame_stops_the_run(tmp_path):
+    # Fail closed per frame, but a run that would be all black stops with the error (exit 3), no output.
+    config = RunConfig(progress=False, end_s=2.0)
+    processor = FrameProcessor(config, anonymizer=BrokenAnonymizer())
+    out = tmp_path / "out.mp4"
+    with pytest.raises(ModelError, match="25 of 25 frames failed the same way.*injected anonymizer fault"):
+        process_video(HAMILTON, out, config, processor)
+    assert list(tmp_path.iterdir()) == []
 
 
 class Interrupting:

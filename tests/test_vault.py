@@ -214,3 +214,27 @@ def test_several_inputs_need_a_vault_folder_and_live_refuses_a_vault(tmp_path):
     code = main([str(CARPHONE), str(BIKES), "-o", str(out), "--key-file", str(key), "--vault", str(tmp_path / "one.favault"), "-q"])
     assert code == 2 and list(out.iterdir()) == []
     assert main(["udp://127.0.0.1:9", "--key-file", str(key), "--vault", str(tmp_path / "v"), "-o", str(tmp_path / "x.mp4")]) == 2
+
+
+def test_vault_is_bound_to_its_own_output_not_a_lookalike(carphone, tmp_path, capsys):
+    # Same source, span and settings but another fill: same size, frame count and timing; only the
+    # sealed digest of the encoded video tells them apart.
+    video, vault, key = carphone
+    lookalike = tmp_path / "lookalike.mp4"
+    assert main([str(CARPHONE), "-o", str(lookalike), "--end", "1", "--mode", "mosaic", "-q"]) == 0
+    err = restore_fails(lookalike, vault, key, tmp_path, capsys)
+    assert "is not the video vault" in err
+    face = DATA / "images" / "astronaut.png"
+    assert main(["verify", str(lookalike), "--vault", str(vault), "--key-file", str(key), "--face", str(face)]) == 2
+    assert "is not the video vault" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm", ".ts"])
+def test_vault_binding_holds_in_every_container(tmp_path, suffix):
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    video, vault = tmp_path / f"anon{suffix}", tmp_path / "anon.favault"
+    assert main([str(CARPHONE), "-o", str(video), "--key-file", str(key), "--vault", str(vault), "-q", "--end", "0.5"]) == 0
+    restored = tmp_path / f"restored{suffix}"
+    assert main(["restore", str(video), "--vault", str(vault), "--key-file", str(key), "-o", str(restored), "-q"]) == 0
+    assert restored.exists()

@@ -18,7 +18,7 @@ from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter, from_input
 from faceanon_video.keys import load_key
 from faceanon_video.types import Frame
-from faceanon_video.vault import VaultReader, check_video
+from faceanon_video.vault import VaultReader, check_bound, check_video
 
 
 def add_vault_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
         reader = VideoReader(args.video)
         try:
             check_video(vault, args.video, reader.info.frame_count, (reader.info.width, reader.info.height))
+            check_bound(vault, args.video)
             frames, faces = restore(reader, vault, output, crf=args.crf, preset=args.preset)
         finally:
             reader.close()

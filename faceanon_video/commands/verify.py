@@ -25,7 +25,7 @@ from faceanon_video.errors import InputError
 from faceanon_video.eval.identity import SFaceIdentity
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.keys import load_key
-from faceanon_video.vault import VaultReader, check_video
+from faceanon_video.vault import VaultReader, check_bound, check_video
 
 #: SFace's cosine-similarity threshold for "same person" (OpenCV Zoo, measured on LFW).
 SFACE_THRESHOLD = 0.363
@@ -84,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
     with VaultReader(args.vault, load_key(args.key_file)) as vault:
         with VideoReader(args.video) as video:
             check_video(vault, args.video, video.info.frame_count, (video.info.width, video.info.height))
+        check_bound(vault, args.video)
         tracks = match_tracks(vault, embedder, reference, args.threshold, args.every)
     found = [t for t in tracks if t.match]
     if args.json:

@@ -14,10 +14,16 @@ def build_detector(name: str = "yunet", threshold: float | None = None, min_face
     """A detector by name; ``threshold=None`` uses the detector's own default. ``tiles``: with a
     ``min_face_px``, also look at one enlarged tile of each frame (``detect.tiles``: what makes small
     faces findable at every resolution)."""
+    from faceanon_video.testing.faults import inject  # test seam: a no-op unless FACEANON_FAULTS is set
+
+    return inject("detect", _build(name, threshold, min_face_px, tiles))
+
+
+def _build(name: str, threshold: float | None, min_face_px: float, tiles: bool) -> Detector:
     if tiles and min_face_px > 0:
         from faceanon_video.detect.tiles import TiledDetector
 
-        return TiledDetector(build_detector(name, threshold, min_face_px, tiles=False), build_detector(name, threshold, 0, tiles=False), min_face_px=min_face_px)
+        return TiledDetector(_build(name, threshold, min_face_px, tiles=False), _build(name, threshold, 0, tiles=False), min_face_px=min_face_px)
     kwargs = {"min_face_px": min_face_px}
     if threshold is not None:
         kwargs["threshold"] = threshold

@@ -38,6 +38,7 @@ import onnxruntime
 
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.failures import FailureWatch
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC, VideoWriter
 from faceanon_video.pipeline import process_video
@@ -304,6 +305,7 @@ class _CopyOnly:
     def __init__(self) -> None:
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.frames = self.faces = self.obscured_frames = 0
+        self.failures = FailureWatch()
 
     def detect(self, frame: Frame) -> None:
         return None

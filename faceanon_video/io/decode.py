@@ -3,6 +3,8 @@ packets, in demux order, so the encoder can copy audio/subtitles without re-enco
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import logging
 import time
 from collections.abc import Iterator
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 # A decoded count this far below the header's frame count means the file was cut short. The header
 # count of some muxers is off by a frame or two, hence the slack.
 TRUNCATION_SLACK = 0.02
+#: How much sooner than the container's duration (which includes audio) the picture may end.
+CONTAINER_DURATION_SLACK_S = 1.0
+#: Smallest frame side: 4:2:0 encoding halves each side for chroma, and no detector finds a face in less.
+MIN_SIZE_PX = 8
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class VideoReader:
         timeout_s: float | None = None,
         av_format: str | None = None,
         check_truncation: bool = True,
+        strict: bool = False,
     ) -> None:
         self.url = str(url)
         self.start_s = start_s
@@ -136,15 +143,26 @@ class VideoReader:
             s for s in self.container.streams if s.type in ("attachment", "video") and s.index != self.video_stream.index
         ]
         self.info = self._probe()
-        self.frames_decoded = 0
+        self.strict = strict
+        self.frames_decoded = 0  # frames yielded, damaged ones included
+        self.damaged_frames = 0
+        self._track_missing = True
+        self._last_shape: tuple[int, ...] | None = None
+        self._last_pts: int | None = None
+        # A negative start (MPEG-TS whose clock wrapped, some edited files): every stream is moved
+        # forward so the first frame is at >= 0, or MP4 edit lists would hide the frames before 0.
+        start_us = self.container.start_time
+        self.pts_shift_s = -start_us / av.time_base if start_us is not None and start_us < 0 else 0.0
         start = self.video_stream.start_time
-        self.start_offset_s = float(start * self.info.time_base) if start is not None else 0.0
+        self.start_offset_s = (float(start * self.info.time_base) if start is not None else 0.0) + self.pts_shift_s
 
     def _probe(self) -> VideoInfo:
         s = self.video_stream
         cc = s.codec_context
         if not cc.width or not cc.height:
             raise InputError(f"{self.url}: video stream has no size (damaged header)")
+        if min(cc.width, cc.height) < MIN_SIZE_PX:
+            raise InputError(f"{self.url}: the video is {cc.width}x{cc.height} pixels; at least {MIN_SIZE_PX}x{MIN_SIZE_PX} can be anonymized")
         fps = s.average_rate or s.guessed_rate or s.base_rate or Fraction(30)
         duration_s = None
         if s.duration is not None and s.time_base:
@@ -181,33 +199,93 @@ class VideoReader:
         return (item for item in self.items(packets=False) if isinstance(item, Frame))
 
     def items(self, packets: bool = True) -> Iterator[Frame | av.Packet]:
-        """Frames (and, with ``packets=True``, the other streams' packets) in demux order."""
+        """Frames (and, with ``packets=True``, the other streams' packets) in demux order.
+
+        Damaged input is not fatal: a frame the decoder flags as corrupt, and a frame whose packet
+        could not be decoded at all (a gap in the timestamps the demuxer announced), comes out black
+        with ``obscured=True`` at its place in time (``damaged_frames`` counts them; ``strict=True``
+        raises instead). A half-decoded frame can hide a face from the detector but not from a viewer.
+        """
         self._seek_start()
         streams = [self.video_stream] + (self.copy_streams if packets else [])
         time_base = self.info.time_base
         fallback_pts = 0
         frame_step = (1 / self.info.fps / time_base) if self.info.fps else 1
+        shift = round(self.pts_shift_s / time_base)
+        # Timestamps of the video packets the decoder has not answered yet: those it passes over
+        # (while it outputs the frames after them, in display order) are frames lost to damage.
+        announced: list[int] = []
         try:
             for packet in self.container.demux(streams):
                 if packet.stream.index != self.video_stream.index:
                     if packet.size == 0:  # the demuxer's flush packets carry nothing to copy
                         continue
+                    if self.pts_shift_s:
+                        self._shift_packet(packet)
                     if not self._in_span(packet.pts, packet.stream.time_base):
                         continue
                     yield packet
                     continue
-                for av_frame in packet.decode():
-                    pts = av_frame.pts if av_frame.pts is not None else round(fallback_pts)
+                # Empty packets (an AVI's repeated frames) and those an edit list cuts decode to nothing.
+                if packet.size and packet.pts is not None and not packet.is_discard and self._in_span(packet.pts + shift, time_base):
+                    heapq.heappush(announced, packet.pts + shift)
+                try:
+                    decoded = packet.decode()
+                except (av.error.InvalidDataError, av.error.UndefinedError) as exc:
+                    log.debug("%s: packet at pts %s: %s", self.url, packet.pts, exc)
+                    decoded = []  # its frame is missing; announced makes it a damaged frame
+                for av_frame in decoded:
+                    pts = av_frame.pts + shift if av_frame.pts is not None else round(fallback_pts)
                     fallback_pts = pts + frame_step
                     if not self._in_span(pts, time_base):
                         if self.end_s is not None and pts * time_base - self.start_offset_s > self.end_s:
                             return
                         continue
-                    yield to_frame(av_frame, index=self.frames_decoded, pts=pts, time_base=time_base, capture_s=time.monotonic())
+                    yield from self._missing_before(announced, pts, time_base)
+                    frame = to_frame(av_frame, index=self.frames_decoded, pts=pts, time_base=time_base, capture_s=time.monotonic())
                     self.frames_decoded += 1
+                    self._last_shape = frame.shape
+                    self._last_pts = pts
+                    yield self._damaged(frame) if av_frame.is_corrupt else frame
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.url}: decoding failed after {self.frames_decoded} frames ({exc.strerror or exc})") from exc
+        yield from self._missing_before(announced, None, time_base)
+        if self.damaged_frames:
+            log.warning("%s: %d damaged or missing frames in the input were obscured (--strict makes this an error)", self.url, self.damaged_frames)
         self._check_complete()
+
+    def _missing_before(self, announced: list[int], pts: int | None, time_base) -> Iterator[Frame]:
+        """Black stand-ins for the announced frames before ``pts`` (all of them at the end: None)."""
+        if announced and pts is not None and pts not in announced:
+            # This file's frames do not carry their packets' timestamps (some demuxers and decoders
+            # rewrite them): gaps cannot be told from renumbering, so missing frames are not tracked.
+            announced.clear()
+            self._track_missing = False
+        while announced and (pts is None or announced[0] <= pts):
+            missing = heapq.heappop(announced)
+            if missing == pts or not self._track_missing:
+                continue
+            shape = self._last_shape or (self.info.height, self.info.width, 3)
+            frame = Frame(bgr=np.zeros(shape, np.uint8), index=self.frames_decoded, pts=missing, time_base=time_base, capture_s=time.monotonic())
+            self.frames_decoded += 1
+            yield self._damaged(frame)
+
+    def _damaged(self, frame: Frame) -> Frame:
+        self.damaged_frames += 1
+        t = float(frame.pts * frame.time_base) - self.start_offset_s if frame.pts is not None else 0.0
+        if self.strict:
+            raise InputError(f"{self.url}: damaged frame at {t:.2f} s (without --strict it would be obscured)")
+        log.debug("%s: frame %d (%.2f s) is damaged or missing: obscured", self.url, frame.index, t)
+        frame.bgr = np.zeros(frame.shape, np.uint8)
+        frame.obscured = True
+        return frame
+
+    def _shift_packet(self, packet: av.Packet) -> None:
+        shift = round(self.pts_shift_s / packet.time_base)
+        if packet.pts is not None:
+            packet.pts += shift
+        if packet.dts is not None:
+            packet.dts += shift
 
     def _in_span(self, pts: int | None, time_base) -> bool:
         """Whether a timestamp falls in [start_s, end_s], counted from the start of the video (like ffmpeg's -ss/-to)."""
@@ -219,10 +297,52 @@ class VideoReader:
         return self.end_s is None or t <= self.end_s
 
     def _check_complete(self) -> None:
-        expected = self.info.frame_count
-        if not self.check_truncation or not expected or self.start_s or self.end_s:
+        """Raise ``InputError`` when the file ends before its header says, whatever the container.
+
+        Judged by time where the header gives a duration: frame counts are not comparable (an MP4
+        edit list cuts frames the header counts, an AVI counts its repeated frames, MKV has none).
+        """
+        if not self.check_truncation or self.end_s is not None:
             return
         if self.frames_decoded == 0:
-            raise InputError(f"{self.url}: no frame could be decoded (damaged or truncated file)")
-        if self.frames_decoded < expected * (1 - TRUNCATION_SLACK) - 1:
+            if self.info.frame_count or self.info.duration_s:
+                raise InputError(f"{self.url}: no frame could be decoded (damaged or truncated file)")
+            return
+        expected_end_s, slack_s = self._expected_end_s()
+        if expected_end_s is not None:
+            frame_s = 1 / float(self.info.fps) if self.info.fps else 0.0
+            got_end_s = float(self._last_pts * self.info.time_base) + frame_s if self._last_pts is not None else 0.0
+            if got_end_s < expected_end_s - max(slack_s, 3 * frame_s, TRUNCATION_SLACK * (expected_end_s - self.start_offset_s)):
+                raise InputError(
+                    f"{self.url}: truncated: the file ends at {got_end_s - self.start_offset_s:.2f} s, "
+                    f"its header says {expected_end_s - self.start_offset_s:.2f} s"
+                )
+            return
+        expected = self.info.frame_count
+        if expected and not self.start_s and self.frames_decoded < expected * (1 - TRUNCATION_SLACK) - 1:
             raise InputError(f"{self.url}: truncated: decoded {self.frames_decoded} of {expected} frames")
+
+    def _expected_end_s(self) -> tuple[float | None, float]:
+        """Where the header says the video ends (on the shifted clock), and how much less is normal:
+        the container's duration also covers audio, which may outlast the picture a little."""
+        s = self.video_stream
+        if s.duration and s.time_base:
+            start = s.start_time or 0
+            return float((start + s.duration) * s.time_base) + self.pts_shift_s, 0.0
+        if self.container.duration:
+            start_us = self.container.start_time or 0
+            return (start_us + self.container.duration) / av.time_base + self.pts_shift_s, CONTAINER_DURATION_SLACK_S
+        return None, 0.0
+
+
+def video_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's first video stream's packets, in file order, without decoding: names
+    one exact encoded video (a vault is bound to the output it was written with)."""
+    digest = hashlib.sha256()
+    with open_input(path) as container:
+        if not container.streams.video:
+            raise InputError(f"{path}: has no video stream")
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size:
+                digest.update(bytes(packet))
+    return digest.hexdigest()

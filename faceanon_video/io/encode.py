@@ -11,8 +11,8 @@ half-written file where the user expects a finished one.
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,9 +21,11 @@ import av.error
 import cv2
 import numpy as np
 
-from faceanon_video.errors import FaceanonError, InputError
+from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
 from faceanon_video.io import codec_threads
 from faceanon_video.io.metadata import MUXER_OPTIONS, MetadataPolicy, ScrubRecord
+from faceanon_video.io.decode import video_sha256
+from faceanon_video.io.outputs import AtomicOutput, temporary_path  # noqa: F401 - re-exported (older imports)
 from faceanon_video.types import Frame
 
 log = logging.getLogger(__name__)
@@ -31,11 +33,6 @@ log = logging.getLogger(__name__)
 #: Video codec by output extension. H.264 everywhere it is allowed; WebM only takes VP8/VP9/AV1.
 CODEC_BY_EXTENSION = {".webm": "libvpx-vp9"}
 DEFAULT_CODEC = "libx264"
-
-
-def temporary_path(destination: Path) -> Path:
-    """Hidden sibling of ``destination`` with the same extension (the muxer picks the format from it)."""
-    return destination.with_name(f".{destination.stem}.partial-{os.getpid()}{destination.suffix}")
 
 
 def to_av_frame(frame: Frame, width: int, height: int) -> av.VideoFrame:
@@ -132,6 +129,7 @@ class VideoWriter:
         video_template=None,
     ) -> None:
         self.output = AtomicOutput(destination) if atomic else None
+        self.destination = Path(str(destination))
         path = self.output.temp if atomic else destination
         self.fps = Fraction(fps)
         self.time_base = Fraction(time_base)
@@ -146,6 +144,10 @@ class VideoWriter:
         try:
             self.container = av.open(str(path), mode="w", format=container_format, options=options)
         except (ValueError, av.error.FFmpegError) as exc:
+            if self.output:
+                self.output.discard()
+            if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+                raise OutputError(describe_os_error(exc, destination)) from exc
             raise InputError(f"{destination}: cannot write this kind of file ({exc})") from exc
         self.container.metadata.update(format_tags)
         self._video_tags = self.scrub.filter_tags(self.policy, dict(video_template.metadata), f"stream {video_template.index}") if video_template is not None else {}
@@ -158,6 +160,7 @@ class VideoWriter:
         self._last_pts: int | None = None
         self.first_pts: int | None = None
         self.frames_written = 0
+        self._finished = False
 
     def _copy_chapters(self, chapters: list) -> None:
         if not chapters:
@@ -270,27 +273,47 @@ class VideoWriter:
         try:
             self.container.mux(packets)
         except av.error.FFmpegError as exc:
-            raise FaceanonError(f"writing {self.output.destination if self.output else 'output'} failed: {exc}") from exc
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: Exception) -> FaceanonError:
+        destination = self.output.destination if self.output else "output"
+        if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+            return OutputError(describe_os_error(exc, destination))
+        return FaceanonError(f"writing {destination} failed: {exc}")
+
+    def finish(self) -> None:
+        """Flush the encoders and close the file, still under its temporary name (``close`` renames it)."""
+        if self._finished:
+            return
+        if self.video is None:
+            raise InputError("no video frame to write")
+        self._mux(self.video.encode())
+        for out, resampler in self.transcoders.values():
+            self._mux(out.encode())
+        try:
+            self.container.close()
+        except (OSError, av.error.FFmpegError) as exc:
+            raise self._write_error(exc) from exc
+        self._finished = True
+
+    def video_sha256(self) -> str:
+        """Hex SHA-256 of the written video stream's packets (``io.decode.video_sha256``; after ``finish``).
+        Read back from the file: muxers rewrite packets (MP4 turns H.264 start codes into lengths)."""
+        return video_sha256(self.output.temp if self.output else self.destination)
 
     def close(self, success: bool = True) -> None:
-        """Flush and finalise; with ``success=False`` (or on a failed flush) the partial file is removed."""
+        """Flush and finalise; with ``success=False`` (or on a failed flush) the partial file is removed.
+        ``close(success=False)`` never raises: it runs while the real error is on its way to the user."""
+        if not success:
+            self._discard()
+            return
         try:
-            if success:
-                if self.video is None:
-                    raise InputError("no video frame to write")
-                self._mux(self.video.encode())
-                for out, resampler in self.transcoders.values():
-                    self._mux(out.encode())
-            self.container.close()
+            self.finish()
         except BaseException:
             self._discard()
             raise
-        if not self.output:
-            return
-        if success:
+        if self.output:
             self.output.commit()
-        else:
-            self.output.discard()
 
     def _discard(self) -> None:
         try:

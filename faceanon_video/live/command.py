@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from faceanon_video.config import RunConfig
-from faceanon_video.errors import ConfigError
+from faceanon_video.errors import EXIT_OBSCURED, EXIT_OK, ConfigError
 from faceanon_video.live.runner import LiveRunner, LiveSummary
 from faceanon_video.live.sinks import FileSink, MjpegPreview, Sink, StreamSink, WindowPreview, window_available
 from faceanon_video.live.sources import LiveSource, camera_input, is_live_input
@@ -83,7 +83,9 @@ def run_command(config: RunConfig, inputs: list[str], output: str | None, quiet:
         Path(config.stats_file).write_text(json.dumps(summary.as_dict(), indent=2))
     if not quiet:
         sys.stdout.write(f"{source.url}: {status_line(summary)}\n")
-    return 0
+    # Frames obscured because detection or anonymization raised (not deadline misses or outage fill,
+    # which are part of running live) make the "obscured frames" status, like file runs.
+    return EXIT_OBSCURED if summary.obscured_error else EXIT_OK
 
 
 def status_line(summary: LiveSummary) -> str:

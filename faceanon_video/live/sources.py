@@ -61,10 +61,10 @@ def input_options(url: str, open_timeout_s: float, user: dict[str, str] | None =
         "analyzeduration": "1000000",
         "probesize": "1000000",
     }
-    if is_live_input(url):
-        # Pass packets on as they arrive instead of keeping a probe buffer. Streams only: on an MP4
-        # file it makes FFmpeg 8 return no frames at all.
-        options["fflags"] = "nobuffer"
+    # No "fflags nobuffer": it throws away the packets read while probing, and with them the stream's
+    # first keyframe; an encoder that sends one every 10 s then gave no frame for 10 s (and a 7 s
+    # stream none at all). The probed packets come out first; the newest-frame mailbox drops the
+    # older ones at once, so latency is back to normal within the first second.
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"  # RTP over UDP loses packets under load (smeared frames); TCP does not
@@ -149,6 +149,7 @@ class LiveSource:
         self._failed: FaceanonError | None = None
         self._delay_s = reconnect_initial_s
         self._taken = 0
+        self._last_frame_s = time.monotonic()
         self._thread: threading.Thread | None = None
 
     # 1. Life cycle.
@@ -156,6 +157,7 @@ class LiveSource:
     def start(self) -> LiveSource:
         """Start capturing. A missing file or camera fails here; a network source that is not up yet
         is retried like any outage."""
+        self._last_frame_s = time.monotonic()  # the give-up clock starts now
         if self.av_format == "v4l2" and not Path(self.url).exists():
             raise InputError(f"{self.url}: no such camera (connected cameras are listed by 'ls /dev/video*')")
         first = None if self.is_network else self._open()
@@ -187,6 +189,13 @@ class LiveSource:
         item = self._frames.get(timeout_s)
         if item is None:
             if self._failed is not None:
+                raise self._failed
+            # Checked here, not only when a reopen attempt fails: an attempt may block for
+            # open_timeout_s, and --give-up-after 4 must not mean 11 s.
+            down_s = time.monotonic() - self._last_frame_s
+            if self.give_up_s is not None and down_s >= self.give_up_s:
+                reason = self.gaps[-1].reason if self.gaps else f"no data for {down_s:.0f} s"
+                self._failed = SourceLost(f"{self.url}: no frames for {down_s:.0f} s ({reason}); gave up")
                 raise self._failed
             return None
         av_frame, capture_s = item
@@ -280,6 +289,7 @@ class LiveSource:
 
     def _publish(self, av_frame: av.VideoFrame) -> None:
         now = time.monotonic()
+        self._last_frame_s = now
         self._frames.put((av_frame, now))
         self.captured += 1
         if self.in_gap:

@@ -78,6 +78,7 @@ class Backfill:
         self._held: list[_Held] = []
         self._seen: set[int] = set()
         self._last_pass: tuple[int, Detections] | None = None  # frame index and faces of the last full pass
+        self._last_pass_index = -1  # of the last full pass, failed or not
 
     def push(self, frame: Frame, faces: Detections | BaseException, full_pass: bool, cut: bool = False) -> list[tuple[Frame, Detections | BaseException]]:
         """Add the next frame (in order) with its tracked faces; returns the frames now final, in order."""
@@ -87,6 +88,12 @@ class Backfill:
             self._seen.clear()
             self._last_pass = None
         tracked = isinstance(faces, Detections) and faces.track_id is not None
+        if full_pass and isinstance(faces, BaseException):
+            # A failed full pass fails the skipped frames since the previous pass: it was the one
+            # that would have found a face appearing among them (fail closed).
+            for held in self._held:
+                if held.frame.index > self._last_pass_index and not held.full_pass:
+                    held.faces = faces
         if tracked and full_pass:
             self._interpolate(frame.index, faces)
         if tracked and len(faces):
@@ -98,6 +105,7 @@ class Backfill:
         self._held.append(_Held(frame, faces, full_pass))
         if full_pass:
             self._last_pass = (frame.index, faces) if tracked else None
+            self._last_pass_index = frame.index
         while len(self._held) > self.lookback:
             held = self._held.pop(0)
             released.append((held.frame, held.faces))
@@ -113,6 +121,7 @@ class Backfill:
         self._held.clear()
         self._seen.clear()
         self._last_pass = None
+        self._last_pass_index = -1
 
     def _interpolate(self, index: int, faces: Detections) -> None:
         if self._last_pass is None or not self._held:
@@ -151,7 +160,11 @@ class Backfill:
         for held in reversed(self._held):
             if isinstance(held.faces, BaseException):
                 continue  # obscured whole anyway; keep walking with the same box
-            found = self.redetector.detect(held.frame, box[None]) if self.redetector is not None else Detections.empty()
+            try:
+                found = self.redetector.detect(held.frame, box[None]) if self.redetector is not None else Detections.empty()
+            except Exception as exc:  # noqa: BLE001 - fail closed: this frame is obscured, the run goes on
+                held.faces = exc
+                continue
             if len(found):
                 misses = 0
                 best = int(np.argmax(buffered_iou(found.xyxy, box[None], 0.0)[:, 0]))

@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from faceanon_video.failures import DamagedFrame
 from faceanon_video.config import RunConfig
 from faceanon_video.detect import DEFAULT_THRESHOLDS
 from faceanon_video.detect.base import Detector
@@ -107,6 +108,7 @@ class TrackingStage:
         # Skipping frames is safe by default only where held frames let backfill cover what they miss.
         self.detect_every = detect_every or (2 if hold else 1)
         self.backfill = Backfill(roi, detect_every=self.detect_every) if hold else None
+        self._failed_pass: BaseException | None = None  # the last full pass's error, until one succeeds
 
     @classmethod
     def from_config(
@@ -193,6 +195,7 @@ class TrackingStage:
         """Forget everything carried from frame to frame (between unrelated videos or images)."""
         self.tracker.reset()
         self._shots.reset()
+        self._failed_pass = None
         if self.backfill is not None:
             self.backfill.reset()
 
@@ -202,10 +205,20 @@ class TrackingStage:
     def _track(self, frame: Frame, detections: Detections | BaseException | None, redetect: bool) -> tuple[Faces, bool, bool]:
         """This frame's faces (or the error to fail closed on), whether the full-frame detector ran on
         it, and whether it starts a new shot. ``redetect``: on a skipped frame, look for the tracked
-        faces around their predicted boxes (else they coast until ``backfill`` settles them)."""
+        faces around their predicted boxes (else they coast until ``backfill`` settles them).
+
+        A failed full pass fails the skipped frames after it too, until a pass succeeds (``backfill``
+        fails those before it): nothing checked them. The tracker is not advanced on them, so a
+        detector outage does not expire tracks as if their faces had gone."""
+        full_pass = detections is not None
         try:
             if isinstance(detections, BaseException):
                 raise detections
+            if frame.obscured:
+                # Damaged in the input (io.decode): nothing to learn from it; the tracks wait.
+                raise DamagedFrame(f"frame {frame.index} is damaged in the input")
+            if detections is None and self._failed_pass is not None:
+                raise self._failed_pass
             cut, detections = self._handle_shot_change(frame, detections)
             full_pass = detections is not None
             if detections is None and redetect and self._can_redetect():
@@ -216,9 +229,13 @@ class TrackingStage:
             start = time.perf_counter()
             faces = self.tracker.update(detections, frame)
             self.timings["track"].append(time.perf_counter() - start)
+            if full_pass:
+                self._failed_pass = None
             return faces, full_pass, cut
         except Exception as exc:  # noqa: BLE001 - fail closed: the frame is obscured downstream
-            return exc, False, False
+            if full_pass:
+                self._failed_pass = exc
+            return exc, full_pass, False
 
     def _handle_shot_change(self, frame: Frame, detections: Detections | None) -> tuple[bool, Detections | None]:
         """At a shot change, end all tracks (so a new person never inherits the id, seed and fake face

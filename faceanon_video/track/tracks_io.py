@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.errors import InputError, OutputError, describe_os_error
+from faceanon_video.io.outputs import AtomicOutput
 from faceanon_video.types import Detections
 
 __all__ = ["TrackWriter", "TrackRecord", "read_tracks", "tracks_path_for"]
@@ -47,12 +48,14 @@ class TrackWriter:
     [1]
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, overwrite: bool = True) -> None:
         self.path = Path(path)
+        # Like every output: a temporary name until the run succeeds (see io.outputs).
+        self._output = AtomicOutput(self.path, overwrite=overwrite)
         try:
-            self._file = self.path.open("w", encoding="utf-8")
+            self._file = self._output.temp.open("w", encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot write tracks file {self.path}: {exc.strerror or exc}") from exc
+            raise OutputError(f"tracks file {self.path}: {describe_os_error(exc, self.path)}") from exc
         self.lines = 0
 
     def write(self, frame_index: int, pts_s: float | None, faces: Detections) -> None:
@@ -71,19 +74,34 @@ class TrackWriter:
             for i in range(n)
         ]
         pts = None if pts_s is None else round(float(pts_s), 6)
-        self._file.write(json.dumps({"frame": int(frame_index), "pts_s": pts, "tracks": tracks}) + "\n")
+        try:
+            self._file.write(json.dumps({"frame": int(frame_index), "pts_s": pts, "tracks": tracks}) + "\n")
+        except OSError as exc:
+            raise OutputError(f"tracks file {self.path}: {describe_os_error(exc, self.path)}") from exc
         self.lines += 1
 
-    def close(self) -> None:
-        if not self._file.closed:
+    def close(self, success: bool = True) -> None:
+        """With ``success``, put the file in place; otherwise remove it (never raises then)."""
+        if self._file.closed:
+            return
+        try:
             self._file.close()
-            log.info("wrote %d frames of tracks to %s", self.lines, self.path)
+        except OSError as exc:
+            self._output.discard()
+            if success:
+                raise OutputError(f"tracks file {self.path}: {describe_os_error(exc, self.path)}") from exc
+            return
+        if not success:
+            self._output.discard()
+            return
+        self._output.commit()
+        log.info("wrote %d frames of tracks to %s", self.lines, self.path)
 
     def __enter__(self) -> TrackWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(success=exc_type is None)
 
 
 def tracks_path_for(save_tracks: str | Path, source: str | Path) -> Path:

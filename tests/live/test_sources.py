@@ -60,7 +60,7 @@ def test_missing_inputs_fail_at_start(tmp_path):
 
 def test_input_options_defaults_and_overrides():
     rtsp = input_options("rtsp://cam/stream", 10)
-    assert rtsp["rtsp_transport"] == "tcp" and rtsp["fflags"] == "nobuffer"
+    assert rtsp["rtsp_transport"] == "tcp" and "nobuffer" not in rtsp.get("fflags", "")  # it loses the first keyframe
     assert input_options("rtsp://cam/stream", 10, {"rtsp_transport": "udp"})["rtsp_transport"] == "udp"
     assert input_options("rtsp://0.0.0.0:8554/in", 7, {"rtsp_flags": "listen"})["listen_timeout"] == "7"
     assert input_options("udp://127.0.0.1:5000", 10)["overrun_nonfatal"] == "1"
@@ -147,3 +147,28 @@ def test_a_protocol_this_ffmpeg_lacks_fails_at_once():
             assert "cannot read srt://" in str(exc)
         else:
             pytest.skip("this FFmpeg build has SRT")
+
+
+@needs_ffmpeg
+def test_first_keyframe_is_not_lost_while_probing(peers):
+    # An encoder that sends a keyframe every 10 s: the stream's first frame must come out with the
+    # first keyframe, not 10 s later (FFmpeg's "nobuffer" dropped the packets read while probing).
+    port = free_port(socket.SOCK_DGRAM)
+    with LiveSource(f"udp://127.0.0.1:{port}", open_timeout_s=5, read_timeout_s=5) as source:
+        time.sleep(0.3)  # listening
+        peers("-re", "-stream_loop", "-1", "-i", str(CARPHONE), "-c:v", "libx264", "-preset", "ultrafast", "-g", "300", "-keyint_min", "300", "-sc_threshold", "0", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316")
+        started = time.monotonic()
+        assert wait_for(lambda: source.get(timeout_s=0.05) is not None, timeout_s=6), "no frame before the second keyframe"
+        assert time.monotonic() - started < 4
+
+
+def test_give_up_after_is_honoured_while_a_reopen_blocks():
+    # A reopen attempt may block for open_timeout_s (here 10 s): --give-up-after 1.5 still means 1.5 s.
+    port = free_port(socket.SOCK_DGRAM)
+    source = LiveSource(f"udp://127.0.0.1:{port}", open_timeout_s=10, read_timeout_s=10, give_up_s=1.5)
+    started = time.monotonic()
+    with source:
+        with pytest.raises(SourceLost, match="gave up"):
+            while time.monotonic() - started < 15:
+                source.get(timeout_s=0.1)
+        assert 1.5 <= time.monotonic() - started < 2.0

@@ -37,8 +37,8 @@ def test_round_trip_keeps_ids_boxes_landmarks_scores_and_flags(tmp_path):
     assert set(line["tracks"][0]) == {"id", "xyxy", "landmarks", "score", "detected"}  # no seeds in a shareable file
 
 
-def test_unwritable_path_is_config_error(tmp_path):
-    with pytest.raises(ConfigError):
+def test_unwritable_path_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="output folder does not exist"):
         TrackWriter(tmp_path / "no" / "such" / "dir" / "t.jsonl")
 
 
