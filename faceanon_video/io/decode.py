@@ -146,7 +146,10 @@ class VideoReader:
         self.strict = strict
         self.frames_decoded = 0  # frames yielded, damaged ones included
         self.damaged_frames = 0
-        self._track_missing = True
+        # AVI stores no presentation times: FFmpeg guesses them from the decode order, so with B-frames
+        # frames come out with pts the packets never announced in that order (a false "missing frame").
+        # Corrupt frames are still caught there by the decoder's own flag.
+        self._track_missing = "avi" not in self.container.format.name.split(",")
         self._last_shape: tuple[int, ...] | None = None
         self._last_pts: int | None = None
         # A negative start (MPEG-TS whose clock wrapped, some edited files): every stream is moved

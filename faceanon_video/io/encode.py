@@ -18,7 +18,6 @@ from pathlib import Path
 
 import av
 import av.error
-import cv2
 import numpy as np
 
 from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
@@ -49,22 +48,6 @@ def to_av_frame(frame: Frame, width: int, height: int) -> av.VideoFrame:
         # a multiple of 4 (a 362-row frame became 360 and its chroma was misread); copy instead.
         return av.VideoFrame.from_ndarray(frame.read_i420(), format="yuv420p")
     return av.VideoFrame.from_numpy_buffer(frame.read_i420(), format="yuv420p")
-
-
-class AtomicOutput:
-    """A destination path that only appears once the writer says it is complete."""
-
-    def __init__(self, destination: str | Path) -> None:
-        self.destination = Path(destination)
-        self.temp = temporary_path(self.destination)
-        if not self.destination.parent.is_dir():
-            raise InputError(f"{self.destination}: output folder does not exist")
-
-    def commit(self) -> None:
-        os.replace(self.temp, self.destination)
-
-    def discard(self) -> None:
-        self.temp.unlink(missing_ok=True)
 
 
 #: Extensions written by FFmpeg's MOV/MP4 muxer, which keeps reverse-DNS QuickTime keys

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import av
 import cv2
-import numpy as np
 
 from tests.conftest import DATA
 

@@ -39,11 +39,12 @@ def test_file_stage_holds_frames_back_and_flush_returns_them_in_order():
     s = stage(live=False)
     assert s.detect_every == 2 and s.holds_frames
     out = []
-    for i in range(12):
+    frames = s.backfill.lookback + 6
+    for i in range(frames):
         out += s.step(grey(i), FACE if s.should_detect(grey(i)) else None)
-    assert len(out) == 12 - s.backfill.lookback  # the rest are still held
+    assert len(out) == frames - s.backfill.lookback  # the rest are still held
     out += s.flush()
-    assert [f.index for f, _ in out] == list(range(12))
+    assert [f.index for f, _ in out] == list(range(frames))
     assert all(isinstance(faces, Detections) and len(faces) == 1 for _, faces in out)  # skipped frames too
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.errors import InputError
 from faceanon_video.track.tracks_io import TrackWriter, read_tracks, tracks_path_for
 from faceanon_video.types import Detections
 
