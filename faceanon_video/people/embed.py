@@ -182,7 +182,7 @@ class TrackEmbeddings:
     ``tracks`` (track id -> ``TrackFaces``) at the end, or at any time for online linking.
     """
 
-    def __init__(self, embedder: FaceEmbedder | None = None, per_track: int = 6, min_gap: int = 5, max_embeds: int = 12, min_quality: float = MIN_QUALITY) -> None:
+    def __init__(self, embedder: FaceEmbedder | None = None, per_track: int = 4, min_gap: int = 8, max_embeds: int = 6, min_quality: float = MIN_QUALITY) -> None:
         self.embedder = embedder or FaceEmbedder()
         self.per_track = per_track
         self.min_gap = min_gap
