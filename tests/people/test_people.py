@@ -216,3 +216,31 @@ def test_only_hides_the_listed_person_and_shows_confident_strangers(tmp_path):
     john = {t for t, g in gt.items() if g == 3}
     assert not any(s & john for s in shown)
     assert any(s - john for s in shown)  # strangers do become visible once confidently not him
+
+
+# -- verify without revealing ----------------------------------------------------------------------
+
+
+def test_verify_answers_from_person_embeddings_without_face_pixels(tmp_path, key, capsys):
+    import json
+
+    from faceanon_video.cli import main
+
+    clip, tracked, _ = cut_clip(0)
+    people = identify_people(_embed(clip, tracked).tracks)
+    sidecar = tmp_path / "v.people"
+    write_store(sidecar, key, people.sidecar())
+    key_file = tmp_path / "key"
+    key_file.write_bytes(key)
+    gt = gt_identity_of_tracks(clip, tracked)
+    laca = {people.person_of_track[t] for t, g in gt.items() if g == 2}
+    photos = DATA_DIR / "images" / "identities"
+
+    code = main(["verify", "--people", str(sidecar), "--key-file", str(key_file), "--face", str(photos / "alex-lacamoire.png"), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and {r["person"] for r in result["people"] if r["match"]} == laca
+    code = main(["verify", "--people", str(sidecar), "--key-file", str(key_file), "--face", str(photos / "lin-manuel-miranda.png"), "--json"])
+    assert code == 1 and not json.loads(capsys.readouterr().out)["found"]
+    key_file.write_bytes(b"w" * 32)
+    assert main(["verify", "--people", str(sidecar), "--key-file", str(key_file), "--face", str(photos / "obama.jpg")]) != 0
+    assert "wrong key" in capsys.readouterr().err
