@@ -195,12 +195,16 @@ def _run_selector(selector, clip, tracked):
     return shown
 
 
-def test_spare_shows_only_the_listed_person(tmp_path):
+def _select(mode, tmp_path):
+    """Per frame, the track ids left visible with the clip's john listed; and john's tracks."""
     clip, tracked, _ = cut_clip(0)
     gt = gt_identity_of_tracks(clip, tracked)
-    selector = TrackSelector(load_references([_other_chips(clip, tmp_path)]), "spare")
-    shown = _run_selector(selector, clip, tracked)
-    john = {t for t, g in gt.items() if g == 3}
+    selector = TrackSelector(load_references([_other_chips(clip, tmp_path)]), mode)
+    return clip, tracked, _run_selector(selector, clip, tracked), {t for t, g in gt.items() if g == 3}
+
+
+def test_spare_shows_only_the_listed_person(tmp_path):
+    clip, tracked, shown, john = _select("spare", tmp_path)
     assert all(s <= john for s in shown)  # nobody else, ever
     frames_with_john = [i for i, faces in enumerate(tracked) if john & set(faces.track_id.tolist())]
     visible = sum(bool(shown[i] & john) for i in frames_with_john)
@@ -209,11 +213,7 @@ def test_spare_shows_only_the_listed_person(tmp_path):
 
 
 def test_only_hides_the_listed_person_and_shows_confident_strangers(tmp_path):
-    clip, tracked, _ = cut_clip(0)
-    gt = gt_identity_of_tracks(clip, tracked)
-    selector = TrackSelector(load_references([_other_chips(clip, tmp_path)]), "only")
-    shown = _run_selector(selector, clip, tracked)
-    john = {t for t, g in gt.items() if g == 3}
+    _, _, shown, john = _select("only", tmp_path)
     assert not any(s & john for s in shown)
     assert any(s - john for s in shown)  # strangers do become visible once confidently not him
 
