@@ -1,11 +1,18 @@
 """``faceanon-video verify``: does the person in a photo appear in an anonymized video?
 
     faceanon-video verify ANON_VIDEO --vault FILE --key-file KEY --face PHOTO [--threshold 0.363] [--json]
+    faceanon-video verify --people FILE | --gallery FILE --key-file KEY --face PHOTO [--json]
 
-The vault's original face crops are decrypted (nothing is written to disk), the face in each is found
-with YuNet and embedded with the bundled SFace model (``faceanon_video.eval.identity``), and each
+With ``--vault``, the vault's original face crops are decrypted (nothing is written to disk), the face
+in each is found with YuNet and embedded with the bundled SFace model (``people.embed``), and each
 track's best cosine similarity to the photo's face is compared with SFace's published threshold.
-Exit code 0 when the person is found in at least one track, 1 when not.
+
+With ``--people`` (a video's encrypted people sidecar) or ``--gallery`` (the identity gallery across
+videos), the answer comes from the stored person embeddings alone: no face pixel is decrypted,
+because there is none in those files (``people.gallery``). Each stored person's similarity to the
+photo is compared with the threshold.
+
+Exit code 0 when the person is found, 1 when not.
 """
 
 from __future__ import annotations
@@ -19,22 +26,24 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from faceanon_video.commands.restore import add_vault_arguments
-from faceanon_video.detect.yunet import YuNetDetector
 from faceanon_video.errors import InputError
-from faceanon_video.eval.identity import SFaceIdentity
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.keys import load_key
+from faceanon_video.people.embed import PhotoEmbedder
+from faceanon_video.people.gallery import read_store
 from faceanon_video.vault import VaultReader, check_bound, check_video
 
 #: SFace's cosine-similarity threshold for "same person" (OpenCV Zoo, measured on LFW).
 SFACE_THRESHOLD = 0.363
-#: Border added around a vault crop before detection: YuNet misses faces that touch the image edge.
-CROP_PAD = 0.25
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_vault_arguments(parser)
+    parser.add_argument("video", metavar="ANON_VIDEO", nargs="?", help="the anonymized video the vault was written with (with --vault)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--vault", metavar="FILE", help="the vault written by 'faceanon-video INPUT --vault FILE' (decrypts the original face crops in memory)")
+    source.add_argument("--people", metavar="FILE", help="a video's encrypted person embeddings (no face pixels are decrypted)")
+    source.add_argument("--gallery", metavar="FILE", help="the encrypted identity gallery of --gallery runs (no face pixels are decrypted)")
+    parser.add_argument("--key-file", required=True, metavar="FILE", help="the --key-file of that run")
     parser.add_argument("--face", required=True, metavar="PHOTO", help="a photo of the person to look for (the largest face in it is used)")
     parser.add_argument("--threshold", type=float, default=SFACE_THRESHOLD, help="cosine similarity at or above which a face counts as the same person: higher gives fewer false matches and more misses")
     parser.add_argument("--every", type=int, default=5, metavar="N", help="embed one face of each track every N frames: 1 checks every face (slowest, finds the person in the fewest frames); larger is faster")
@@ -51,36 +60,20 @@ class TrackMatch:
     match: bool = False
 
 
-class FaceEmbedder:
-    """YuNet to find the face and its landmarks, SFace (``eval.identity``) to align and embed it."""
-
-    def __init__(self) -> None:
-        self.detector = YuNetDetector(threshold=0.5)
-        self.model = SFaceIdentity()
-
-    def embed(self, bgr: np.ndarray) -> np.ndarray | None:
-        """Unit embedding of the largest face in ``bgr``, or None when there is no face."""
-        faces = self.detector.detect(bgr)
-        if not len(faces):
-            return None
-        i = int(np.argmax(faces.widths * faces.heights))
-        return self.model.embed([bgr], faces.xyxy[i], faces.landmarks[i])[0]
-
-    def embed_crop(self, crop_bgr: np.ndarray) -> np.ndarray | None:
-        pad = int(round(CROP_PAD * max(crop_bgr.shape[:2])))
-        return self.embed(cv2.copyMakeBorder(crop_bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0))
-
-
 def main(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise InputError("--every must be >= 1")
     photo = cv2.imread(args.face, cv2.IMREAD_COLOR)
     if photo is None:
         raise InputError(f"{args.face}: not a readable image")
-    embedder = FaceEmbedder()
+    embedder = PhotoEmbedder()
     reference = embedder.embed(photo)
     if reference is None:
         raise InputError(f"{args.face}: no face found in the photo")
+    if args.vault is None:
+        return _verify_people(args, reference)
+    if args.video is None:
+        raise InputError("--vault needs the anonymized video (ANON_VIDEO)")
     with VaultReader(args.vault, load_key(args.key_file)) as vault:
         with VideoReader(args.video) as video:
             check_video(vault, args.video, video.info.frame_count, (video.info.width, video.info.height))
@@ -97,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
-def match_tracks(vault: VaultReader, embedder: FaceEmbedder, reference: np.ndarray, threshold: float, every: int = 5) -> list[TrackMatch]:
+def match_tracks(vault: VaultReader, embedder: PhotoEmbedder, reference: np.ndarray, threshold: float, every: int = 5) -> list[TrackMatch]:
     """Best similarity to ``reference`` per track, embedding one face per track every ``every`` frames."""
     tracks: dict[int, TrackMatch] = {}
     next_frame: dict[int, int] = defaultdict(int)  # per track: the first frame to embed again
@@ -107,7 +100,7 @@ def match_tracks(vault: VaultReader, embedder: FaceEmbedder, reference: np.ndarr
             track.frames += 1
             if record.frame_index < next_frame[face.track_id]:
                 continue
-            embedding = embedder.embed_crop(face.bgr)
+            embedding = embedder.embed(face.bgr)  # pads the crop: YuNet misses faces touching the edge
             if embedding is None:
                 continue  # no face found in this crop (turned, blurred): try the track's next frame
             next_frame[face.track_id] = record.frame_index + every
@@ -126,3 +119,24 @@ def _table(tracks: list[TrackMatch], threshold: float) -> str:
         similarity = "-" if t.best_similarity is None else f"{t.best_similarity:.3f}"
         lines.append(f"{t.track_id:>6} {t.frames:>7} {t.checked:>8} {similarity:>11}  {'yes' if t.match else 'no'}")
     return "\n".join(lines) + "\n"
+
+
+def _verify_people(args: argparse.Namespace, reference: np.ndarray) -> int:
+    """Answer from stored person embeddings (``--people`` or ``--gallery``): no face pixels."""
+    path = args.people or args.gallery
+    store = read_store(path, load_key(args.key_file), kind="people" if args.people else "gallery")
+    rows = []
+    for person in store.persons:
+        similarity = float(np.dot(reference, person.embedding))
+        rows.append({"person": person.label if person.label is not None else person.person_id, "tracks": person.tracks,
+                     "similarity": round(similarity, 4), "match": similarity >= args.threshold})  # fmt: skip
+    rows.sort(key=lambda r: -r["similarity"])
+    found = [r for r in rows if r["match"]]
+    if args.json:
+        sys.stdout.write(json.dumps({"file": path, "face": args.face, "threshold": args.threshold, "found": bool(found), "people": rows}, indent=2) + "\n")
+    else:
+        for r in rows:
+            sys.stdout.write(f"{str(r['person']):>34} {r['similarity']:>7.3f}  {'yes' if r['match'] else 'no'}\n")
+        verdict = f"found (person {', '.join(str(r['person']) for r in found)})" if found else "not found"
+        sys.stdout.write(f"{args.face}: {verdict} in {path} ({len(rows)} people)\n")
+    return 0 if found else 1

@@ -33,21 +33,25 @@ class TrackSeeder:
     HKDF objects are single-use, so the per-id step is HMAC rather than one HKDF per track.
     """
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, info: bytes = _HKDF_INFO) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ConfigError(f"track key is {len(key)} bytes; need at least {MIN_KEY_BYTES}")
-        self._subkey = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(key)
+        # ``info`` separates derivations from one key (track seeds, person seeds: ``people.seeds``).
+        self._subkey = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
         self._cache: dict[int, int] = {}
+
+    def seed_for_label(self, label: bytes) -> int:
+        """The seed of any byte label under this key, an int in [0, 2**64)."""
+        mac = hmac.HMAC(self._subkey, hashes.SHA256())
+        mac.update(label)
+        return int.from_bytes(mac.finalize()[:8], "big")
 
     def seed_for(self, track_id: int) -> int:
         """The seed of one track, an int in [0, 2**64)."""
         track_id = int(track_id)
         seed = self._cache.get(track_id)
         if seed is None:
-            mac = hmac.HMAC(self._subkey, hashes.SHA256())
-            mac.update(track_id.to_bytes(8, "big", signed=True))
-            seed = int.from_bytes(mac.finalize()[:8], "big")
-            self._cache[track_id] = seed
+            seed = self._cache[track_id] = self.seed_for_label(track_id.to_bytes(8, "big", signed=True))
         return seed
 
     def seeds_for(self, track_ids: np.ndarray) -> np.ndarray:

@@ -1,0 +1,173 @@
+"""``--spare`` / ``--only``: keep the listed people visible, or anonymize only them.
+
+References: each ``PHOTO_OR_FOLDER`` argument is one person (a folder: several photos of them; the
+largest face of each photo is embedded). A track's face matches a person when its SFace cosine
+similarity to any of that person's photos is >= ``SPARE_SIMILARITY``.
+
+Privacy first, for both modes: a face is left visible only on confident evidence, checked along the
+track (``TrackSelector``):
+
+- ``spare``: a track is shown only after ``min_hits`` consecutive good faces (quality >=
+  ``MIN_QUALITY``, see ``embed``) matched a listed person, and only while every later good face
+  still matches; one good face that does not match anonymizes it again until ``min_hits`` more do.
+  A spared track is re-checked on every good face (a tracker that jumps to a stranger in a crossing
+  is caught on that stranger's first good face), and a face of a spared track that cannot be checked
+  (detector missed it, too small or turned) stays shown for at most ``max_unchecked`` frames.
+- ``only``: a track is left visible only after ``min_hits`` good faces that were all clearly *not*
+  a listed person (similarity < ``STRANGER_SIMILARITY``); a single good face at or above that, and
+  the track is anonymized for the rest of its life.
+
+Measured error rates (SFace int8 via ``embed``; ``benchmarks/spare_threshold.py``): on
+tests/data/images/identities (5 dlib "johns" x 11 chips, plus the Obama, Miranda and Lacamoire
+photos; 58 faces of 8 people, 275 same-person and 1378 different-person pairs) same-person
+similarity is 0.55-0.96 (5th percentile 0.63), different people at most 0.35 (99th percentile
+0.29). At ``SPARE_SIMILARITY`` = 0.45: a stranger's single face kept visible 0/1378, a stranger's
+3-face track 0/38775, a listed person's face matched 275/275. At 0.30 strangers would pass (10/1378
+faces, 11/38775 tracks). On short_hamilton_clip.mp4 with Miranda's photo as the reference (37 other
+tracks; video faces are small and soft, so similarities are lower): strangers reach at most 0.34 and
+none is shown; Miranda's frames score 0.38-0.73 and he is shown in 92 of 129 frames of his long
+track, 0 of 20 of his short one (its faces alternate 0.38-0.54): the misses fall on the safe side.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceanon_video.errors import InputError
+from faceanon_video.people.embed import MIN_QUALITY, FaceEmbedder, PhotoEmbedder, face_quality
+from faceanon_video.types import Detections, Frame
+
+__all__ = ["References", "TrackSelector", "SPARE_SIMILARITY", "STRANGER_SIMILARITY", "load_references"]
+
+log = logging.getLogger(__name__)
+
+#: A face is a listed person at or above this cosine similarity (see module docstring).
+SPARE_SIMILARITY = 0.45
+#: ``--only``: a face is confidently someone else only below this (OpenCV's published SFace
+#: same-person threshold, so anything it would call "maybe" counts as the listed person).
+STRANGER_SIMILARITY = 0.363
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class References:
+    """Embeddings of the listed people: ``embeddings`` (n, d) with ``person`` (n,) indices into ``names``."""
+
+    names: list[str]
+    embeddings: np.ndarray
+    person: np.ndarray
+
+    def similarity(self, embedding: np.ndarray) -> tuple[float, int]:
+        """Best cosine similarity of one face to any reference photo, and whose it is."""
+        sims = self.embeddings @ embedding
+        best = int(np.argmax(sims))
+        return float(sims[best]), int(self.person[best])
+
+
+def load_references(paths: list[str | Path], photo_embedder: PhotoEmbedder | None = None) -> References:
+    """Embed the photos of each listed person; InputError for a missing path, an unreadable photo,
+    a photo without a face, or a folder with no photo."""
+    photo_embedder = photo_embedder or PhotoEmbedder()
+    names, embeddings, person = [], [], []
+    for index, raw in enumerate(paths):
+        path = Path(raw)
+        if path.is_dir():
+            photos = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not photos:
+                raise InputError(f"{path}: no photos in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif path.is_file():
+            photos = [path]
+        else:
+            raise InputError(f"{path}: no such photo or folder")
+        for photo in photos:
+            bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise InputError(f"{photo}: not a readable image")
+            embedding = photo_embedder.embed(bgr)
+            if embedding is None:
+                raise InputError(f"{photo}: no face found in the photo")
+            embeddings.append(embedding)
+            person.append(index)
+        names.append(str(path))
+    log.info("%d reference photos of %d people", len(embeddings), len(names))
+    return References(names, np.stack(embeddings), np.asarray(person))
+
+
+@dataclass
+class _TrackState:
+    streak: int = 0  # consecutive good faces that support showing the track
+    visible: bool = False
+    vetoed: bool = False  # --only: matched a listed person once, anonymized for good
+    last_checked: int = -(10**9)
+    checks: int = 0
+    best_similarity: float = -1.0
+    matched_person: int | None = None
+
+
+@dataclass
+class TrackSelector:
+    """Per frame, which tracked faces to anonymize under ``--spare`` or ``--only``.
+
+    ``anonymize(frame, faces)`` returns an (n,) bool mask: True = anonymize. Works online (live and
+    files alike); call ``end(track_id)`` when a track ends to free its state.
+    """
+
+    references: References
+    mode: str = "spare"  # or "only"
+    embedder: FaceEmbedder = field(default_factory=FaceEmbedder)
+    min_hits: int = 3
+    #: Frames a spared track stays shown without a fresh check (detector missed the face, or it is
+    #: turned or small); after that it is anonymized until checked again.
+    max_unchecked: int = 2
+    #: Undecided and anonymized tracks are checked at most every this many frames (the cost of
+    #: ``--spare`` on a crowd); spared tracks on every good face.
+    recheck_every: int = 2
+    match_similarity: float = SPARE_SIMILARITY
+    stranger_similarity: float = STRANGER_SIMILARITY
+    states: dict[int, _TrackState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("spare", "only"):
+            raise ValueError(f"mode must be 'spare' or 'only', not {self.mode!r}")
+
+    def anonymize(self, frame: Frame | np.ndarray, faces: Detections, frame_index: int | None = None) -> np.ndarray:
+        n = len(faces)
+        index = frame.index if frame_index is None else frame_index
+        if faces.track_id is None:
+            return np.ones(n, bool)  # untracked faces cannot accumulate evidence: anonymize
+        quality = face_quality(faces)
+        out = np.ones(n, bool)
+        for i, track_id in enumerate(faces.track_id.tolist()):
+            state = self.states.setdefault(track_id, _TrackState())
+            due = state.visible or index - state.last_checked >= self.recheck_every
+            if quality[i] >= MIN_QUALITY and due and not state.vetoed:
+                embedding, image_ok = self.embedder.embed(frame, faces.xyxy[i], faces.landmarks[i])
+                if image_ok > 0:
+                    self._update(state, embedding, index)
+            if state.visible and index - state.last_checked > self.max_unchecked:
+                state.visible, state.streak = False, 0  # unchecked for too long: hide until re-confirmed
+            out[i] = not state.visible
+        return out
+
+    def _update(self, state: _TrackState, embedding: np.ndarray, index: int) -> None:
+        similarity, person = self.references.similarity(embedding)
+        state.last_checked = index
+        state.checks += 1
+        if similarity > state.best_similarity:
+            state.best_similarity, state.matched_person = similarity, person
+        if self.mode == "spare":
+            supports = similarity >= self.match_similarity
+        else:
+            supports = similarity < self.stranger_similarity
+            if not supports:
+                state.vetoed = True
+        state.streak = state.streak + 1 if supports else 0
+        state.visible = state.streak >= self.min_hits and not state.vetoed
+
+    def end(self, track_id: int) -> None:
+        self.states.pop(track_id, None)
