@@ -60,10 +60,10 @@ def _build_anonymizer(config: RunConfig) -> Anonymizer:
     return CLASSIC_MODES[config.mode](**kwargs)
 
 
-def detector_factory(config: RunConfig, threshold: float | None = None, min_face_px: float | None = None, detect_every: int = 1) -> Callable[[], Detector]:
+def detector_factory(config: RunConfig, threshold: float | None = None, min_face_px: float | None = None) -> Callable[[], Detector]:
     threshold = config.thresh if threshold is None else threshold
     min_face_px = config.min_face_px if min_face_px is None else min_face_px
-    return lambda: build_detector(config.detector, threshold=threshold, min_face_px=min_face_px, detect_every=detect_every)
+    return lambda: build_detector(config.detector, threshold=threshold, min_face_px=min_face_px)
 
 
 class FrameProcessor:
@@ -103,8 +103,7 @@ class FrameProcessor:
             high_thresh, low_thresh = thresholds(config)
             # With tracking, the tracker's second stage needs the low-score boxes, so the detector
             # reports them too; faces below high_thresh are only anonymized when they continue a track.
-            every = TrackingStage.scheduled_every(config, live)  # the tiles follow the full passes
-            self._make_detector = detector_factory(config, threshold=low_thresh, detect_every=every)
+            self._make_detector = detector_factory(config, threshold=low_thresh)
             self.detector = self._thread_detector()  # built now so model errors surface before any frame
             if config.track:
                 # Re-detection around tracks (skipped frames, faces found late). Own instance (used only

@@ -10,22 +10,20 @@ DETECTORS = ("yunet", "centerface")
 DEFAULT_THRESHOLDS = {"yunet": 0.5, "centerface": 0.3}
 
 
-def build_detector(name: str = "yunet", threshold: float | None = None, min_face_px: float = 24, tiles: bool = True, detect_every: int = 1) -> Detector:
+def build_detector(name: str = "yunet", threshold: float | None = None, min_face_px: float = 24, tiles: bool = True) -> Detector:
     """A detector by name; ``threshold=None`` uses the detector's own default. ``tiles``: with a
     ``min_face_px``, also look at one enlarged tile of each frame (``detect.tiles``: what makes small
-    faces findable at every resolution); ``detect_every``: the run's full-pass interval, so the
-    passes take the tiles in turn."""
+    faces findable at every resolution)."""
     from faceanon_video.testing.faults import inject  # test seam: a no-op unless FACEANON_FAULTS is set
 
-    return inject("detect", _build(name, threshold, min_face_px, tiles, detect_every))
+    return inject("detect", _build(name, threshold, min_face_px, tiles))
 
 
-def _build(name: str, threshold: float | None, min_face_px: float, tiles: bool, detect_every: int = 1) -> Detector:
+def _build(name: str, threshold: float | None, min_face_px: float, tiles: bool) -> Detector:
     if tiles and min_face_px > 0:
         from faceanon_video.detect.tiles import TiledDetector
 
-        untiled = lambda px: _build(name, threshold, px, tiles=False)  # noqa: E731
-        return TiledDetector(untiled(min_face_px), untiled(0), min_face_px=min_face_px, detect_every=detect_every)
+        return TiledDetector(_build(name, threshold, min_face_px, tiles=False), _build(name, threshold, 0, tiles=False), min_face_px=min_face_px)
     kwargs = {"min_face_px": min_face_px}
     if threshold is not None:
         kwargs["threshold"] = threshold

@@ -17,12 +17,11 @@ shrunk full frame (large faces, every pass) plus ONE tile of the frame enlarged 
 face is ``tile_face_px`` at the network's input. Tiles overlap by ``overlap_px`` so that every face
 smaller than that lies wholly inside some tile; larger faces are the full pass's. Tile size is set so
 a tile costs ``tile_budget`` times the full pass, which makes the number of tiles the same at every
-resolution (8 at the defaults). Which tile a frame gets depends only on its index (``tile_index``), so
-results do not depend on thread timing; the full passes take the tiles in turn, so every tile comes
-round within ``n_tiles * detect_every`` frames (``tile_index``). Faces found by a tile late are
-covered back to where they appeared by the look-back (``track.backfill``), which holds at least that
-many frames; between visits, a track the full pass misses is looked for again in upscaled crops
-(``TrackingStage``), so it does not coast out of the tracker's lost-track buffer.
+resolution (8 at the defaults). Which tile a frame gets depends only on its index (``schedule``), so
+results do not depend on thread timing, and every tile comes round within ``period`` passes for any
+``--detect-every`` that is not a multiple of ``period`` (a prime). Faces found by a tile late are
+covered back to where they appeared by the look-back (``track.backfill``), which holds at least
+``period * detect_every`` frames.
 """
 
 from __future__ import annotations
@@ -35,15 +34,16 @@ import numpy as np
 from faceanon_video.detect.base import Detector, Image, as_frame, merge_unique
 from faceanon_video.types import Detections
 
-__all__ = ["TiledDetector", "tile_grid", "tile_index"]
+__all__ = ["TiledDetector", "tile_grid", "schedule_period"]
 
 
-def tile_index(frame_index: int, n_tiles: int, detect_every: int = 1) -> int:
-    """The tile frame ``frame_index`` gets: the full passes (every ``detect_every``-th frame) take
-    the tiles in turn, so every tile comes round within ``n_tiles`` passes, ``n_tiles *
-    detect_every`` frames. A pass off that schedule (a shot change on a skipped frame) repeats the
-    previous pass's tile."""
-    return (frame_index // max(detect_every, 1)) % n_tiles
+def schedule_period(n_tiles: int) -> int:
+    """The smallest prime >= max(n_tiles, 5): frame ``i`` gets tile ``(i % period) % n_tiles``, so
+    passes every N frames visit every tile within ``period`` passes unless N is a multiple of it."""
+    p = max(n_tiles, 5)
+    while any(p % d == 0 for d in range(2, int(math.isqrt(p)) + 1)):
+        p += 1
+    return p
 
 
 def tile_grid(width: int, height: int, side_px: int, overlap_px: int) -> np.ndarray:
@@ -72,20 +72,9 @@ class TiledDetector:
         tile_face_px: the size a ``min_face_px`` face is enlarged to in a tile.
         overlap_px: tiles overlap by this (frame pixels); faces up to this size lie wholly in a tile.
         tile_budget: network input pixels of a tile, relative to the full pass (its cost).
-        detect_every: the run's full-pass interval (``TrackingStage.detect_every``): the passes,
-            not the frames, take the tiles in turn (``tile_index``).
     """
 
-    def __init__(
-        self,
-        full: Detector,
-        tile_detector: Detector,
-        min_face_px: float = 24,
-        tile_face_px: float = 36,
-        overlap_px: int = 64,
-        tile_budget: float = 2.0,
-        detect_every: int = 1,
-    ) -> None:
+    def __init__(self, full: Detector, tile_detector: Detector, min_face_px: float = 24, tile_face_px: float = 36, overlap_px: int = 64, tile_budget: float = 2.0) -> None:
         self.full = full
         self.tile_detector = tile_detector
         self.min_face_px = min_face_px
@@ -93,7 +82,6 @@ class TiledDetector:
         self.tile_scale = max(1.0, tile_face_px / float(min_face_px)) if min_face_px > 0 else 1.0
         self.overlap_px = overlap_px
         self.tile_budget = tile_budget
-        self.detect_every = detect_every
         self._grids: dict[tuple[int, int], np.ndarray] = {}
 
     def input_scale(self, shape: tuple[int, ...]) -> float:
@@ -111,7 +99,7 @@ class TiledDetector:
 
     def tile_for(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
         grid = self.tiles(shape)
-        return grid[tile_index(index, len(grid), self.detect_every)]
+        return grid[(index % schedule_period(len(grid))) % len(grid)]
 
     def detect(self, image: Image) -> Detections:
         frame = as_frame(image)

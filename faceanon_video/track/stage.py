@@ -140,12 +140,6 @@ class TrackingStage:
             timings=timings,
         )
 
-    @staticmethod
-    def scheduled_every(config: RunConfig, live: bool) -> int:
-        """The full-pass interval of a run with ``config``: ``--detect-every``, else 2 for files
-        with tracking (held frames let the look-back cover what skipped frames miss), else 1."""
-        return config.detect_every or (2 if config.track and not live else 1)
-
     @property
     def holds_frames(self) -> bool:
         return self.backfill is not None

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from faceanon_video.detect import build_detector
-from faceanon_video.detect.tiles import TiledDetector, tile_grid, tile_index
+from faceanon_video.detect.tiles import TiledDetector, schedule_period, tile_grid
 from faceanon_video.testing.recall import recall_clip
 from faceanon_video.types import Frame
 
@@ -26,21 +26,12 @@ def test_grid_covers_the_frame_and_overlaps_enough_for_a_face(size):
 
 
 @pytest.mark.parametrize("n_tiles", [1, 2, 6, 8, 12])
-@pytest.mark.parametrize("every", [1, 2, 3, 4, 6])
-def test_the_passes_take_every_tile_in_turn(n_tiles, every):
-    # Every tile within n_tiles passes (n_tiles * every frames), whatever --detect-every is.
-    for start in range(0, 3 * n_tiles * every, every):
-        seen = [tile_index(start + k * every, n_tiles, every) for k in range(n_tiles)]
-        assert sorted(seen) == list(range(n_tiles))
-
-
-def test_the_detector_built_for_a_run_follows_its_full_passes():
-    from faceanon_video.config import RunConfig
-    from faceanon_video.processor import FrameProcessor
-
-    for config, every in ((RunConfig(), 2), (RunConfig(detect_every=3), 3), (RunConfig(track=False), 1)):
-        assert FrameProcessor(config).detector.detect_every == every
-    assert FrameProcessor(RunConfig(), live=True).detector.detect_every == 1
+@pytest.mark.parametrize("every", [1, 2, 3, 4])
+def test_schedule_visits_every_tile_within_one_period_of_passes(n_tiles, every):
+    period = schedule_period(n_tiles)
+    for start in range(0, 3 * period * every, every):
+        seen = {((start + k * every) % period) % n_tiles for k in range(period)}
+        assert seen == set(range(n_tiles))
 
 
 def test_the_tile_finds_small_grey_faces_the_shrunk_pass_misses():
