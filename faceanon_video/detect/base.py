@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 
 from faceanon_video.types import Detections, Frame
@@ -17,17 +16,6 @@ Image = np.ndarray | Frame
 
 def as_frame(image: Image) -> Frame:
     return image if isinstance(image, Frame) else Frame(bgr=image)
-
-
-def merge_unique(parts: list[Detections], nms_iou: float) -> Detections:
-    """``parts`` as one set, keeping the best-scoring box of each group overlapping by more than
-    ``nms_iou`` (the same face seen by two passes: full frame and tile, two crops, ...)."""
-    merged = Detections.merge(parts)
-    if len(merged) < 2:
-        return merged
-    xywh = np.concatenate([merged.xyxy[:, :2], merged.xyxy[:, 2:] - merged.xyxy[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), merged.score.tolist(), 0.0, nms_iou)
-    return merged[np.sort(np.asarray(keep, np.int64).reshape(-1))]
 
 
 @runtime_checkable

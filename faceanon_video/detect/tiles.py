@@ -31,7 +31,7 @@ import math
 import cv2
 import numpy as np
 
-from faceanon_video.detect.base import Detector, Image, as_frame, merge_unique
+from faceanon_video.detect.base import Detector, Image, as_frame
 from faceanon_video.types import Detections
 
 __all__ = ["TiledDetector", "tile_grid", "schedule_period"]
@@ -117,4 +117,9 @@ class TiledDetector:
             in_tile = in_tile[~(lo_cut.any(axis=1) | hi_cut.any(axis=1))]
             in_tile.xyxy = in_tile.xyxy / self.tile_scale + np.array([x0, y0, x0, y0], np.float32)
             in_tile.landmarks = in_tile.landmarks / self.tile_scale + np.array([x0, y0], np.float32)
-        return merge_unique([found, in_tile], 0.3)
+        if not len(in_tile):
+            return found
+        merged = Detections.merge([found, in_tile]) if len(found) else in_tile
+        xywh = np.concatenate([merged.xyxy[:, :2], merged.xyxy[:, 2:] - merged.xyxy[:, :2]], axis=1)
+        keep = cv2.dnn.NMSBoxes(xywh.tolist(), merged.score.tolist(), 0.0, 0.3)
+        return merged[np.sort(np.asarray(keep, np.int64).reshape(-1))]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from faceanon_video.detect.base import Detector, Image, as_frame, merge_unique
+from faceanon_video.detect.base import Detector, Image, as_frame
 from faceanon_video.types import Detections
 
 __all__ = ["RoiRedetector", "pack_tiles"]
@@ -66,10 +66,8 @@ class RoiRedetector:
         valid = (padded[:, 2] > padded[:, 0]) & (padded[:, 3] > padded[:, 1])
         return padded[valid], scale[valid]
 
-    def detect(self, image: Image, boxes_xyxy: np.ndarray, full_frame_fallback: bool = True) -> Detections:
-        """Faces found near ``boxes_xyxy`` (frame coordinates). ``full_frame_fallback=False``: the
-        full-frame pass already ran on this frame, so when the crops would cost more than
-        ``full_frame_fraction`` of it, nothing more is searched."""
+    def detect(self, image: Image, boxes_xyxy: np.ndarray) -> Detections:
+        """Faces found near ``boxes_xyxy`` (frame coordinates)."""
         frame = as_frame(image)
         regions, scales = self.regions(boxes_xyxy, frame.shape)
         if not len(regions):
@@ -79,7 +77,7 @@ class RoiRedetector:
         full_scale = full.input_scale(frame.shape) if hasattr(full, "input_scale") else 1.0
         full_frame_px = frame.height * frame.width * full_scale**2
         if searched_px > self.full_frame_fraction * full_frame_px:
-            return full.detect(frame) if full_frame_fallback else Detections.empty()
+            return full.detect(frame)
         tiles = []
         for (x0, y0, x1, y1), scale in zip(regions, scales):
             crop = frame.crop_bgr(x0, y0, x1, y1)
@@ -116,7 +114,9 @@ class RoiRedetector:
         found.xyxy = (found.xyxy - np.tile(shift, 2)) / scale + np.tile(origin, 2)
         found.landmarks = (found.landmarks - shift[:, None]) / scale[:, :, None] + origin[:, None]
         # Overlapping crops can see the same face twice: keep the best-scoring box of each.
-        return merge_unique([found], self.nms_iou)
+        xywh = np.concatenate([found.xyxy[:, :2], found.xyxy[:, 2:] - found.xyxy[:, :2]], axis=1)
+        keep = cv2.dnn.NMSBoxes(xywh.tolist(), found.score.tolist(), 0.0, self.nms_iou)
+        return found[np.sort(np.asarray(keep, np.int64).reshape(-1))]
 
 
 def pack_tiles(tiles: list[np.ndarray], gap_px: int = 16) -> tuple[np.ndarray, np.ndarray]:

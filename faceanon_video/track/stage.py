@@ -28,7 +28,7 @@ from collections.abc import Callable
 from faceanon_video.failures import DamagedFrame
 from faceanon_video.config import RunConfig
 from faceanon_video.detect import DEFAULT_THRESHOLDS
-from faceanon_video.detect.base import Detector, merge_unique
+from faceanon_video.detect.base import Detector
 from faceanon_video.track.backfill import Backfill
 from faceanon_video.track.base import Tracker
 from faceanon_video.track.bytetrack import ByteTracker
@@ -226,9 +226,7 @@ class TrackingStage:
                 start = time.perf_counter()
                 detections = self.roi.detect(frame, self.tracker.predict_xyxy())
                 self.timings["detect"].append(time.perf_counter() - start)
-            start = time.perf_counter()  # a full pass's recovery counts as tracking (a few crops)
-            if full_pass and self._can_redetect():
-                detections = self._recover_missed(frame, detections)
+            start = time.perf_counter()
             faces = self.tracker.update(detections, frame)
             self.timings["track"].append(time.perf_counter() - start)
             if full_pass:
@@ -238,24 +236,6 @@ class TrackingStage:
             if full_pass:
                 self._failed_pass = exc
             return exc, full_pass, False
-
-    def _recover_missed(self, frame: Frame, detections: Detections) -> Detections:
-        """Look again, in upscaled crops, around the live tracks the full pass found nothing for.
-        Small, tilted, dim faces are found on some passes and missed on others; coasting through
-        the misses, a track loses its face before the tile that enlarges it comes round again.
-        Only the missed tracks are searched (a track counts as found when a detection's centre
-        lies in its predicted box), so a pass that finds every face costs nothing more."""
-        predicted_xyxy = self.tracker.predict_xyxy()
-        if not len(predicted_xyxy):
-            return detections
-        if len(detections):
-            centre = (detections.xyxy[:, :2] + detections.xyxy[:, 2:]) / 2
-            inside = (centre[None] >= predicted_xyxy[:, None, :2]) & (centre[None] <= predicted_xyxy[:, None, 2:])
-            predicted_xyxy = predicted_xyxy[~inside.all(axis=2).any(axis=1)]
-            if not len(predicted_xyxy):
-                return detections
-        found = self.roi.detect(frame, predicted_xyxy, full_frame_fallback=False)
-        return merge_unique([detections, found], self.roi.nms_iou)
 
     def _handle_shot_change(self, frame: Frame, detections: Detections | None) -> tuple[bool, Detections | None]:
         """At a shot change, end all tracks (so a new person never inherits the id, seed and fake face

@@ -89,27 +89,3 @@ def test_redetect_job_looks_around_the_predicted_boxes():
     assert job is not None and job() is FACE
     (x0, y0, x1, y1), = roi.boxes  # the track's predicted box, grown: it holds the face
     assert x0 <= 40 and y0 <= 40 and x1 >= 80 and y1 >= 90 and x1 - x0 < 2.5 * 40
-
-
-def test_a_full_pass_looks_again_only_around_the_tracks_it_missed():
-    s = stage(live=True)
-    other = Detections(xyxy=[[200, 60, 230, 95]], score=[0.9])
-
-    class Roi:
-        nms_iou = 0.45
-        boxes = []
-
-        def detect(self, frame, boxes_xyxy, full_frame_fallback=True):
-            assert not full_frame_fallback  # the full pass already ran on this frame
-            self.boxes.append(np.asarray(boxes_xyxy))
-            return Detections(xyxy=[[202, 61, 232, 96]], score=[0.3])  # found again, at a low score
-
-    s.roi = roi = Roi()
-    assert len(s.step(grey(0), Detections.merge([FACE, other]))[0][1]) == 2
-    assert roi.boxes == []  # no live tracks before the first frame
-    faces = s.step(grey(1), FACE)[0][1]  # the full pass misses the second face
-    (box,) = roi.boxes  # searched around that track only
-    assert len(box) == 1 and box[0, 0] > 150
-    assert len(faces) == 2 and not faces.predicted.any()  # both updated by detections, none coasting
-    s.step(grey(2), Detections.merge([FACE, other]))
-    assert len(roi.boxes) == 1  # a pass that finds every tracked face costs nothing more
