@@ -78,6 +78,10 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     several = len(sources) > 1
     if several and config.vault and not Path(config.vault).is_dir():
         raise ConfigError("with several inputs, --vault must be an existing folder (one NAME.favault per input)")
+    processor = None
+    if config.spare or config.only:
+        # The reference photos are embedded now: a missing one or one without a face fails before any work.
+        processor = FrameProcessor(config)
     if args.ray is not None:
         return _run_on_ray(sources, args, config, several)
     if config.report and several:
@@ -90,7 +94,6 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # Every output is checked before any model loads or any file is written.
         check_output_kind(source, destination)
         refuse_existing(destination, config.overwrite)
-    processor = None
     failures = obscured = 0
     for source, destination in zip(sources, destinations):
         try:

@@ -76,6 +76,10 @@ class RunConfig:
     mask: str = "ellipse"
     mask_scale: float = 1.3
     replace_image: str | None = None  # for mode "image"
+    # People left visible (--spare) or the only ones anonymized (--only): photos or folders, one per
+    # person (see faceanon_video.people.spare). At most one of the two.
+    spare: list = field(default_factory=list)
+    only: list = field(default_factory=list)
 
     # Detection.
     detector: str = "yunet"
@@ -159,6 +163,8 @@ class RunConfig:
             raise ConfigError(f"--detect-every must be between 1 and {MAX_DETECT_EVERY}")
         if (self.detect_every or 1) > 1 and not self.track:
             raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
+        if self.spare and self.only:
+            raise ConfigError("give either --spare or --only, not both")
         if self.vault and not self.key_file:
             # A per-run random key would be thrown away at exit, leaving a vault nobody can open.
             raise ConfigError("--vault needs --key-file: the vault can only be opened with the key that wrote it")

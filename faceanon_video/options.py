@@ -82,6 +82,8 @@ _option(RUN, False, "-q", "--quiet", dest="progress", action="store_false", help
 _option(ANON, True, "--mode", dest="mode", choices=MODES, help="how faces are replaced")
 _option(ANON, True, "--mask", dest="mask", choices=MASK_SHAPES, help="shape of the replaced area")
 _option(ANON, True, "--mask-scale", dest="mask_scale", type=float, help="grow each face box by this factor (covers hair line, ears, chin)")
+_option(ANON, True, "--spare", dest="spare", action="append", nargs="+", metavar="PHOTO_OR_FOLDER", convert=_flatten, help="keep these people visible and anonymize everyone else (each argument is one person: a photo, or a folder of photos of them; repeatable). A face is shown only after its track matched a photo on 3 good frames in a row, and hidden again on the first good frame that does not match: never-confirmed faces stay anonymized. Videos only (a single image anonymizes every face)")
+_option(ANON, True, "--only", dest="only", action="append", nargs="+", metavar="PHOTO_OR_FOLDER", convert=_flatten, help="anonymize only these people (photos or folders, one per person): a face is left visible only after 3 good frames that are clearly someone else, and anonymized for good once its track resembles a listed person")
 _option(ANON, True, "--replace-image", dest="replace_image", metavar="FILE", help="image pasted over faces with --mode image")
 
 _option(DET, True, "--detector", dest="detector", choices=DETECTORS, help="yunet: fast, small faces; centerface: higher recall, ~2.5x slower")
