@@ -78,6 +78,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     several = len(sources) > 1
     if several and config.vault and not Path(config.vault).is_dir():
         raise ConfigError("with several inputs, --vault must be an existing folder (one NAME.favault per input)")
+    if several and config.people and not Path(config.people).is_dir() and "{stem}" not in config.people:
+        raise ConfigError("with several inputs, --people must be an existing folder (one NAME.people per input) or a {stem} name")
     processor = None
     if config.spare or config.only:
         # The reference photos are embedded now: a missing one or one without a face fails before any work.

@@ -94,6 +94,9 @@ class RunConfig:
     key_file: str | None = None
     save_tracks: str | None = None
     vault: str | None = None  # encrypted sidecar with the original faces (see faceanon_video.vault)
+    # The person layer (faceanon_video.people): tracks linked into people at the end of a file run.
+    people: str | None = None  # encrypted person embeddings of the video, for `verify --people`
+    gallery: str | None = None  # encrypted identity gallery shared across videos
 
     # Diffusion (see faceanon_video.anonymize.diffusion).
     model_dir: str | None = None
@@ -165,6 +168,9 @@ class RunConfig:
             raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
         if self.spare and self.only:
             raise ConfigError("give either --spare or --only, not both")
+        for name in ("people", "gallery"):
+            if getattr(self, name) and not self.key_file:
+                raise ConfigError(f"--{name} needs --key-file: person embeddings are stored encrypted with it")
         if self.vault and not self.key_file:
             # A per-run random key would be thrown away at exit, leaving a vault nobody can open.
             raise ConfigError("--vault needs --key-file: the vault can only be opened with the key that wrote it")

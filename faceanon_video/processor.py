@@ -135,6 +135,11 @@ class FrameProcessor:
         )
         self.anonymizer = anonymizer or build_anonymizer(config)
         self.selector = build_selector(config)  # --spare / --only: which tracked faces are anonymized
+        self.embeddings = None  # --people / --gallery: a few embeddings per track, linked at the end of a file
+        if config.people or config.gallery:
+            from faceanon_video.people.embed import TrackEmbeddings
+
+            self.embeddings = TrackEmbeddings()
         self.track_writer: TrackWriter | None = None  # set per input by process_video (--save-tracks)
         self.vault_writer: VaultWriter | None = None  # set per input by process_video (--vault)
         self.on_release: Callable[[Frame], None] | None = None
@@ -200,6 +205,8 @@ class FrameProcessor:
         self.failures.reset()
         if self.selector is not None:
             self.selector.states.clear()  # track ids start over: no evidence carries to another video
+        if self.embeddings is not None:
+            self.embeddings.tracks.clear()
         if hasattr(self.anonymizer, "reset"):
             self.anonymizer.reset()
 
@@ -229,6 +236,8 @@ class FrameProcessor:
                 self.track_writer.write(frame.index, frame.time_s, faces)
             if self.vault_writer is not None:
                 self.vault_writer.write(frame, faces)  # the originals, before the anonymizer paints over them
+            if self.embeddings is not None and faces.track_id is not None:
+                self.embeddings.add(frame, faces)  # every face, spared or not, from the original pixels
             start = time.perf_counter()
             self.faces += len(faces)
             if faces.track_id is not None:
