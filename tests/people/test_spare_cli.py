@@ -89,7 +89,7 @@ def test_spare_shows_exactly_the_listed_person_and_only_shows_everyone_else(run)
         assert set(shown_frames) <= miranda  # no stranger's face kept, ever
         assert not any(r[3] for r in carphone)
         # His first good faces are needed to confirm him (and again after the cut): most of the rest shown.
-        assert sum(len(f) for f in shown_frames.values()) >= 0.4 * len(his)
+        assert sum(len(f) for f in shown_frames.values()) >= 0.35 * len(his)
         hidden = others
     else:
         assert not any(r[3] for r in his)  # the listed person is never left visible
