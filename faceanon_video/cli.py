@@ -68,11 +68,14 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.inputs and config.camera is None:
         parser.error("give at least one INPUT (a video, an image or a folder)")
     quiet = getattr(args, "progress", True) is False  # -q on this command line
-    if config.report and (config.camera is not None or any("://" in name for name in args.inputs)):
+    live = config.camera is not None or any("://" in name for name in args.inputs)
+    if config.report and live:
         raise ConfigError("--report works on files; live runs have --stats")
+    if (config.people or config.gallery) and live:
+        raise ConfigError("--people and --gallery work on files (live streams have no end to link the tracks at)")
     if args.save_config:
         write_atomic(args.save_config, config.to_json(), overwrite=config.overwrite)
-    if config.camera is not None or any("://" in name for name in args.inputs):
+    if live:
         return run_command(config, args.inputs, args.output, quiet=quiet)
     sources = expand_inputs(args.inputs)
     several = len(sources) > 1
