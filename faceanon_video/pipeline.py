@@ -234,7 +234,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         writer.finish()
         if processor.vault_writer is not None:
             processor.vault_writer.finish(video_sha256=writer.video_sha256())
-        if processor.embeddings is not None:
+        if getattr(processor, "embeddings", None) is not None:  # absent in bench's copy-only stand-in
             _write_people(config, source, processor, gallery)
         writer.close(success=True)
         success = True
