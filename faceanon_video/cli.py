@@ -68,16 +68,25 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.inputs and config.camera is None:
         parser.error("give at least one INPUT (a video, an image or a folder)")
     quiet = getattr(args, "progress", True) is False  # -q on this command line
-    if config.report and (config.camera is not None or any("://" in name for name in args.inputs)):
+    live = config.camera is not None or any("://" in name for name in args.inputs)
+    if config.report and live:
         raise ConfigError("--report works on files; live runs have --stats")
+    if (config.people or config.gallery) and live:
+        raise ConfigError("--people and --gallery work on files (live streams have no end to link the tracks at)")
     if args.save_config:
         write_atomic(args.save_config, config.to_json(), overwrite=config.overwrite)
-    if config.camera is not None or any("://" in name for name in args.inputs):
+    if live:
         return run_command(config, args.inputs, args.output, quiet=quiet)
     sources = expand_inputs(args.inputs)
     several = len(sources) > 1
     if several and config.vault and not Path(config.vault).is_dir():
         raise ConfigError("with several inputs, --vault must be an existing folder (one NAME.favault per input)")
+    if several and config.people and not Path(config.people).is_dir() and "{stem}" not in config.people:
+        raise ConfigError("with several inputs, --people must be an existing folder (one NAME.people per input) or a {stem} name")
+    processor = None
+    if config.spare or config.only:
+        # The reference photos are embedded now: a missing one or one without a face fails before any work.
+        processor = FrameProcessor(config)
     if args.ray is not None:
         return _run_on_ray(sources, args, config, several)
     if config.report and several:
@@ -90,7 +99,6 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # Every output is checked before any model loads or any file is written.
         check_output_kind(source, destination)
         refuse_existing(destination, config.overwrite)
-    processor = None
     failures = obscured = 0
     for source, destination in zip(sources, destinations):
         try:

@@ -76,6 +76,10 @@ class RunConfig:
     mask: str = "ellipse"
     mask_scale: float = 1.3
     replace_image: str | None = None  # for mode "image"
+    # People left visible (--spare) or the only ones anonymized (--only): photos or folders, one per
+    # person (see faceanon_video.people.spare). At most one of the two.
+    spare: list = field(default_factory=list)
+    only: list = field(default_factory=list)
 
     # Detection.
     detector: str = "yunet"
@@ -90,6 +94,9 @@ class RunConfig:
     key_file: str | None = None
     save_tracks: str | None = None
     vault: str | None = None  # encrypted sidecar with the original faces (see faceanon_video.vault)
+    # The person layer (faceanon_video.people): tracks linked into people at the end of a file run.
+    people: str | None = None  # encrypted person embeddings of the video, for `verify --people`
+    gallery: str | None = None  # encrypted identity gallery shared across videos
 
     # Diffusion (see faceanon_video.anonymize.diffusion).
     model_dir: str | None = None
@@ -159,6 +166,11 @@ class RunConfig:
             raise ConfigError(f"--detect-every must be between 1 and {MAX_DETECT_EVERY}")
         if (self.detect_every or 1) > 1 and not self.track:
             raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
+        if self.spare and self.only:
+            raise ConfigError("give either --spare or --only, not both")
+        for name in ("people", "gallery"):
+            if getattr(self, name) and not self.key_file:
+                raise ConfigError(f"--{name} needs --key-file: person embeddings are stored encrypted with it")
         if self.vault and not self.key_file:
             # A per-run random key would be thrown away at exit, leaving a vault nobody can open.
             raise ConfigError("--vault needs --key-file: the vault can only be opened with the key that wrote it")

@@ -82,6 +82,8 @@ _option(RUN, False, "-q", "--quiet", dest="progress", action="store_false", help
 _option(ANON, True, "--mode", dest="mode", choices=MODES, help="how faces are replaced")
 _option(ANON, True, "--mask", dest="mask", choices=MASK_SHAPES, help="shape of the replaced area")
 _option(ANON, True, "--mask-scale", dest="mask_scale", type=float, help="grow each face box by this factor (covers hair line, ears, chin)")
+_option(ANON, True, "--spare", dest="spare", action="append", nargs="+", metavar="PHOTO_OR_FOLDER", convert=_flatten, help="keep these people visible and anonymize everyone else (each argument is one person: a photo, or a folder of photos of them; repeatable). A face is shown only after its track matched a photo on 3 good frames in a row, and hidden again on the first good frame that does not match: never-confirmed faces stay anonymized. Videos only (a single image anonymizes every face)")
+_option(ANON, True, "--only", dest="only", action="append", nargs="+", metavar="PHOTO_OR_FOLDER", convert=_flatten, help="anonymize only these people (photos or folders, one per person): a face is left visible only after 3 good frames that are clearly someone else, and anonymized for good once its track resembles a listed person")
 _option(ANON, True, "--replace-image", dest="replace_image", metavar="FILE", help="image pasted over faces with --mode image")
 
 _option(DET, True, "--detector", dest="detector", choices=DETECTORS, help="yunet: fast, small faces; centerface: higher recall, ~2.5x slower")
@@ -94,6 +96,8 @@ _option(TRK, True, "--detect-every", dest="detect_every", type=int, metavar="N",
 _option(TRK, True, "--lost-track-buffer", dest="lost_track_buffer", type=int, metavar="FRAMES", help="frames a face keeps being anonymized on its predicted position after the detector loses it: longer covers longer occlusions and misses, but leaves a drifting blur behind faces that left")
 _option(TRK, True, "--key-file", dest="key_file", metavar="FILE", help="secret key (>= 16 bytes; e.g. 'openssl rand -hex 32 > key') from which each face's random seed is derived: same video + same key = same replacement faces; without it, a random key per run")
 _option(TRK, False, "--vault", dest="vault", metavar="FILE", help="also write the original faces, encrypted with --key-file (AES-256-GCM), to FILE so that 'faceanon-video restore' can undo the anonymization and 'verify' can check who is in the video; anyone with the key and FILE can (a folder: one NAME.favault per input)")
+_option(TRK, False, "--people", dest="people", metavar="FILE", help="link the video's tracks into people at the end of the run and write their SFace embeddings, encrypted with --key-file (AES-256-GCM; never a face image), to FILE for 'verify --people' (a folder: one NAME.people per input). --save-tracks then ends with the person of each track")
+_option(TRK, False, "--gallery", dest="gallery", metavar="FILE", help="identity gallery across videos, encrypted with --key-file: the video's people are matched to the stored ones (same person, same gallery id) and new ones added; created if missing, refused if the key is wrong or the file was changed")
 _option(TRK, False, "--save-tracks", dest="save_tracks", metavar="FILE.jsonl", help="write per-frame track ids, boxes, landmarks, scores and detected/predicted flags as JSON lines (a folder: one NAME.tracks.jsonl per input)")
 
 _option(DIFF, True, "--model-dir", dest="model_dir", help=f"folder with unet/, referencenet/, conditioning_referencenet/, vae/, scheduler/, image_encoder/ (default: env {MODEL_DIR_ENV})")

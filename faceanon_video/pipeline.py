@@ -128,6 +128,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
                 end_s=config.end_s,
                 overwrite=config.overwrite,
             )
+        gallery = _open_gallery(config)  # a wrong key or a changed gallery fails here, before any frame
         writer = VideoWriter(
             destination,
             fps=reader.info.fps,
@@ -233,6 +234,8 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         writer.finish()
         if processor.vault_writer is not None:
             processor.vault_writer.finish(video_sha256=writer.video_sha256())
+        if getattr(processor, "embeddings", None) is not None:  # absent in bench's copy-only stand-in
+            _write_people(config, source, processor, gallery)
         writer.close(success=True)
         success = True
     finally:
@@ -273,6 +276,39 @@ def _close_with_a_pass(pending: deque, pool: ThreadPoolExecutor, processor: Fram
             return
 
 
+def _open_gallery(config: RunConfig):
+    if not config.gallery:
+        return None
+    from faceanon_video.keys import load_key
+    from faceanon_video.people.gallery import IdentityGallery
+
+    return IdentityGallery(config.gallery, load_key(config.key_file))
+
+
+def _write_people(config: RunConfig, source, processor: FrameProcessor, gallery) -> None:
+    """--people / --gallery: link the video's tracks into people (the whole video in view), give them
+    their gallery ids, and write the person of each track at the end of --save-tracks.
+
+    Single pass: the frames are already anonymized with per-track seeds by now, so a seeded anonymizer
+    (diffusion) still gives a person one fake face per track, not per person, until a linking pass
+    runs before encoding."""
+    from faceanon_video.keys import load_key
+    from faceanon_video.people.gallery import write_store
+    from faceanon_video.people.people import identify_people
+
+    people = identify_people(processor.embeddings.tracks, gallery)
+    log.info("%s: %d tracks linked into %d people", source, len(people.person_of_track), len(set(people.person_of_track.values())))
+    if processor.track_writer is not None:
+        processor.track_writer.write_people(people.person_of_track)
+    if config.people:
+        write_store(people_path_for(config.people, source), load_key(config.key_file), people.sidecar({"tracks": len(people.person_of_track)}))
+
+
+def people_path_for(people: str | Path, source) -> Path:
+    """Where one input's people sidecar goes (``--people``: a file, a folder or a ``{stem}`` name)."""
+    return tracks_path_for(people, source, suffix=".people")
+
+
 def _close_track_writer(processor: FrameProcessor | None, success: bool) -> None:
     if processor is not None and processor.track_writer is not None:
         tracks, processor.track_writer = processor.track_writer, None
@@ -288,8 +324,8 @@ def _close_vault(processor: FrameProcessor | None, success: bool) -> None:
 def process_image(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
     """Anonymize one still image (written atomically, same format as the destination's extension)."""
     started = time.perf_counter()
-    if config.vault:
-        raise ConfigError(f"{source}: --vault works on videos only")
+    if config.vault or config.people or config.gallery:
+        raise ConfigError(f"{source}: --vault, --people and --gallery work on videos only")
     bgr = cv2.imread(str(source), cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"{source}: not a readable image")
@@ -323,6 +359,8 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
         raise InputError(f"{destination}: refusing to overwrite the input")
     check_output_kind(source, destination)
     refuse_existing(destination, config.overwrite)
+    if config.people:
+        refuse_existing(people_path_for(config.people, source), config.overwrite)
     if config.report:
         from faceanon_video.report import check_report_targets
 

@@ -11,6 +11,10 @@ passed through. Where that is decided:
   "faces" (the exception), held back and released in order like any other frame;
 * ``FrameProcessor._anonymize`` hands such a frame to ``_detection_failed``, and a frame whose track
   file write or anonymizer raised to ``_anonymizer_failed``: both obscure it whole.
+
+``--spare`` / ``--only``: a ``people.spare.TrackSelector`` picks, per frame, which tracked faces the
+anonymizer gets; the track file and the vault still get every face. An error while selecting fails
+closed like an anonymizer error (the whole frame is obscured).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from faceanon_video.track.tracks_io import TrackWriter
 from faceanon_video.types import Detections, Frame
 from faceanon_video.vault import VaultWriteError, VaultWriter
 
-__all__ = ["STAGES", "FrameProcessor", "build_anonymizer", "detector_factory"]
+__all__ = ["STAGES", "FrameProcessor", "build_anonymizer", "build_selector", "detector_factory"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,16 @@ def _build_anonymizer(config: RunConfig) -> Anonymizer:
     if config.mode == "image":
         kwargs["image_path"] = config.replace_image
     return CLASSIC_MODES[config.mode](**kwargs)
+
+
+def build_selector(config: RunConfig):
+    """The ``TrackSelector`` of ``--spare`` / ``--only`` (None without them). Loads and embeds the
+    reference photos now, so a missing photo or one without a face fails before any frame is read."""
+    if not (config.spare or config.only):
+        return None
+    from faceanon_video.people.spare import TrackSelector, load_references
+
+    return TrackSelector(load_references(config.spare or config.only), mode="spare" if config.spare else "only")
 
 
 def detector_factory(config: RunConfig, threshold: float | None = None, min_face_px: float | None = None) -> Callable[[], Detector]:
@@ -120,6 +134,12 @@ class FrameProcessor:
             timings=self.timings,
         )
         self.anonymizer = anonymizer or build_anonymizer(config)
+        self.selector = build_selector(config)  # --spare / --only: which tracked faces are anonymized
+        self.embeddings = None  # --people / --gallery: a few embeddings per track, linked at the end of a file
+        if config.people or config.gallery:
+            from faceanon_video.people.embed import TrackEmbeddings
+
+            self.embeddings = TrackEmbeddings()
         self.track_writer: TrackWriter | None = None  # set per input by process_video (--save-tracks)
         self.vault_writer: VaultWriter | None = None  # set per input by process_video (--vault)
         self.on_release: Callable[[Frame], None] | None = None
@@ -183,6 +203,10 @@ class FrameProcessor:
         """Forget everything carried from frame to frame (call between unrelated videos or images)."""
         self.tracking.reset()
         self.failures.reset()
+        if self.selector is not None:
+            self.selector.states.clear()  # track ids start over: no evidence carries to another video
+        if self.embeddings is not None:
+            self.embeddings.tracks.clear()
         if hasattr(self.anonymizer, "reset"):
             self.anonymizer.reset()
 
@@ -212,10 +236,16 @@ class FrameProcessor:
                 self.track_writer.write(frame.index, frame.time_s, faces)
             if self.vault_writer is not None:
                 self.vault_writer.write(frame, faces)  # the originals, before the anonymizer paints over them
+            if self.embeddings is not None and faces.track_id is not None:
+                self.embeddings.add(frame, faces)  # every face, spared or not, from the original pixels
             start = time.perf_counter()
             self.faces += len(faces)
             if faces.track_id is not None:
                 self.track_ids.update(faces.track_id.tolist())
+            if self.selector is not None:
+                # Only the faces the selector does not clear; it reads the original pixels, so it runs
+                # before the anonymizer paints over any of them.
+                faces = faces[self.selector.anonymize(frame, faces)]
             frame = self.anonymizer.apply(frame, faces)
             self.timings["anonymize"].append(time.perf_counter() - start)
             self.failures.record(None)

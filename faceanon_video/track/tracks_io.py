@@ -6,6 +6,11 @@ Line format (keys are stable; readers should ignore keys they do not know)::
         {"id": 3, "xyxy": [x0, y0, x1, y1], "landmarks": [[x, y] x 5] | null,
          "score": 0.91, "detected": true}]}
 
+With ``--people`` / ``--gallery`` the file ends with one more line, the person of every track
+(``people.people.identify_people``; the same person id for one person's tracks across exits and cuts)::
+
+    {"people": [{"track": 3, "person": 1}, ...]}
+
 ``detected`` is false where the box was predicted by the motion model (the detector missed the face or
 did not run on that frame); ``score`` is then the track's last detection score. Seeds are left out on
 purpose: they are secret-keyed and the file is meant to be shareable. A line is written for every
@@ -80,6 +85,14 @@ class TrackWriter:
             raise OutputError(f"tracks file {self.path}: {describe_os_error(exc, self.path)}") from exc
         self.lines += 1
 
+    def write_people(self, person_of_track: dict[int, int]) -> None:
+        """The last line: track id -> person id in this video."""
+        rows = [{"track": int(t), "person": int(p)} for t, p in sorted(person_of_track.items())]
+        try:
+            self._file.write(json.dumps({"people": rows}) + "\n")
+        except OSError as exc:
+            raise OutputError(f"tracks file {self.path}: {describe_os_error(exc, self.path)}") from exc
+
     def close(self, success: bool = True) -> None:
         """With ``success``, put the file in place; otherwise remove it (never raises then)."""
         if self._file.closed:
@@ -104,13 +117,14 @@ class TrackWriter:
         self.close(success=exc_type is None)
 
 
-def tracks_path_for(save_tracks: str | Path, source: str | Path) -> Path:
-    """Where one input's tracks go: ``save_tracks`` itself, or ``STEM.tracks.jsonl`` inside it when it
-    is an existing folder (several inputs), or with ``{stem}`` replaced by the input's name."""
+def tracks_path_for(save_tracks: str | Path, source: str | Path, suffix: str = ".tracks.jsonl") -> Path:
+    """Where one input's tracks (or other per-input sidecar) go: ``save_tracks`` itself, or
+    ``STEM{suffix}`` inside it when it is an existing folder (several inputs), or with ``{stem}``
+    replaced by the input's name."""
     target = Path(save_tracks)
     stem = Path(str(source)).stem or "stream"
     if target.is_dir():
-        return target / f"{stem}.tracks.jsonl"
+        return target / f"{stem}{suffix}"
     if "{stem}" in target.name:
         return target.with_name(target.name.replace("{stem}", stem))
     return target
@@ -136,6 +150,8 @@ def read_tracks(path: str | Path) -> list[TrackRecord]:
             continue
         try:
             row = json.loads(line)
+            if "people" in row and "frame" not in row:
+                continue  # the closing line of person ids (see the module docstring)
             tracks = row["tracks"]
             nan5 = [[np.nan, np.nan]] * 5
             faces = Detections(
