@@ -42,6 +42,10 @@ class PersonSeeder:
             seed = self._cache[person] = self._seeder.seed_for_label(label)
         return seed
 
+    def seed_for_region(self, region_id: int) -> int:
+        """A reviewer's manual region of a plan (``faceanon_video.plan``): a seed of its own."""
+        return self._seeder.seed_for_label(b"region:%d" % int(region_id))
+
     def seeds_for_tracks(self, track_ids: np.ndarray, person_of_track: dict[int, int | str]) -> np.ndarray:
         """(n,) uint64 seeds for (n,) track ids through their persons (a track without a person
         keeps a seed of its own, in a label space no person uses)."""
