@@ -272,3 +272,16 @@ def test_seeded_run_gives_each_person_one_seed_across_tracks(tmp_path, key_file,
         seed_of_person.setdefault(plan.tracks[track].person_id, set()).update(seeds)
     assert all(len(s) == 1 for s in seed_of_person.values())
     assert len({next(iter(s)) for s in seed_of_person.values()}) == len(seed_of_person) == len(plan.persons)
+
+
+def test_analyse_and_render_report_progress_and_the_summary(tmp_path, key_file):
+    from faceanon_video.plan import render
+
+    seen = []
+    config = RunConfig(end_s=1.0, key_file=str(key_file), progress=False)
+    plan = analyse(CLIP, config, progress=lambda done, total: seen.append(done))
+    assert seen == list(range(1, 31)) and plan.input.frame_count == 30
+    seen.clear()
+    summary = render(CLIP, tmp_path / "out.mp4", plan, config, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (30, 30) and summary.frames == 30 and summary.faces == sum(len(plan.faces_on(i)) for i in range(30))
+    assert len(_yuv(tmp_path / "out.mp4")) == 30
