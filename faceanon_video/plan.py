@@ -345,6 +345,8 @@ class Plan:
                 if region.end_frame < frames[-1]:
                     add(f"{where}: end_frame {region.end_frame} is before its last keyframe {frames[-1]}")
                 frame_ok(region.end_frame, where)
+        for frame in np.unique(self.candidates.data.get("frame", np.zeros(0, np.int64))).tolist():
+            frame_ok(frame, "candidates")
         for name, spans in (("blackout", self.blackouts), ("obscured span", self.obscured)):
             for span in spans:
                 where = f"{name} {span.start_frame}..{span.end_frame}"

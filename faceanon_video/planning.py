@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from faceanon_video import __version__
-from faceanon_video.config import SEEDED_MODES, RunConfig
+from faceanon_video.config import SEEDED_MODES, RunConfig, option_name
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.failures import DamagedFrame
 from faceanon_video.geometry import box_intersection
@@ -316,6 +316,10 @@ def render(source: str | Path, destination: str | Path, plan: Plan, config: RunC
     problems = plan.validate()
     if problems:
         raise InputError(f"plan for {plan.input.name}: {problems[0]}")
+    for name in ("start_s", "end_s"):
+        given, planned = getattr(config, name), getattr(plan.input, name)
+        if given is not None and given != planned:
+            raise ConfigError(f"{option_name(name)} {given}: the plan was made for {option_name(name)} {planned} (leave it out: a render uses the plan's span)")
     plan.check_source(source)
     config = dataclasses.replace(config, start_s=plan.input.start_s, end_s=plan.input.end_s)
     anonymizer = processor.anonymizer if processor is not None else None

@@ -169,6 +169,11 @@ def test_a_plan_for_another_video_is_refused(saved_plan, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "90 frames" in err and "100" in err
     _no_files_but(tmp_path, {"short.json"})
+    # A render takes the plan's span; another one given on the command line is refused.
+    code = main([str(CLIP), "-q", "--end", "2", "--plan", str(saved_plan), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--end 2.0: the plan was made for --end 3.0" in err
+    _no_files_but(tmp_path, {"short.json"})
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "edit"])
