@@ -290,3 +290,23 @@ def test_analyse_and_render_report_progress_and_the_summary(tmp_path, key_file):
     summary = render(CLIP, tmp_path / "out.mp4", plan, config, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (30, 30) and summary.frames == 30 and summary.faces == sum(len(plan.faces_on(i)) for i in range(30))
     assert len(_yuv(tmp_path / "out.mp4")) == 30
+
+
+def test_failed_frames_of_the_analysis_and_of_the_render_are_obscured(tmp_path, monkeypatch):
+    from faceanon_video.testing import faults
+
+    plan_path, out = tmp_path / "p.json", tmp_path / "out.mp4"
+    monkeypatch.setenv(faults.ENV, "detect:frames=20-23")
+    faults.reset()
+    assert main([str(CLIP), "--end", "2", "-q", "--save-plan", str(plan_path)]) == 5  # written, with frames obscured
+    plan = Plan.load(plan_path)
+    failed = {f for f in range(60) if plan.obscure_reason(f)}
+    assert {20, 22} <= failed and all("InjectedFault" in plan.obscure_reason(f) for f in failed)
+    monkeypatch.setenv(faults.ENV, "anonymize:frames=40-41")
+    faults.reset()
+    assert main([str(CLIP), *LOSSLESS, "--plan", str(plan_path), "-o", str(out)]) == 5
+    monkeypatch.delenv(faults.ENV)
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    black = {i for i, f in enumerate(frames) if f.max() <= 2}
+    assert black == failed | {40, 41}
