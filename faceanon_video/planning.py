@@ -274,6 +274,26 @@ class PlanProcessor(FrameProcessor):
         self.blacked_out_frames = 0
         return self
 
+    def report_entry(self) -> dict:
+        """What the plan decided, for the redaction report (``report.build_report``)."""
+        plan = self.plan
+        spared = sorted(p.person_id for p in plan.persons.values() if p.decision == "spare")
+        entry = {
+            "input_sha256": plan.input.sha256,
+            "persons": len(plan.persons),
+            "spared_persons": spared,
+            "tracks": len(plan.tracks),
+            "manual_regions": len(plan.regions),
+            "blackouts": [[s.start_frame, s.end_frame] for s in plan.blackouts],
+            "blacked_out_frames": self.blacked_out_frames,
+        }
+        entry["statement"] = (
+            f"rendered from a plan (no detection in this run): {len(plan.persons)} people in {len(plan.tracks)} tracks, "
+            f"{len(spared)} left visible by decision, {len(plan.regions)} regions added by hand, "
+            f"{self.blacked_out_frames} frames blacked out by decision"
+        )
+        return entry
+
     def _check_frame(self, frame: Frame) -> None:
         self._seen += 1
         size = (frame.width, frame.height)

@@ -137,9 +137,12 @@ def test_a_blackout_span_is_black_and_the_rest_untouched(saved_plan, tmp_path):
     for person in plan.persons:
         plan.set_decision(person, "spare")
     plan.add_blackout(30, 34)
-    edited, out = tmp_path / "edited.json", tmp_path / "out.mp4"
+    edited, out, report = tmp_path / "edited.json", tmp_path / "out.mp4", tmp_path / "report.json"
     plan.save(edited)
-    assert main([str(CLIP), *LOSSLESS, "--plan", str(edited), "-o", str(out)]) == 0  # a decision, not a failure: exit 0
+    assert main([str(CLIP), *LOSSLESS, "--plan", str(edited), "-o", str(out), "--report", str(report)]) == 0  # a decision, not a failure: exit 0
+    entry = json.loads(report.read_text())["plan"]
+    assert entry["blacked_out_frames"] == 5 and entry["blackouts"] == [[30, 34]] and len(entry["spared_persons"]) == len(plan.persons)
+    assert json.loads(report.read_text())["obscured_frames"]["count"] == 0
     source = _input_frames()
     with av.open(str(out)) as container:
         bgr = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
