@@ -104,7 +104,7 @@ class _Streak:
     """``--spare``: a run of consecutive matching checks of one track (frame indices)."""
 
     first: int
-    after_fail: int  # the failing check before it: no frame up to there is shown for it
+    after_fail: int  # the last failing check before it
     checks: list[int] = field(default_factory=list)  # its first min_hits checks
     confirmed_at: int | None = None  # frame of its min_hits-th check
     open: bool = True
@@ -133,8 +133,8 @@ class TrackSelector:
     that frame (live streams). Files can wait: ``observe`` each frame as it comes, ``decide`` it a few
     frames later (``FrameProcessor`` holds ``lookahead`` frames), with the evidence of the frames
     after it too. ``--spare``: a streak of ``min_hits`` matching checks confirmed within the window is
-    shown from its first check (and ``max_unchecked`` frames before it, never back past a failing
-    check), not only from the confirmation on; and a failing check hides the track's unchecked
+    shown from its first check (and ``max_unchecked`` frames before it, unless a failing check is
+    among them), not only from the confirmation on; and a failing check hides the track's unchecked
     frames before it. Nothing else changes: a face never matched confidently stays anonymized.
     ``--only``: a track vetoed within the window is anonymized on the frames before the veto too.
     Call ``end(track_id)`` when a track ends to free its state.
@@ -213,12 +213,14 @@ class TrackSelector:
 
     def _confirmed_later(self, state: _TrackState, index: int) -> bool:
         """Whether a streak confirmed after ``index`` covers it: within ``max_unchecked`` frames after
-        one of its checks, or before its first (not back past the failing check before it)."""
+        one of its checks, or before its first (unless it follows a failing check closely)."""
         state.streaks = [s for s in state.streaks if s.open or (s.confirmed_at or -1) >= index - self.max_unchecked]
         for streak in state.streaks:
             if streak.confirmed_at is None or index >= streak.confirmed_at:
                 continue  # not confirmed (yet), or the online decision already knew it
-            if max(streak.first - self.max_unchecked, streak.after_fail + 1) <= index < streak.first:
+            # Unchecked frames just before it, unless a failing check is among them (the tracker may
+            # have come over from someone else there).
+            if streak.after_fail < streak.first - self.max_unchecked <= index < streak.first:
                 return True
             if any(check <= index <= check + self.max_unchecked for check in streak.checks):
                 return True
