@@ -574,7 +574,8 @@ def check_video(vault: VaultReader, video: str | Path, frame_count: int, size_px
     problems = []
     if frame_count and frame_count != vault.frames:
         problems.append(f"{frame_count} frames, the vault {vault.frames}")
-    if size_px and info.get("width") and sorted(size_px) != sorted((info["width"], info["height"])):
+    # An odd-sized input is written one pixel smaller (4:2:0 needs even sizes): that is the same video.
+    if size_px and info.get("width") and sorted(size_px) != sorted((info["width"], info["height"])) and sorted(size_px) != sorted((info["width"] // 2 * 2, info["height"] // 2 * 2)):
         problems.append(f"{size_px[0]}x{size_px[1]} pixels, the vault {info['width']}x{info['height']}")
     if problems:
         raise ConfigError(

@@ -3,6 +3,8 @@ faces, how small it is next to the video, and that format 1 (PNG) vaults still r
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,23 @@ def test_frames_that_cannot_join_the_stream_are_kept_as_png(tmp_path):
     with VaultReader(path, b"k" * 32) as reader:
         got = {r.frame_index: r.faces[0].bgr for r in reader}
     assert sorted(got) == list(range(6)) and all(np.array_equal(got[i], expected[i]) for i in expected)
+
+
+def test_an_odd_sized_full_chroma_input_restores(tmp_path):
+    # 175x143 in 4:4:4: frames are converted through BGR, and the output is one pixel smaller than the
+    # input (4:2:0 needs even sizes); restore still takes that video and puts the faces back.
+    source = tmp_path / "odd.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(CARPHONE), "-frames:v", "12", "-vf", "scale=175:143", "-pix_fmt", "yuv444p", "-c:v", "libx264", str(source)], check=True)
+    key, video, vault, restored = tmp_path / "key", tmp_path / "anon.mkv", tmp_path / "anon.favault", tmp_path / "restored.mkv"
+    key.write_bytes(b"k" * 32)
+    assert main([str(source), "-o", str(video), "--key-file", str(key), "--vault", str(vault), "-q"]) == 0
+    assert main(["restore", str(video), "--vault", str(vault), "--key-file", str(key), "-o", str(restored), "--crf", "0", "-q"]) == 0
+    original, anonymized, back = decode_all(source)[0], decode_all(video)[0], decode_all(restored)[0]
+    assert back[0].shape == (142, 174, 3)
+    with VaultReader(vault, load_key(key)) as reader:
+        boxes = [(r.frame_index, f.xyxy) for r in reader for f in r.faces]
+    assert len(boxes) >= 10
+    for index, (x0, y0, x1, y1) in boxes:
+        truth = original[index][y0:y1, x0:x1][: 142 - y0, : 174 - x0].astype(np.int16)
+        restored_error = np.abs(back[index][y0:y1, x0:x1] - truth).mean()
+        assert restored_error < 3.0 < np.abs(anonymized[index][y0:y1, x0:x1] - truth).mean() / 3, restored_error

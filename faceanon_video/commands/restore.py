@@ -92,7 +92,8 @@ def restore(reader: VideoReader, vault: VaultReader, destination: Path, crf: int
                         )
                 for face in record.faces:
                     x0, y0, x1, y1 = face.xyxy
-                    item.bgr[y0:y1, x0:x1] = face.bgr
+                    # Clipped: the output of an odd-sized input is one pixel smaller than the vault's frames.
+                    item.bgr[y0:y1, x0:x1] = face.bgr[: max(0, min(y1, item.height) - y0), : max(0, min(x1, item.width) - x0)]
                 faces += len(record.faces)
             writer.write(item)
             frames += 1
