@@ -104,6 +104,9 @@ class VaultFace:
     track_id: int
     xyxy: tuple[int, int, int, int]  # integer region [y0:y1, x0:x1] of the frame
     bgr: np.ndarray  # the original pixels of that region
+    #: Format 2, region at even coordinates: its Y, U, V planes as decoded (restore pastes these into
+    #: an I420 frame: going through BGR and back is not exact where colours clip, up to ~30 levels).
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -531,17 +534,21 @@ class VaultReader:
             faces = []
             for face in head["faces"] if crop else ():
                 x0, y0, x1, y1 = (int(v) for v in face["xyxy"])
+                planes = None
                 if picture is not None:
                     if x1 > picture.width or y1 > picture.height:
                         raise ValueError(f"the region of track {face['track_id']} is outside the picture")
                     bgr = picture.crop_bgr(x0, y0, x1, y1)
+                    if not (x0 % 2 or y0 % 2 or x1 % 2 or y1 % 2):
+                        y, u, v = picture.planes()
+                        planes = (y[y0:y1, x0:x1], u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2], v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2])
                 else:
                     end = offset + face["png_bytes"]
                     bgr = cv2.imdecode(np.frombuffer(plain[offset:end], np.uint8), cv2.IMREAD_COLOR)
                     offset = end
                 if bgr is None or bgr.shape[:2] != (y1 - y0, x1 - x0):
                     raise ValueError(f"the face image of track {face['track_id']} does not match its region")
-                faces.append(VaultFace(int(face["track_id"]), (x0, y0, x1, y1), bgr))
+                faces.append(VaultFace(int(face["track_id"]), (x0, y0, x1, y1), bgr, planes))
         except (KeyError, TypeError, ValueError, struct.error) as exc:
             # Authenticated yet unparsable: written by a buggy or incompatible writer, not tampered with.
             raise InputError(f"{self.path}: the record of frame {frame_index} is malformed ({exc})") from exc
