@@ -32,10 +32,10 @@ def face(track_id: int = 7, xyxy=(20, 20, 120, 120)) -> Detections:
     return Detections(xyxy=np.array([xyxy], np.float32), score=np.array([0.95], np.float32), landmarks=FRONTAL.copy(), track_id=np.array([track_id]))
 
 
-def run(similarities: dict[int, float], frames: int, lookahead: int) -> list[bool]:
+def run(similarities: dict[int, float], frames: int, lookahead: int, mode: str = "spare") -> list[bool]:
     """Shown (not anonymized) per frame for one track in every frame, decided ``lookahead`` frames late."""
     embedder = ScriptedEmbedder(similarities)
-    selector = TrackSelector(References(["them"], REFERENCE[None], np.array([0])), "spare", embedder=embedder)
+    selector = TrackSelector(References(["them"], REFERENCE[None], np.array([0])), mode, embedder=embedder)
     shown = []
     for index in range(frames + lookahead):
         if index < frames:
@@ -87,3 +87,9 @@ def test_a_duplicate_box_on_a_shown_face_is_shown_with_it():
         anonymize = selector.decide(index, faces)
     # Track 8 (not confirmed, its checks unscripted: not due yet) sits on track 7's face; track 9 does not.
     assert anonymize.tolist() == [False, False, True]
+
+
+def test_only_a_veto_within_the_window_anonymizes_the_frames_before_it_too():
+    script = {0: 0.1, 2: 0.1, 4: 0.1, 6: 0.1, 8: 0.5}  # clearly someone else, then the listed person
+    assert run(script, 12, 0, "only") == [False] * 4 + [True] * 4 + [False] * 4  # live: shown until the veto
+    assert not any(run(script, 12, 10, "only"))  # held: vetoed before any of its frames left
