@@ -97,6 +97,7 @@ class RunConfig:
     key_file: str | None = None
     save_tracks: str | None = None
     vault: str | None = None  # encrypted sidecar with the original faces (see faceanon_video.vault)
+    vault_quality: str = "high"  # "high" (H.264 CRF 16, visually lossless) or "exact" (lossless)
     # The person layer (faceanon_video.people): tracks linked into people at the end of a file run.
     people: str | None = None  # encrypted person embeddings of the video, for `verify --people`
     gallery: str | None = None  # encrypted identity gallery shared across videos

@@ -128,6 +128,7 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
                 start_s=config.start_s,
                 end_s=config.end_s,
                 overwrite=config.overwrite,
+                quality=config.vault_quality,
             )
         gallery = _open_gallery(config)  # a wrong key or a changed gallery fails here, before any frame
         writer = None if destination is None else VideoWriter(

@@ -93,6 +93,20 @@ def coverage(config, detect_every: int) -> dict:
     }
 
 
+#: Settings whose values are reference photos of people: a file name may name the person (alice.jpg).
+PEOPLE_SETTINGS = ("spare", "only")
+
+
+def settings(config) -> dict:
+    """Every setting of the run, with the ``--spare``/``--only`` photos replaced by how many there are."""
+    values = asdict(config)
+    for name in PEOPLE_SETTINGS:
+        if values.get(name):
+            count = len(values[name])
+            values[name] = f"{count} reference photo{'s' if count != 1 else ''} (one per person; a photo or a folder of photos)"
+    return values
+
+
 def build_report(config, source, destination, summary, reader, writer, processor, run_seconds: float) -> dict:
     """The report of one finished file run (``pipeline.process_video``); see the module docstring."""
     from faceanon_video.weights import LOADED
@@ -110,7 +124,7 @@ def build_report(config, source, destination, summary, reader, writer, processor
         "output": _file_entry(destination),
         "models": {"bundled_sha256": dict(sorted(LOADED.items())),
                    "diffusion_model_dir": config.model_dir if config.mode == "diffusion" else None},
-        "settings": asdict(config),
+        "settings": settings(config),
         "frames": {"in": reader.frames_decoded, "out": writer.frames_written},
         "faces": {"detections": processor.faces, "tracks": len(processor.track_ids)},
         "obscured_frames": {"count": processor.obscured_frames, "reasons": dict(processor.obscure_reasons)},

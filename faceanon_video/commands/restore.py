@@ -56,6 +56,20 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def paste_faces(frame: Frame, faces: list) -> None:
+    """Put the vault's ``faces`` back into ``frame``: into its I420 planes where the vault kept them
+    (format 2) and the frame is still I420 as decoded, exact; through BGR otherwise (format 1, other
+    pixel formats), which changes clipped colours by up to ~30 levels on the way back to 4:2:0."""
+    for face in sorted(faces, key=lambda f: f.planes is None):  # planes first: BGR turns the frame to BGR
+        x0, y0, x1, y1 = face.xyxy
+        if face.planes is not None and frame.is_i420 and x1 <= frame.width and y1 <= frame.height:
+            for plane, values, scale in zip(frame.planes(), face.planes, (1, 2, 2)):
+                plane[y0 // scale : y1 // scale, x0 // scale : x1 // scale] = values
+        else:
+            # Clipped: the output of an odd-sized input is one pixel smaller than the vault's frames.
+            frame.bgr[y0:y1, x0:x1] = face.bgr[: max(0, min(y1, frame.height) - y0), : max(0, min(x1, frame.width) - x0)]
+
+
 def restore(reader: VideoReader, vault: VaultReader, destination: Path, crf: int = 18, preset: str = "veryfast") -> tuple[int, int]:
     """Paste the vault's faces into ``reader``'s frames and encode them to ``destination`` (atomically).
     Returns (frames, faces restored). Raises ``ConfigError`` when the video does not match the vault."""
@@ -90,9 +104,7 @@ def restore(reader: VideoReader, vault: VaultReader, destination: Path, crf: int
                             f"{reader.url} does not match vault {vault.path}: frame {item.index} is at "
                             f"{item.time_s - video_start_s:.3f} s in the video, {record.pts_s - vault_start_s:.3f} s in the vault"
                         )
-                for face in record.faces:
-                    x0, y0, x1, y1 = face.xyxy
-                    item.bgr[y0:y1, x0:x1] = face.bgr
+                paste_faces(item, record.faces)
                 faces += len(record.faces)
             writer.write(item)
             frames += 1

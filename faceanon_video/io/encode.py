@@ -67,13 +67,39 @@ def muxer_options(container_options: dict | None, destination: str | Path, forma
     return options
 
 
+#: The colour description OpenCV's BGR -> I420 conversion (``types.bgr_to_i420``) writes: the
+#: BT.601 matrix (FFmpeg's ``smpte170m``, AVCOL_SPC 6) in limited ("tv", AVCOL_RANGE 1) range.
+OPENCV_COLOURSPACE, TV_RANGE = 6, 1
+#: FFmpeg's "unspecified" (and "reserved") value of each codec-context colour attribute.
+UNKNOWN = {"color_range": (0,), "colorspace": (2, 3), "color_primaries": (0, 2, 3), "color_trc": (0, 2, 3)}
+
+
+def colour_of(stream) -> dict:
+    """The colour description the output must carry for frames decoded from ``stream``: the input's
+    primaries and transfer always (no conversion touches them). Its matrix and range only when the
+    decoder hands 4:2:0 frames over as they are (``io.decode.to_frame``; OpenCV's round trip of a
+    rotated one is exact too): other pixel formats (full range, 10-bit, 4:4:4) go through BGR and
+    come out of OpenCV's conversion as BT.601 limited range, whatever they were. Unknown values
+    (``UNKNOWN``) are left out, so the encoder's default stays."""
+    context = stream.codec_context
+    colour = {"color_primaries": context.color_primaries, "color_trc": context.color_trc}
+    passthrough = context.format is not None and context.format.name == "yuv420p" and context.width % 2 == 0 and context.height % 2 == 0
+    if passthrough:
+        colour.update(colorspace=context.colorspace, color_range=context.color_range)
+    else:
+        colour.update(colorspace=OPENCV_COLOURSPACE, color_range=TV_RANGE)
+    return {name: int(value) for name, value in colour.items() if value is not None and int(value) not in UNKNOWN[name]}
+
+
 def from_input(reader) -> dict:
-    """What a ``VideoWriter`` may copy from a ``VideoReader``'s input (the policy decides how much)."""
+    """What a ``VideoWriter`` may copy from a ``VideoReader``'s input (the policy decides how much),
+    and the colour description its frames keep (``colour_of``)."""
     return {
         "templates": reader.copy_streams + reader.other_streams,
         "metadata": dict(reader.container.metadata),
         "chapters": reader.container.chapters(),
         "video_template": reader.video_stream,
+        "colour": colour_of(reader.video_stream),
     }
 
 
@@ -81,7 +107,8 @@ class VideoWriter:
     """Writes frames with H.264 (by default) and copies the audio (and, if ``policy`` allows, the
     subtitle/data/attachment) streams of ``templates``, the input's tags (``metadata`` for the file,
     each template's own, ``video_template``'s for the video) and ``chapters`` as far as ``policy``
-    allows; ``scrub`` records what was removed and kept. See ``io.metadata``.
+    allows; ``scrub`` records what was removed and kept. See ``io.metadata``. ``colour`` (codec
+    context attribute -> FFmpeg enum value, see ``colour_of``) tags the encoded video.
 
     Timestamps are copied from the input frames (``Frame.pts`` in ``time_base``), so variable frame
     rate, the start offset and the duration are kept. The encoder is opened on the first frame,
@@ -110,6 +137,7 @@ class VideoWriter:
         policy: MetadataPolicy | None = None,
         chapters: list = (),
         video_template=None,
+        colour: dict | None = None,
     ) -> None:
         self.output = AtomicOutput(destination) if atomic else None
         self.destination = Path(str(destination))
@@ -121,6 +149,7 @@ class VideoWriter:
         self.crf = crf
         self.preset = preset
         self.policy = policy or MetadataPolicy()
+        self.colour = dict(colour or {})
         self.scrub = ScrubRecord()
         format_tags = self.scrub.filter_tags(self.policy, dict(metadata or {}), "format")
         options = muxer_options(container_options, destination, format_tags)
@@ -207,6 +236,9 @@ class VideoWriter:
             options.update({"b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"})
         stream.codec_context.options = options
         stream.codec_context.thread_count = codec_threads(stream.width, stream.height)
+        for name, value in self.colour.items():
+            # Not identifying, and without it a BT.709 or full-range input plays with shifted colours.
+            setattr(stream.codec_context, name, value)
         stream.metadata.update(self._video_tags)
         self.video = stream
         for packet in self._pending_packets:

@@ -7,9 +7,11 @@ similarity to any of that person's photos is >= ``SPARE_SIMILARITY``.
 Privacy first, for both modes: a face is left visible only on confident evidence, checked along the
 track (``TrackSelector``):
 
-- ``spare``: a track is shown only after ``min_hits`` consecutive good faces (quality >=
-  ``MIN_QUALITY``, see ``embed``) matched a listed person, and only while every later good face
-  still matches; one good face that does not match anonymizes it again until ``min_hits`` more do.
+- ``spare``: a track is shown only inside a streak of ``min_hits`` consecutive good faces (quality
+  >= ``MIN_QUALITY``, see ``embed``) that matched a listed person, and only while every later good
+  face reaches the keep threshold (``STRANGER_SIMILARITY``: hysteresis); one good face below it
+  anonymizes it again until ``min_hits`` more match. Files decide each frame a few frames late
+  (``TrackSelector.observe`` / ``decide``), so a streak is shown from its start.
   A spared track is re-checked on every good face (a tracker that jumps to a stranger in a crossing
   is caught on that stranger's first good face), and a face of a spared track that cannot be checked
   (detector missed it, too small or turned) stays shown for at most ``max_unchecked`` frames.
@@ -25,8 +27,9 @@ similarity is 0.55-0.96 (5th percentile 0.63), different people at most 0.35 (99
 3-face track 0/38775, a listed person's face matched 275/275. At 0.30 strangers would pass (10/1378
 faces, 11/38775 tracks). On short_hamilton_clip.mp4 with Miranda's photo as the reference (37 other
 tracks; video faces are small and soft, so similarities are lower): strangers reach at most 0.34 and
-none is shown; Miranda's frames score 0.38-0.73 and he is shown in 92 of 129 frames of his long
-track, 0 of 20 of his short one (its faces alternate 0.38-0.54): the misses fall on the safe side.
+none is shown; Miranda's frames score 0.38-0.73. In its first 5 s (tests/people/test_spare_cli.py)
+he is shown on 80 of his 88 frames (37 with consecutive matches, no keep threshold, no look-ahead).
+At the keep threshold 0.363 strangers' faces pass 0/1378 (the closest pair of different people: 0.352).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import cv2
 import numpy as np
 
 from faceanon_video.errors import InputError
+from faceanon_video.geometry import box_iou
 from faceanon_video.people.embed import MIN_QUALITY, FaceEmbedder, PhotoEmbedder, face_quality
 from faceanon_video.types import Detections, Frame
 
@@ -99,22 +103,44 @@ def load_references(paths: list[str | Path], photo_embedder: PhotoEmbedder | Non
 
 
 @dataclass
+class _Streak:
+    """``--spare``: a run of consecutive matching checks of one track (frame indices)."""
+
+    first: int
+    after_fail: int  # the last failing check before it
+    checks: list[int] = field(default_factory=list)  # its first min_hits checks
+    confirmed_at: int | None = None  # frame of its min_hits-th check
+    open: bool = True
+
+
+@dataclass
 class _TrackState:
     streak: int = 0  # consecutive good faces that support showing the track
-    visible: bool = False
+    visible: bool = False  # shown on the newest frame observed (evidence up to that frame)
     vetoed: bool = False  # --only: matched a listed person once, anonymized for good
     last_checked: int = -(10**9)
     checks: int = 0
     best_similarity: float = -1.0
     matched_person: int | None = None
+    last_fail: int = -(10**9)
+    shown_online: dict[int, bool] = field(default_factory=dict)  # frame -> visible, until decided
+    checked: dict[int, bool] = field(default_factory=dict)  # frame -> the check supported, until decided
+    streaks: list[_Streak] = field(default_factory=list)  # --spare: those that may still show a frame
 
 
 @dataclass
 class TrackSelector:
     """Per frame, which tracked faces to anonymize under ``--spare`` or ``--only``.
 
-    ``anonymize(frame, faces)`` returns an (n,) bool mask: True = anonymize. Works online (live and
-    files alike); call ``end(track_id)`` when a track ends to free its state.
+    ``anonymize(frame, faces)`` returns an (n,) bool mask, True = anonymize, on the evidence up to
+    that frame (live streams). Files can wait: ``observe`` each frame as it comes, ``decide`` it a few
+    frames later (``FrameProcessor`` holds ``lookahead`` frames), with the evidence of the frames
+    after it too. ``--spare``: a streak of ``min_hits`` matching checks confirmed within the window is
+    shown from its first check (and ``max_unchecked`` frames before it, unless a failing check is
+    among them), not only from the confirmation on; and a failing check hides the track's unchecked
+    frames before it. Nothing else changes: a face never matched confidently stays anonymized.
+    ``--only``: a track vetoed within the window is anonymized on the frames before the veto too.
+    Call ``end(track_id)`` when a track ends to free its state.
     """
 
     references: References
@@ -122,13 +148,19 @@ class TrackSelector:
     embedder: FaceEmbedder = field(default_factory=FaceEmbedder)
     min_hits: int = 3
     #: Frames a spared track stays shown without a fresh check (detector missed the face, or it is
-    #: turned or small); after that it is anonymized until checked again.
+    #: turned or small); after that it is anonymized until checked again. With look-ahead, also how
+    #: many frames before its first matching check a confirmed streak is shown.
     max_unchecked: int = 2
     #: Undecided and anonymized tracks are checked at most every this many frames (the cost of
     #: ``--spare`` on a crowd); spared tracks on every good face.
     recheck_every: int = 2
     match_similarity: float = SPARE_SIMILARITY
+    #: ``--spare``: a confirmed track stays shown while its checks reach this (see ``_update``).
+    keep_similarity: float = STRANGER_SIMILARITY
     stranger_similarity: float = STRANGER_SIMILARITY
+    #: ``--spare``: a face whose box covers a shown face's this much (IoU) is the same face found twice
+    #: (a tracker duplicate): it is shown with it, since anonymizing it would hide the shown face.
+    duplicate_iou: float = 0.6
     states: dict[int, _TrackState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -136,12 +168,17 @@ class TrackSelector:
             raise ValueError(f"mode must be 'spare' or 'only', not {self.mode!r}")
 
     def anonymize(self, frame: Frame | np.ndarray, faces: Detections, frame_index: int | None = None) -> np.ndarray:
-        n = len(faces)
+        """``observe`` and ``decide`` the same frame: no look-ahead."""
         index = frame.index if frame_index is None else frame_index
+        self.observe(frame, faces, index)
+        return self.decide(index, faces)
+
+    def observe(self, frame: Frame | np.ndarray, faces: Detections, frame_index: int | None = None) -> None:
+        """Check this frame's due faces against the references (frames in order, original pixels)."""
         if faces.track_id is None:
-            return np.ones(n, bool)  # untracked faces cannot accumulate evidence: anonymize
+            return
+        index = frame.index if frame_index is None else frame_index
         quality = face_quality(faces)
-        out = np.ones(n, bool)
         for i, track_id in enumerate(faces.track_id.tolist()):
             state = self.states.setdefault(track_id, _TrackState())
             due = state.visible or index - state.last_checked >= self.recheck_every
@@ -151,8 +188,53 @@ class TrackSelector:
                     self._update(state, embedding, index)
             if state.visible and index - state.last_checked > self.max_unchecked:
                 state.visible, state.streak = False, 0  # unchecked for too long: hide until re-confirmed
-            out[i] = not state.visible
+                if state.streaks:
+                    state.streaks[-1].open = False
+            state.shown_online[index] = state.visible
+
+    def decide(self, frame_index: int, faces: Detections) -> np.ndarray:
+        """(n,) bool, True = anonymize, for an ``observe``d frame (frames decided in order), on all the
+        evidence observed so far: its own frame's and that of any frame after it."""
+        out = np.ones(len(faces), bool)
+        if faces.track_id is None:
+            return out  # untracked faces cannot accumulate evidence: anonymize
+        for i, track_id in enumerate(faces.track_id.tolist()):
+            state = self.states.get(track_id)
+            if state is None:
+                continue
+            shown = state.shown_online.pop(frame_index, False)
+            if self.mode == "only":
+                shown = shown and not state.vetoed  # vetoed since: anonymized on the frames before too
+            else:
+                shown = (shown or self._confirmed_later(state, frame_index)) and not self._failed_soon_after(state, frame_index)
+                state.checked = {f: ok for f, ok in state.checked.items() if f > frame_index}
+            out[i] = not shown
+        if self.mode == "spare" and out.any() and not out.all():
+            overlap = box_iou(faces.xyxy[out], faces.xyxy[~out])
+            out[np.flatnonzero(out)[(overlap >= self.duplicate_iou).any(axis=1)]] = False
         return out
+
+    def _confirmed_later(self, state: _TrackState, index: int) -> bool:
+        """Whether a streak confirmed after ``index`` covers it: within ``max_unchecked`` frames after
+        one of its checks, or before its first (unless it follows a failing check closely)."""
+        state.streaks = [s for s in state.streaks if s.open or (s.confirmed_at or -1) >= index - self.max_unchecked]
+        for streak in state.streaks:
+            if streak.confirmed_at is None or index >= streak.confirmed_at:
+                continue  # not confirmed (yet), or the online decision already knew it
+            # Unchecked frames just before it, unless a failing check is among them (the tracker may
+            # have come over from someone else there).
+            if streak.after_fail < streak.first - self.max_unchecked <= index < streak.first:
+                return True
+            if any(check <= index <= check + self.max_unchecked for check in streak.checks):
+                return True
+        return False
+
+    def _failed_soon_after(self, state: _TrackState, index: int) -> bool:
+        """An unchecked face followed within ``max_unchecked`` frames by a failing check: the tracker
+        may already have jumped to someone else."""
+        if index in state.checked:
+            return not state.checked[index]
+        return any(not ok for f, ok in state.checked.items() if index < f <= index + self.max_unchecked)
 
     def _update(self, state: _TrackState, embedding: np.ndarray, index: int) -> None:
         similarity, person = self.references.similarity(embedding)
@@ -161,13 +243,33 @@ class TrackSelector:
         if similarity > state.best_similarity:
             state.best_similarity, state.matched_person = similarity, person
         if self.mode == "spare":
-            supports = similarity >= self.match_similarity
+            # Hysteresis: confirmed at match_similarity, kept while at least keep_similarity (below it
+            # a face is clearly someone else, see STRANGER_SIMILARITY); SFace on small, soft video
+            # faces wavers around match_similarity from frame to frame for one person.
+            supports = similarity >= (self.keep_similarity if state.visible else self.match_similarity)
+            self._record_check(state, index, supports)
         else:
             supports = similarity < self.stranger_similarity
             if not supports:
                 state.vetoed = True
         state.streak = state.streak + 1 if supports else 0
         state.visible = state.streak >= self.min_hits and not state.vetoed
+
+    def _record_check(self, state: _TrackState, index: int, supports: bool) -> None:
+        state.checked[index] = supports
+        current = state.streaks[-1] if state.streaks and state.streaks[-1].open else None
+        if not supports:
+            if current is not None:
+                current.open = False
+            state.last_fail = index
+            return
+        if current is None:
+            current = _Streak(first=index, after_fail=state.last_fail)
+            state.streaks.append(current)
+        if len(current.checks) < self.min_hits:
+            current.checks.append(index)
+            if len(current.checks) == self.min_hits:
+                current.confirmed_at = index
 
     def end(self, track_id: int) -> None:
         self.states.pop(track_id, None)

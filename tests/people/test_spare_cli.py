@@ -9,7 +9,6 @@ everyone else there is a stranger, and so is the man in carphone_pristine.mp4.
 
 from __future__ import annotations
 
-from collections import defaultdict
 
 import av
 import cv2
@@ -65,6 +64,13 @@ def _miranda_tracks(rows) -> set[int]:
     return found
 
 
+def _his_faces(rows, miranda: set[int]) -> set[tuple[int, int]]:
+    """(frame, track) of every face that is his: his tracks', and any box on his face in the same frame
+    (IoU > 0.5: the tracker sometimes follows one face with two tracks for a while)."""
+    his_box = {f: xyxy for f, t, xyxy, *_ in rows if t in miranda}
+    return {(f, t) for f, t, xyxy, *_ in rows if t in miranda or (f in his_box and box_iou(np.asarray([xyxy]), np.asarray([his_box[f]]))[0, 0] > 0.5)}
+
+
 @pytest.fixture(scope="module", params=["spare", "only"])
 def run(request, tmp_path_factory):
     """One CLI run over both clips (the selector's evidence must not carry from one to the other)."""
@@ -79,17 +85,17 @@ def run(request, tmp_path_factory):
 def test_spare_shows_exactly_the_listed_person_and_only_shows_everyone_else(run):
     mode, hamilton, carphone = run
     miranda = _miranda_tracks(hamilton)  # the track file still lists the faces left visible
-    his = [r for r in hamilton if r[1] in miranda]
-    others = [r for r in hamilton if r[1] not in miranda] + carphone
-    shown_frames = defaultdict(set)
-    for frame, track, _, shown, _ in hamilton:
-        if shown:
-            shown_frames[track].add(frame)
+    mine = _his_faces(hamilton, miranda)
+    his = [r for r in hamilton if (r[0], r[1]) in mine]
+    others = [r for r in hamilton if (r[0], r[1]) not in mine] + carphone
     if mode == "spare":
-        assert set(shown_frames) <= miranda  # no stranger's face kept, ever
-        assert not any(r[3] for r in carphone)
-        # His first good faces are needed to confirm him (and again after the cut): most of the rest shown.
-        assert sum(len(f) for f in shown_frames.values()) >= 0.35 * len(his)
+        assert not any(r[3] for r in others)  # no stranger's face kept, ever
+        # Issue 19's target: shown on >= 90 % of his frames with faces >= 40 px. Frames are held back
+        # (processor.SPARE_LOOKAHEAD), so a track confirmed on its first checks is shown from its start.
+        # Measured 80 of his 88 frames (37 before the look-ahead and the keep threshold).
+        his_frames = {r[0] for r in his if r[1] in miranda and r[2][3] - r[2][1] >= MIN_FACE_PX}
+        shown_frames = {r[0] for r in his if r[1] in miranda and r[3]}
+        assert len(his_frames) >= 80 and len(shown_frames & his_frames) >= 0.9 * len(his_frames), (len(shown_frames & his_frames), len(his_frames))
         hidden = others
     else:
         assert not any(r[3] for r in his)  # the listed person is never left visible
