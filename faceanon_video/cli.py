@@ -71,6 +71,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     live = config.camera is not None or any("://" in name for name in args.inputs)
     if config.report and live:
         raise ConfigError("--report works on files; live runs have --stats")
+    if (config.save_plan or config.plan) and live:
+        raise ConfigError("--save-plan and --plan work on files (a live stream has no end to review)")
     if (config.people or config.gallery) and live:
         raise ConfigError("--people and --gallery work on files (live streams have no end to link the tracks at)")
     if args.save_config:
@@ -88,24 +90,35 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # The reference photos are embedded now: a missing one or one without a face fails before any work.
         processor = FrameProcessor(config)
     if args.ray is not None:
+        if config.save_plan:
+            raise ConfigError("--save-plan runs here, not on Ray (render the plans with --plan --ray)")
         return _run_on_ray(sources, args, config, several)
     if config.report and several:
         from faceanon_video.report import check_report_targets
 
         for source in sources:  # before any work: a missing folder or an existing report fails now
             check_report_targets(config.report, source, config.overwrite, several)
-    destinations = [output_path_for(source, args.output, several) for source in sources]
+    if config.save_plan:  # an analysis: its output is the plan
+        from faceanon_video.planning import plan_path_for
+
+        if several and not Path(config.save_plan).is_dir() and "{stem}" not in config.save_plan:
+            raise ConfigError("with several inputs, --save-plan must be an existing folder (one NAME.plan.json per input) or a {stem} name")
+        destinations = [plan_path_for(config.save_plan, source) for source in sources]
+    else:
+        destinations = [output_path_for(source, args.output, several) for source in sources]
     for source, destination in zip(sources, destinations):
         # Every output is checked before any model loads or any file is written.
-        check_output_kind(source, destination)
+        if not config.save_plan:
+            check_output_kind(source, destination)
         refuse_existing(destination, config.overwrite)
     failures = obscured = 0
     for source, destination in zip(sources, destinations):
         try:
             if processor is not None:
                 processor.reset()
-            processor = processor or FrameProcessor(config)  # models load once for all inputs
-            summary = process_file(source, destination, config, processor=processor.reset_counters())
+            if not config.save_plan:  # an analysis builds its own processor, with no anonymizer
+                processor = (processor or FrameProcessor(config)).reset_counters()  # models load once for all inputs
+            summary = process_file(source, destination, config, processor=processor)
         except FaceanonError as exc:
             if not several:
                 raise

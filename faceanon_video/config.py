@@ -14,6 +14,9 @@ from faceanon_video.errors import ConfigError
 from faceanon_video.io.metadata import OPTIONAL_STREAMS
 
 MODES = ("blur", "mosaic", "solid", "image", "none", "diffusion")
+#: Modes whose anonymizer draws from the per-face seeds: a file run in one of them links people
+#: before encoding (analyse, then render the plan), so each person keeps one seed (faceanon_video.plan).
+SEEDED_MODES = ("diffusion",)
 MASK_SHAPES = ("ellipse", "box")  # painted by anonymize.regions
 BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 #: x264/x265 speed presets, fastest first.
@@ -97,6 +100,9 @@ class RunConfig:
     # The person layer (faceanon_video.people): tracks linked into people at the end of a file run.
     people: str | None = None  # encrypted person embeddings of the video, for `verify --people`
     gallery: str | None = None  # encrypted identity gallery shared across videos
+    # Plan files (faceanon_video.plan): analyse only and write the plan, or render one without detecting.
+    save_plan: str | None = None
+    plan: str | None = None
 
     # Diffusion (see faceanon_video.anonymize.diffusion).
     model_dir: str | None = None
@@ -166,6 +172,12 @@ class RunConfig:
             raise ConfigError(f"--detect-every must be between 1 and {MAX_DETECT_EVERY}")
         if (self.detect_every or 1) > 1 and not self.track:
             raise ConfigError("--detect-every needs tracking: without it, skipped frames would leak every face")
+        if self.save_plan and self.plan:
+            raise ConfigError("give either --save-plan (analyse) or --plan (render), not both")
+        if self.plan and (self.people or self.gallery):
+            raise ConfigError("--people and --gallery go with the analysis (--save-plan): a plan's people are already linked")
+        if self.save_plan and (self.vault or self.report):
+            raise ConfigError("--save-plan encodes nothing: give --vault and --report to the render (--plan)")
         if self.spare and self.only:
             raise ConfigError("give either --spare or --only, not both")
         for name in ("people", "gallery"):

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from faceanon_video.config import RunConfig
+from faceanon_video.config import SEEDED_MODES, RunConfig
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
 from faceanon_video.failures import DamagedFrame, FailureWatch  # noqa: F401 - re-exported
 from faceanon_video.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_output_kind, expand_inputs, is_image, output_path_for
@@ -103,8 +103,9 @@ def _get(q: queue.Queue, stop: threading.Event, producer: threading.Thread | Non
                 return _Failed(RuntimeError(f"the {producer.name} thread stopped without finishing"))
 
 
-def process_video(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
-    """Anonymize one video file into ``destination`` (written atomically)."""
+def process_video(source: str | Path, destination: str | Path | None, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
+    """Anonymize one video file into ``destination`` (written atomically). ``destination`` None:
+    run every frame through ``processor`` and encode nothing (the analysis of ``--save-plan``)."""
     started = time.perf_counter()
     # 1. Open the input: a missing or non-video file fails here, before anything is written.
     reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s, strict=config.strict)
@@ -129,7 +130,7 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
                 overwrite=config.overwrite,
             )
         gallery = _open_gallery(config)  # a wrong key or a changed gallery fails here, before any frame
-        writer = VideoWriter(
+        writer = None if destination is None else VideoWriter(
             destination,
             fps=reader.info.fps,
             time_base=reader.info.time_base,
@@ -167,6 +168,8 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
                 if item is _END:
                     return
                 start = time.perf_counter()
+                if writer is None:
+                    continue  # an analysis: the frames end here
                 if isinstance(item, Frame):
                     writer.write(item)
                     timings["encode"].append(time.perf_counter() - start)
@@ -231,12 +234,14 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         # 4. Finalize: a run that nearly all failed fails; flush the encoder; complete the vault, bound
         # to the encoded video (its failure fails the run); rename into place.
         processor.failures.check_final()
-        writer.finish()
+        if writer is not None:
+            writer.finish()
         if processor.vault_writer is not None:
             processor.vault_writer.finish(video_sha256=writer.video_sha256())
         if getattr(processor, "embeddings", None) is not None:  # absent in bench's copy-only stand-in
             _write_people(config, source, processor, gallery)
-        writer.close(success=True)
+        if writer is not None:
+            writer.close(success=True)
         success = True
     finally:
         stop.set()
@@ -245,12 +250,14 @@ def process_video(source: str | Path, destination: str | Path, config: RunConfig
         decoder.join(timeout=5)
         encoder.join(timeout=5)
         cv2.setNumThreads(opencv_threads)
-        if not success:
+        if not success and writer is not None:
             writer.close(success=False)
         reader.close()
         _close_track_writer(processor, success)
         _close_vault(processor, success)
     summary = _summary(source, destination, processor, time.perf_counter() - started)
+    if writer is None:
+        return summary
     summary.redaction = writer.scrub.summary(writer.policy)
     if config.report:
         from faceanon_video.report import build_report, report_paths_for, write_reports
@@ -341,7 +348,7 @@ def process_image(source: str | Path, destination: str | Path, config: RunConfig
 def _summary(source, destination, processor: FrameProcessor, seconds: float) -> RunSummary:
     return RunSummary(
         input=str(source),
-        output=str(destination),
+        output=None if destination is None else str(destination),
         frames=processor.frames,
         faces=processor.faces,
         obscured_frames=processor.obscured_frames,
@@ -355,9 +362,15 @@ def _progress_bar(total: int, name: str, enabled: bool):
 
 
 def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
+    """One input. ``--save-plan``: ``destination`` is the plan file. ``--plan`` and seeded modes
+    (diffusion) on videos: analyse, then render the plan (``planning``), so seeds are per person."""
     if destination.resolve() == source.resolve():
         raise InputError(f"{destination}: refusing to overwrite the input")
-    check_output_kind(source, destination)
+    planned = config.save_plan or config.plan or (config.mode in SEEDED_MODES and config.track)
+    if (config.save_plan or config.plan) and is_image(source):
+        raise ConfigError(f"{source}: --save-plan and --plan work on videos only")
+    if not config.save_plan:
+        check_output_kind(source, destination)
     refuse_existing(destination, config.overwrite)
     if config.people:
         refuse_existing(people_path_for(config.people, source), config.overwrite)
@@ -367,6 +380,10 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
         if is_image(source):
             raise ConfigError(f"{source}: --report works on videos (images are written without any metadata)")
         check_report_targets(config.report, source, config.overwrite)
+    if planned and not is_image(source):
+        from faceanon_video.planning import process_planned
+
+        return process_planned(source, destination, config, processor)
     run = process_image if is_image(source) else process_video
     return run(source, destination, config, processor)
 
