@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Review-Token"
 STATIC = ("review.js", "review.css")
-CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 
 
 def create_app(session: ReviewSession, token: str) -> Flask:

@@ -31,6 +31,8 @@ class ReviewServer:
         self.token = token or secrets.token_urlsafe(32)
         self.app = create_app(session, self.token)
         self.server = make_server(host, port, self.app, threaded=True)
+        # Werkzeug logs every request (URL and token included) at INFO: only with --debug.
+        logging.getLogger("werkzeug").setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
         self.host = host
         self.port = self.server.server_port
         self._thread: threading.Thread | None = None

@@ -115,7 +115,7 @@ class ReviewSession:
             regions = np.zeros(n, np.int32)
             for region in plan.regions.values():
                 regions[region.first_frame : min(n, region.last_frame + 1)] += 1
-        misses.sort(key=lambda m: m["frame"])
+        misses = _by_frame(misses)
         return {"frames": n, "anonymized": anonymized.tolist(), "spared": spared.tolist(), "regions": regions.tolist(),
                 "obscured": _spans(obscured), "blackouts": _spans(blackout), "misses": misses}
 
@@ -256,7 +256,7 @@ class ReviewSession:
 
     def start_render(self) -> None:
         """Render the plan as it is now to ``output`` (and the reports) on a background thread."""
-        from faceanon_video.plan import render
+        from faceanon_video.planning import render
 
         with self.lock:
             if self._render_thread is not None and self._render_thread.is_alive():
@@ -315,6 +315,14 @@ def _spans(mask: np.ndarray) -> list[list[int]]:
     """Inclusive [start, end] runs of True in a boolean array."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return [[int(a), int(b) - 1] for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _by_frame(misses: list[dict]) -> list[dict]:
+    """One entry per frame (a shot cut starts many tracks at once), in frame order."""
+    merged: dict[int, list[str]] = {}
+    for miss in misses:
+        merged.setdefault(miss["frame"], []).append(miss["why"])
+    return [{"frame": frame, "why": "; ".join(whys)} for frame, whys in sorted(merged.items())]
 
 
 def _thumb_rows(track) -> list[int]:

@@ -89,6 +89,13 @@ function setPlaying(on, speed = 1) {
   if (starting && !S.loading) scheduleNext(0);
 }
 
+// The frame fills the viewer's width, up to 62% of the window's height.
+function fitStage() {
+  const stage = $("stage");
+  const byHeight = (0.62 * window.innerHeight * S.video.width) / S.video.height;
+  stage.style.width = `${Math.min($("viewer").clientWidth, byHeight)}px`;
+}
+
 function scale() {
   const img = $("frame");
   return img.clientWidth / S.video.width;
@@ -304,9 +311,12 @@ function renderPersons() {
     title.textContent = `Person ${p.person_id}${p.gallery_id ? ` (${p.gallery_id})` : ""}`;
     const info = document.createElement("span");
     info.textContent = ` ${p.tracks.length} track${p.tracks.length > 1 ? "s" : ""}, ${p.frames} frames`;
-    const toggle = button(p.decision === "spare" ? "Spared: anonymize" : "Anonymized: spare", () =>
+    const status = document.createElement("span");
+    status.className = "status";
+    status.textContent = p.decision === "spare" ? "spared" : "anonymized";
+    const toggle = button(p.decision === "spare" ? "Anonymize" : "Spare", () =>
       edit("POST", `/api/person/${p.person_id}/decision`, { decision: p.decision === "spare" ? "anonymize" : "spare" }), "decision");
-    head.append(pick, title, info, toggle);
+    head.append(pick, title, info, status, toggle);
     const thumbs = document.createElement("div");
     thumbs.className = "thumbs";
     for (const t of p.tracks.slice(0, 2)) {
@@ -461,6 +471,7 @@ async function main() {
   S.timeline = await api("GET", "/api/timeline");
   renderState();
   renderMisses();
+  fitStage();
   seek(0);
   document.addEventListener("keydown", onKey);
   $("prev").addEventListener("click", () => seek(S.frame - 1));
@@ -478,7 +489,7 @@ async function main() {
   });
   $("blackout-add").addEventListener("click", () =>
     edit("POST", "/api/blackouts", { start_frame: Number($("blackout-start").value), end_frame: Number($("blackout-end").value) }));
-  window.addEventListener("resize", () => { drawTimeline(); drawOverlay(); });
+  window.addEventListener("resize", () => { fitStage(); drawTimeline(); drawOverlay(); });
   pollRender();
   document.body.dataset.ready = "1";
 }
