@@ -104,8 +104,10 @@ class FrameSource:
     def _decode(self, index: int) -> av.VideoFrame:
         target = self.pts[index]
         keyframe = self.keyframe_pts[max(0, bisect.bisect_right(self.keyframe_pts, target) - 1)] if self.keyframe_pts else self.pts[0]
-        # Decode forward when the open decoder is already past the keyframe a seek would land on.
-        if self._packets is None or not (self._last < index and self.pts[self._last] >= keyframe):
+        # Decode forward when that is no longer than from the keyframe a seek would land on (playback,
+        # stepping, and crossing into the next GOP); the slack saves a seek for a few frames more.
+        forward = self._packets is not None and self._last < index and index - self._last <= index - self._position[keyframe] + REORDER_FRAMES
+        if not forward:
             self.container.seek(keyframe, stream=self.stream, backward=True, any_frame=False)
             self._packets = self.container.demux(self.stream)
             self._last = -1
