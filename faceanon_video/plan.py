@@ -73,6 +73,8 @@ __all__ = [
     "Region",
     "Span",
     "VERSION",
+    "analyse",
+    "render",
 ]
 
 log = logging.getLogger(__name__)
@@ -710,3 +712,20 @@ def candidates_detections(frames, xyxy, score) -> Detections:
     """Candidates as ``Detections`` with ``data["frame"]`` (what ``Plan.candidates`` holds)."""
     frames = np.asarray(frames, np.int64).reshape(-1)
     return Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), score=np.asarray(score, np.float32).reshape(-1), data={"frame": frames})
+
+
+# 4. The runs, importable from here too (they live in ``planning``: they need the file runner).
+
+
+def analyse(source, config, progress=None) -> Plan:
+    """``planning.analyse``: decode, detect, track and link people in ``source``; a ``Plan``."""
+    from faceanon_video.planning import analyse as run
+
+    return run(source, config, progress)
+
+
+def render(source, destination, plan: Plan, config, progress=None):
+    """``planning.render``: ``source`` anonymized into ``destination`` exactly as ``plan`` says; a ``RunSummary``."""
+    from faceanon_video.planning import render as run
+
+    return run(source, destination, plan, config, progress)
