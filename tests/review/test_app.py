@@ -141,3 +141,24 @@ def test_thumbnails_are_crops_of_the_track_and_downloads_wait_for_a_render(clien
     assert get(client, "/download/video").status_code == 404
     assert get(client, "/download/report/0").status_code == 404
     assert json.loads(get(client, "/api/render").data)["state"] == "idle"
+
+
+def test_render_from_the_session_then_a_stopped_render_leaves_nothing(client, session, tmp_path):
+    import time
+
+    assert post(client, "/api/render").get_json()["state"] == "running"
+    assert post(client, "/api/render").status_code == 400  # one at a time
+    deadline = time.monotonic() + 60
+    while (progress := get(client, "/api/render").get_json())["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert progress["state"] == "done" and progress["done"] == 120 and progress["obscured"] == 2  # the plan's unchecked frames
+    assert get(client, "/download/video").data == session.output.read_bytes()
+    assert json.loads(get(client, "/download/report/0").data)["frames"]["out"] == 120
+    # The server stops while a render runs: the render is cancelled and its partial output removed.
+    session.output.unlink()
+    post(client, "/api/render")
+    while session.render_progress()["done"] < 5:
+        time.sleep(0.01)
+    session.close()
+    assert session.render_progress()["state"] == "failed" and session.render_progress()["error"] == "cancelled"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.report.json"]  # the first render's report only

@@ -107,7 +107,8 @@ def test_review_spare_draw_save_render_then_the_same_plan_on_the_command_line(re
     (region,) = plan.regions.values()
     np.testing.assert_allclose(region.keyframes[0].xyxy, REGION_XYXY, atol=2.5 / k)
     assert region.keyframes[0].frame == REGION_FRAMES[0]
-    end = wait(d, lambda: d.find_element(By.CSS_SELECTOR, f'.region[data-region="{region.region_id}"] input.region-end'))
+    # The list is drawn again once the new region is selected (the next box drawn adds a keyframe to it).
+    end = wait(d, lambda: d.find_element(By.CSS_SELECTOR, f'.region.selected[data-region="{region.region_id}"] input.region-end'))
     end.send_keys(str(REGION_FRAMES[1]), Keys.ENTER)
     wait(d, lambda: region.last_frame == REGION_FRAMES[1])
 
@@ -171,3 +172,53 @@ def test_token_required_and_loopback_only(review):
         with socket.socket() as probe, pytest.raises(OSError):
             probe.settimeout(2)
             probe.connect((address, review.port))
+
+
+def test_keys_timeline_merge_and_split_in_the_page(review, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    d, plan = browser, review.session.plan
+    d.get(review.url)
+    wait(d, lambda: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    shown = lambda: int(d.find_element(By.ID, "frame").get_attribute("data-frame") or -1)  # noqa: E731
+    body = d.find_element(By.TAG_NAME, "body")
+    body.send_keys("l")  # play
+    wait(d, lambda: shown() >= 5)
+    body.send_keys("k")  # pause
+    paused = shown()
+    wait(d, lambda: d.find_element(By.ID, "play").text == "Play")
+    assert shown() - paused <= 1
+    body.send_keys(Keys.END)
+    wait(d, lambda: shown() == 249)
+    body.send_keys("j")  # back one second (25 fps)
+    wait(d, lambda: shown() == 224)
+    timeline = d.find_element(By.ID, "timeline")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(d).move_to_element(timeline).click().perform()  # the middle of the clip
+    wait(d, lambda: abs(shown() - 125) <= 2)
+    body.send_keys(Keys.HOME)
+    wait(d, lambda: shown() == 0)
+    body.send_keys("n")  # the first possible miss
+    first_miss = review.session.timeline()["misses"][0]["frame"]
+    wait(d, lambda: shown() == first_miss)
+
+    # Merge the first two persons (checkboxes, then the button); split a track at the shown frame.
+    a, b = sorted(plan.persons)[:2]
+    for person in (a, b):
+        d.find_element(By.CSS_SELECTOR, f'.person[data-person="{person}"] input.merge-pick').click()
+    d.find_element(By.ID, "merge").click()
+    wait(d, lambda: b not in plan.persons)
+    assert len(d.find_elements(By.CSS_SELECTOR, "#persons .person")) == len(plan.persons)
+    track = max(plan.tracks.values(), key=len)
+    middle = int(track.frames[len(track) // 2])
+    number = d.find_element(By.ID, "frame-number")
+    number.clear()
+    number.send_keys(str(middle), Keys.ENTER)
+    wait(d, lambda: shown() == middle)
+    persons = len(plan.persons)
+    d.find_element(By.CSS_SELECTOR, f'li[data-track="{track.track_id}"] button.split').click()
+    wait(d, lambda: len(plan.persons) == persons + 1)
+    assert plan.tracks[track.track_id].last_frame == middle - 1
+    assert d.get_log("browser") == []
