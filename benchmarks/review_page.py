@@ -125,6 +125,7 @@ def bench_seek(driver, work: Path, repeats: int) -> None:
         rng = np.random.default_rng(1)
         frames = rng.integers(0, keys[-1], repeats).tolist()
         worst = [k - 1 for k in keys[1:]]  # last frame of each GOP: the longest decode from its keyframe
+        seek_in_page(driver, keys[-1] // 2)  # warm-up: the page's first frame request opens the decoder threads
         page = [seek_in_page(driver, f) for f in frames]
         page_worst = [seek_in_page(driver, f) for f in worst]
         driver.execute_script("document.querySelector('input[name=view][value=preview]').click()")
