@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-browser", dest="browser", action="store_false", help="only print the URL")
     parser.add_argument("--config", metavar="FILE", help="load settings from a JSON run file (command-line options override it)")
     add_run_options(parser)  # --plan (the plan file to load and save), --mode, --report, --overwrite, ...
+    # The main command's --plan renders a plan; here it names the plan being reviewed.
+    parser._option_string_actions["--plan"].help = (
+        "the plan to review: loaded when it exists, else made by analysing INPUT; Save writes it (default: STEM.plan.json next to INPUT)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

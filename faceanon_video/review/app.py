@@ -15,6 +15,7 @@ from importlib import resources
 
 from flask import Flask, Response, abort, jsonify, request, send_file
 
+from faceanon_video.errors import FaceanonError
 from faceanon_video.review.frames import jpeg
 from faceanon_video.review.session import ReviewSession
 
@@ -46,6 +47,11 @@ def create_app(session: ReviewSession, token: str) -> Flask:
     @app.errorhandler(ValueError)
     def bad_edit(exc: ValueError):
         return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(FaceanonError)
+    def failed(exc: FaceanonError):  # a damaged frame, a plan that cannot be saved: one line for the page
+        log.warning("%s", exc)
+        return jsonify(error=str(exc)), 500
 
     @app.get("/")
     def page():

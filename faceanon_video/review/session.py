@@ -52,6 +52,7 @@ class ReviewSession:
         self.lock = threading.RLock()
         self.saved = plan_path is not None and Path(plan_path).exists()
         self._anonymizer = None
+        self._anonymizer_lock = threading.Lock()  # requests run on several threads; anonymizers are not shared-safe
         self.render_state: dict = {"state": "idle", "done": 0, "total": self.frames.frame_count, "error": None, "rendered": False}
         self._render_thread: threading.Thread | None = None
         self._cancel = threading.Event()
@@ -150,7 +151,8 @@ class ReviewSession:
             faces = self.plan.faces_on(index)
         if not len(faces):
             return frame.bgr
-        return self._preview_anonymizer().apply(frame, faces).bgr
+        with self._anonymizer_lock:
+            return self._preview_anonymizer().apply(frame, faces).bgr
 
     def thumbnail(self, track_id: int, k: int) -> np.ndarray:
         """The ``k``-th face crop of a track (its best-scored detected rows, spread over its span)."""

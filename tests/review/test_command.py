@@ -77,3 +77,20 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["carphone.plan.json", "done.mp4"]
+
+
+def test_without_a_plan_the_video_is_analysed_and_nothing_is_written_unless_saved(tmp_path):
+    import json
+    import shutil
+
+    video = tmp_path / "carphone.mp4"
+    shutil.copy(CARPHONE, video)
+    process, url = start([str(video), "--no-browser"])
+    try:
+        with urllib.request.urlopen(url.replace("/?", "/api/state?"), timeout=5) as response:
+            persons = json.load(response)["persons"]
+        assert persons and persons[0]["frames"] > 100  # the one face of the clip, tracked
+    finally:
+        code, err = stop(process)
+    assert code == 0 and "analysing carphone.mp4" in err and "unsaved changes were not written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["carphone.mp4"]
