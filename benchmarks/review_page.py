@@ -27,13 +27,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.clips import HAMILTON, resolution_clip  # noqa: E402
-from faceanon_video.config import RunConfig  # noqa: E402
-from faceanon_video.plan import Person, Plan, PlanInput, PlanTrack, Span, candidates_detections  # noqa: E402
-from faceanon_video.report import sha256_file  # noqa: E402
-from faceanon_video.review.server import ReviewServer  # noqa: E402
-from faceanon_video.review.session import ReviewSession  # noqa: E402
-from faceanon_video.testing.browser import chromium  # noqa: E402
+from benchmarks.clips import HAMILTON, resolution_clip
+from faceanon_video.config import RunConfig
+from faceanon_video.plan import (
+    Person,
+    Plan,
+    PlanInput,
+    PlanTrack,
+    Span,
+    candidates_detections,
+)
+from faceanon_video.report import sha256_file
+from faceanon_video.review.server import ReviewServer
+from faceanon_video.review.session import ReviewSession
+from faceanon_video.testing.browser import chromium
 
 
 def synthetic_plan(video: Path, n_frames: int, width: int, height: int, fps: float, n_persons: int, seed: int = 0) -> Plan:

@@ -10,8 +10,9 @@ import pytest
 
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.plan import Plan
+
 flask = pytest.importorskip("flask")  # the review extra
-from faceanon_video.review.app import create_app  # noqa: E402
+from faceanon_video.review.app import create_app
 from tests.review.conftest import CARPHONE, FACE_XYXY
 
 TOKEN = "t0ken-for-tests"

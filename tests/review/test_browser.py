@@ -4,7 +4,6 @@ draw a missed face, save, render, and check the output's pixels. Skipped without
 from __future__ import annotations
 
 import socket
-import urllib.error
 import urllib.request
 
 import numpy as np
@@ -14,6 +13,7 @@ from faceanon_video.config import RunConfig
 from faceanon_video.planning import analyse
 from faceanon_video.testing.browser import missing
 from tests.conftest import BIKES, decode_all, far_from_boxes_mask
+from tests.review.conftest import http_status
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=f"no browser to drive: {missing()}")
 
@@ -51,16 +51,8 @@ def wait(driver, condition, timeout_s=20):
     return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: condition())
 
 
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def box_diff(a: np.ndarray, b: np.ndarray, xyxy) -> float:
-    x0, y0, x1, y1 = (int(round(v)) for v in xyxy)
+    x0, y0, x1, y1 = (round(v) for v in xyxy)
     x0, y0 = max(0, x0), max(0, y0)
     return float(np.abs(a[y0:y1, x0:x1].astype(int) - b[y0:y1, x0:x1]).mean())
 
@@ -181,7 +173,7 @@ def test_keys_timeline_merge_and_split_in_the_page(review, browser):
     d, plan = browser, review.session.plan
     d.get(review.url)
     wait(d, lambda: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
-    shown = lambda: int(d.find_element(By.ID, "frame").get_attribute("data-frame") or -1)  # noqa: E731
+    shown = lambda: int(d.find_element(By.ID, "frame").get_attribute("data-frame") or -1)
     body = d.find_element(By.TAG_NAME, "body")
     body.send_keys("l")  # play
     wait(d, lambda: shown() >= 5)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,16 +16,9 @@ import pytest
 from faceanon_video.cli import main
 from tests.conftest import BIKES
 from tests.review.conftest import CARPHONE, carphone_plan
+from tests.review.conftest import http_status as status
 
 ROOT = Path(__file__).parent.parent.parent
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def start(args: list[str]) -> tuple[subprocess.Popen, str]:
