@@ -345,6 +345,8 @@ class Plan:
                 if region.end_frame < frames[-1]:
                     add(f"{where}: end_frame {region.end_frame} is before its last keyframe {frames[-1]}")
                 frame_ok(region.end_frame, where)
+        for frame in np.unique(self.candidates.data.get("frame", np.zeros(0, np.int64))).tolist():
+            frame_ok(frame, "candidates")
         for name, spans in (("blackout", self.blackouts), ("obscured span", self.obscured)):
             for span in spans:
                 where = f"{name} {span.start_frame}..{span.end_frame}"
@@ -555,6 +557,10 @@ def _get(obj, key: str, where: str, kind, optional: bool = False):
     return _typed(obj[key], f"{where}.{key}", kind)
 
 
+#: JSON types checked by ``isinstance`` alone, and what to say when a value is not one.
+_PLAIN_KINDS = {bool: "true or false", str: "a string", list: "a list", dict: "a JSON object"}
+
+
 def _typed(value, where: str, kind):
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -563,18 +569,8 @@ def _typed(value, where: str, kind):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise _Bad(f"{where}: must be a number (got {value!r:.40})")
         value = float(value)
-    elif kind is bool:
-        if not isinstance(value, bool):
-            raise _Bad(f"{where}: must be true or false (got {value!r:.40})")
-    elif kind is str:
-        if not isinstance(value, str):
-            raise _Bad(f"{where}: must be a string (got {value!r:.40})")
-    elif kind is list:
-        if not isinstance(value, list):
-            raise _Bad(f"{where}: must be a list")
-    elif kind is dict:
-        if not isinstance(value, dict):
-            raise _Bad(f"{where}: must be a JSON object")
+    elif not isinstance(value, kind):
+        raise _Bad(f"{where}: must be {_PLAIN_KINDS[kind]} (got {value!r:.40})")
     return value
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from faceanon_video import __version__
-from faceanon_video.config import SEEDED_MODES, RunConfig
+from faceanon_video.config import SEEDED_MODES, RunConfig, option_name
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.failures import DamagedFrame
 from faceanon_video.geometry import box_intersection
@@ -274,6 +274,26 @@ class PlanProcessor(FrameProcessor):
         self.blacked_out_frames = 0
         return self
 
+    def report_entry(self) -> dict:
+        """What the plan decided, for the redaction report (``report.build_report``)."""
+        plan = self.plan
+        spared = sorted(p.person_id for p in plan.persons.values() if p.decision == "spare")
+        entry = {
+            "input_sha256": plan.input.sha256,
+            "persons": len(plan.persons),
+            "spared_persons": spared,
+            "tracks": len(plan.tracks),
+            "manual_regions": len(plan.regions),
+            "blackouts": [[s.start_frame, s.end_frame] for s in plan.blackouts],
+            "blacked_out_frames": self.blacked_out_frames,
+        }
+        entry["statement"] = (
+            f"rendered from a plan (no detection in this run): {len(plan.persons)} people in {len(plan.tracks)} tracks, "
+            f"{len(spared)} left visible by decision, {len(plan.regions)} regions added by hand, "
+            f"{self.blacked_out_frames} frames blacked out by decision"
+        )
+        return entry
+
     def _check_frame(self, frame: Frame) -> None:
         self._seen += 1
         size = (frame.width, frame.height)
@@ -316,6 +336,10 @@ def render(source: str | Path, destination: str | Path, plan: Plan, config: RunC
     problems = plan.validate()
     if problems:
         raise InputError(f"plan for {plan.input.name}: {problems[0]}")
+    for name in ("start_s", "end_s"):
+        given, planned = getattr(config, name), getattr(plan.input, name)
+        if given is not None and given != planned:
+            raise ConfigError(f"{option_name(name)} {given}: the plan was made for {option_name(name)} {planned} (leave it out: a render uses the plan's span)")
     plan.check_source(source)
     config = dataclasses.replace(config, start_s=plan.input.start_s, end_s=plan.input.end_s)
     anonymizer = processor.anonymizer if processor is not None else None

@@ -123,6 +123,8 @@ def build_report(config, source, destination, summary, reader, writer, processor
             "not_touched": "audio (voices), burned-in text and logos, and anything else visible in the picture other than faces",
         },
         "run_seconds": round(run_seconds, 3),
+        # A --plan render (faceanon_video.planning): what the reviewed plan decided.
+        **({"plan": processor.report_entry()} if hasattr(processor, "report_entry") else {}),
     }
 
 
@@ -167,6 +169,7 @@ def _rows(report: dict) -> list[tuple[str, str]]:
         ("Faces", f"{report['faces']['detections']} face detections in {report['faces']['tracks']} tracks"),
         ("Frames obscured after a failure", f"{obscured['count']}" + (f" ({reasons})" if reasons else "")),
         ("Coverage guarantee", report["coverage"]["statement"]),
+        *([("Plan", report["plan"]["statement"])] if "plan" in report else []),
         ("Metadata removed", removed_tags + (f"; {meta['chapters_removed']} chapters" if meta["chapters_removed"] else "")),
         ("Metadata kept", kept_tags + (f"; {meta['chapters_kept']} chapters" if meta["chapters_kept"] else "")),
         ("Streams removed", streams(meta["streams_removed"])),

@@ -137,9 +137,12 @@ def test_a_blackout_span_is_black_and_the_rest_untouched(saved_plan, tmp_path):
     for person in plan.persons:
         plan.set_decision(person, "spare")
     plan.add_blackout(30, 34)
-    edited, out = tmp_path / "edited.json", tmp_path / "out.mp4"
+    edited, out, report = tmp_path / "edited.json", tmp_path / "out.mp4", tmp_path / "report.json"
     plan.save(edited)
-    assert main([str(CLIP), *LOSSLESS, "--plan", str(edited), "-o", str(out)]) == 0  # a decision, not a failure: exit 0
+    assert main([str(CLIP), *LOSSLESS, "--plan", str(edited), "-o", str(out), "--report", str(report)]) == 0  # a decision, not a failure: exit 0
+    entry = json.loads(report.read_text())["plan"]
+    assert entry["blacked_out_frames"] == 5 and entry["blackouts"] == [[30, 34]] and len(entry["spared_persons"]) == len(plan.persons)
+    assert json.loads(report.read_text())["obscured_frames"]["count"] == 0
     source = _input_frames()
     with av.open(str(out)) as container:
         bgr = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
@@ -168,6 +171,11 @@ def test_a_plan_for_another_video_is_refused(saved_plan, tmp_path, capsys):
     code = main([str(CLIP), "-q", "--plan", str(tmp_path / "short.json"), "-o", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "90 frames" in err and "100" in err
+    _no_files_but(tmp_path, {"short.json"})
+    # A render takes the plan's span; another one given on the command line is refused.
+    code = main([str(CLIP), "-q", "--end", "2", "--plan", str(saved_plan), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--end 2.0: the plan was made for --end 3.0" in err
     _no_files_but(tmp_path, {"short.json"})
 
 
@@ -285,3 +293,23 @@ def test_analyse_and_render_report_progress_and_the_summary(tmp_path, key_file):
     summary = render(CLIP, tmp_path / "out.mp4", plan, config, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (30, 30) and summary.frames == 30 and summary.faces == sum(len(plan.faces_on(i)) for i in range(30))
     assert len(_yuv(tmp_path / "out.mp4")) == 30
+
+
+def test_failed_frames_of_the_analysis_and_of_the_render_are_obscured(tmp_path, monkeypatch):
+    from faceanon_video.testing import faults
+
+    plan_path, out = tmp_path / "p.json", tmp_path / "out.mp4"
+    monkeypatch.setenv(faults.ENV, "detect:frames=20-23")
+    faults.reset()
+    assert main([str(CLIP), "--end", "2", "-q", "--save-plan", str(plan_path)]) == 5  # written, with frames obscured
+    plan = Plan.load(plan_path)
+    failed = {f for f in range(60) if plan.obscure_reason(f)}
+    assert {20, 22} <= failed and all("InjectedFault" in plan.obscure_reason(f) for f in failed)
+    monkeypatch.setenv(faults.ENV, "anonymize:frames=40-41")
+    faults.reset()
+    assert main([str(CLIP), *LOSSLESS, "--plan", str(plan_path), "-o", str(out)]) == 5
+    monkeypatch.delenv(faults.ENV)
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    black = {i for i, f in enumerate(frames) if f.max() <= 2}
+    assert black == failed | {40, 41}
