@@ -7,6 +7,7 @@ requests a second; each request gets a thread, the frame decoder serialises behi
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import sys
 import threading
@@ -60,6 +61,8 @@ class ReviewServer:
 
 def open_browser(url: str) -> bool:
     """Open ``url`` in the user's browser when there is one (none on a server: the URL is printed)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False  # no desktop: webbrowser would pick a text browser (lynx, w3m) and take over the terminal
     try:
         browser = webbrowser.get()
     except webbrowser.Error:

@@ -480,6 +480,7 @@ async function main() {
   $("frame-number").addEventListener("change", (e) => seek(Number(e.target.value)));
   for (const radio of document.querySelectorAll("input[name=view]")) radio.addEventListener("change", () => setView(radio.value));
   $("draw").addEventListener("click", () => setDrawing(!S.drawing));
+  $("new-region").addEventListener("click", () => { S.selectedRegion = null; renderRegions(); setDrawing(true); });
   $("save").addEventListener("click", save);
   $("render").addEventListener("click", render);
   $("merge").addEventListener("click", () => {
