@@ -202,11 +202,15 @@ function drawTimeline() {
   const columns = Math.ceil(width);
   const anon = new Float32Array(columns), spared = new Float32Array(columns), regions = new Float32Array(columns);
   let peak = 1;
-  for (let i = 0; i < n; i++) {
-    const c = Math.min(columns - 1, Math.floor((i / n) * width));
-    if (t.anonymized[i] > anon[c]) anon[c] = t.anonymized[i];
-    if (t.spared[i] > spared[c]) spared[c] = t.spared[i];
-    if (t.regions[i] > regions[c]) regions[c] = t.regions[i];
+  for (let c = 0; c < columns; c++) {
+    // The frames under column c (at least one: a short clip spreads each frame over several columns).
+    const first = Math.min(n - 1, Math.floor((c * n) / columns));
+    const end = Math.max(first + 1, Math.floor(((c + 1) * n) / columns));
+    for (let i = first; i < end; i++) {
+      if (t.anonymized[i] > anon[c]) anon[c] = t.anonymized[i];
+      if (t.spared[i] > spared[c]) spared[c] = t.spared[i];
+      if (t.regions[i] > regions[c]) regions[c] = t.regions[i];
+    }
   }
   for (let c = 0; c < columns; c++) peak = Math.max(peak, anon[c] + spared[c]);
   const barTop = 8, barHeight = 44;
