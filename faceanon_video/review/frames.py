@@ -44,21 +44,19 @@ class FrameSource:
     def __init__(self, path, cache_bytes: int = CACHE_BYTES) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
-        self.container = open_input(self.path)
-        videos = [s for s in self.container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
-        if not videos:
-            self.container.close()
-            raise InputError(f"{self.path}: has no video stream")
-        self.stream = videos[0]
-        self.stream.thread_type = "AUTO"
+        self._open()
         self.pts, self.keyframe_pts = self._index()
         if not self.pts:
             self.container.close()
             raise InputError(f"{self.path}: no video frames")
         self._position: dict[int, int] = {p: i for i, p in enumerate(self.pts)}
+        # AVI stores no presentation times: FFmpeg guesses frames' pts from the decode order, so there
+        # a frame's place is counted from the keyframe decoding started at (its GOP is closed).
+        self._counting = "avi" in self.container.format.name.split(",")
         self.fps = float(self.stream.average_rate or self.stream.guessed_rate or 30)
         self._packets = None  # the open demux iterator; the decoder has output frame self._last
         self._last = -1
+        self._fresh = False  # no frame decoded since the last seek yet
         # Decoded frames as the decoder gave them (4:2:0 is half the size of BGR); converted per request.
         self._cache: OrderedDict[int, av.VideoFrame] = OrderedDict()
         context = self.stream.codec_context
@@ -66,6 +64,15 @@ class FrameSource:
         self.seeks = 0  # for the benchmark: how many requests needed a seek
         first = self.bgr(0)
         self.height, self.width = first.shape[:2]
+
+    def _open(self) -> None:
+        self.container = open_input(self.path)
+        videos = [s for s in self.container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not videos:
+            self.container.close()
+            raise InputError(f"{self.path}: has no video stream")
+        self.stream = videos[0]
+        self.stream.thread_type = "AUTO"
 
     @property
     def frame_count(self) -> int:
@@ -102,35 +109,64 @@ class FrameSource:
             return to_frame(av_frame, index=index).bgr
 
     def _decode(self, index: int) -> av.VideoFrame:
-        target = self.pts[index]
-        keyframe = self.keyframe_pts[max(0, bisect.bisect_right(self.keyframe_pts, target) - 1)] if self.keyframe_pts else self.pts[0]
+        key = bisect.bisect_right(self.keyframe_pts, self.pts[index]) - 1  # the keyframe at or before it (-1: none)
+        key_position = self._position[self.keyframe_pts[key]] if key >= 0 else 0
         # Decode forward when that is no longer than from the keyframe a seek would land on (playback,
         # stepping, and crossing into the next GOP); the slack saves a seek for a few frames more.
-        forward = self._packets is not None and self._last < index and index - self._last <= index - self._position[keyframe] + REORDER_FRAMES
+        forward = self._packets is not None and self._last < index and index - self._last <= index - key_position + REORDER_FRAMES
         if not forward:
-            self.container.seek(keyframe, stream=self.stream, backward=True, any_frame=False)
-            self._packets = self.container.demux(self.stream)
-            self._last = -1
-            self.seeks += 1
+            self._seek(key)
+        while True:
+            av_frame = self._decode_to(index)
+            if av_frame is not None:
+                return av_frame
+            if not self._fresh or key < 0:
+                self._packets = None
+                raise InputError(f"{self.path}: frame {index} could not be decoded (damaged)")
+            # The seek landed after the frame (imprecise seeking, e.g. MPEG-TS): from the keyframe
+            # before, and at last from the start of the file.
+            key -= 1
+            self._seek(key)
+
+    def _seek(self, key: int) -> None:
+        """Position the decoder at keyframe number ``key`` (-1: the start of the file, reopened)."""
+        if key >= 0:
+            self.container.seek(self.keyframe_pts[key], stream=self.stream, backward=True, any_frame=False)
+        else:
+            self.container.close()
+            self._open()
+        self._packets = self.container.demux(self.stream)
+        self._last = self._position[self.keyframe_pts[key]] - 1 if key >= 0 else -1  # counting mode starts here
+        self._fresh = True
+        self.seeks += 1
+
+    def _decode_to(self, index: int) -> av.VideoFrame | None:
+        """Decode forward to frame ``index``; None when a fresh seek landed past it."""
         # Frames well before the target are decoded only if later frames refer to them: skipping the
         # others (B-frames mostly) halves the time to reach a frame deep in a long GOP. The frames
-        # within REORDER_FRAMES of it are all decoded, whatever the decoder's output delay.
+        # within REORDER_FRAMES of it are all decoded, whatever the decoder's output delay. Not when
+        # frames are counted: a skipped frame would not be counted.
         full_from_pts = self.pts[max(0, index - REORDER_FRAMES)]
         context = self.stream.codec_context
         for packet in self._packets:
-            context.skip_frame = "NONREF" if packet.pts is not None and packet.pts < full_from_pts else "DEFAULT"
+            skip = not self._counting and packet.pts is not None and packet.pts < full_from_pts
+            context.skip_frame = "NONREF" if skip else "DEFAULT"
             for av_frame in self._decode_packet(packet):
-                position = self._position.get(av_frame.pts)
+                position = self._last + 1 if self._counting else self._position.get(av_frame.pts)
                 if position is None:
                     continue
+                if position > index and self._fresh:
+                    return None
+                self._fresh = False
                 self._last = position
                 if position >= index - REORDER_FRAMES:
                     self._remember(position, av_frame)  # stepping back a few frames needs no seek
                 if position == index:
                     return av_frame
                 if position > index:
-                    self._packets = None
-                    raise InputError(f"{self.path}: frame {index} could not be decoded (damaged)")
+                    break
+        if self._fresh:
+            return None  # nothing decodable after the seek (it landed past the keyframe): seek earlier
         self._packets = None
         raise InputError(f"{self.path}: frame {index} could not be decoded")
 
