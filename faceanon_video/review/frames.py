@@ -92,6 +92,15 @@ class FrameSource:
             raise InputError(f"{self.path}: cannot index the video ({exc})") from exc
         return sorted(pts), sorted(keys)
 
+    def decode_cost(self, index: int) -> int:
+        """Frames to decode to reach frame ``index`` after a seek: its distance from the keyframe before it."""
+        return index - self._keyframe_before(index)[1]
+
+    def _keyframe_before(self, index: int) -> tuple[int, int]:
+        """(number, frame index) of the keyframe at or before frame ``index``; (-1, 0) when none."""
+        key = bisect.bisect_right(self.keyframe_pts, self.pts[index]) - 1
+        return key, self._position[self.keyframe_pts[key]] if key >= 0 else 0
+
     def close(self) -> None:
         with self._lock:
             self.container.close()
@@ -109,8 +118,7 @@ class FrameSource:
             return to_frame(av_frame, index=index).bgr
 
     def _decode(self, index: int) -> av.VideoFrame:
-        key = bisect.bisect_right(self.keyframe_pts, self.pts[index]) - 1  # the keyframe at or before it (-1: none)
-        key_position = self._position[self.keyframe_pts[key]] if key >= 0 else 0
+        key, key_position = self._keyframe_before(index)
         # Decode forward when that is no longer than from the keyframe a seek would land on (playback,
         # stepping, and crossing into the next GOP); the slack saves a seek for a few frames more.
         forward = self._packets is not None and self._last < index and index - self._last <= index - key_position + REORDER_FRAMES

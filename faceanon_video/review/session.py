@@ -57,6 +57,7 @@ class ReviewSession:
         self._render_thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._thumb_rows: dict[int, list[int]] = {}
+        self._thumb_frames: FrameSource | None = None  # a decoder of their own: thumbnails never hold up the frame view
 
     # What the page shows.
 
@@ -162,10 +163,12 @@ class ReviewSession:
                 raise KeyError(f"no track {track_id}")
             rows = self._thumb_rows.get(track_id)
             if rows is None or max(rows) >= len(track):
-                rows = self._thumb_rows[track_id] = _thumb_rows(track)
+                rows = self._thumb_rows[track_id] = _thumb_rows(track, self.frames.decode_cost)
             row = rows[min(k, len(rows) - 1)]
             frame_index, box = int(track.frames[row]), track.xyxy[row]
-        image = self.frames.bgr(frame_index)
+            if self._thumb_frames is None:
+                self._thumb_frames = FrameSource(self.source, cache_bytes=0)
+        image = self._thumb_frames.bgr(frame_index)
         x0, y0, x1, y1 = _padded(box, image.shape, 0.25)
         crop = image[y0:y1, x0:x1]
         scale = THUMB_HEIGHT_PX / max(1, crop.shape[0])
@@ -297,6 +300,8 @@ class ReviewSession:
         if self._render_thread is not None:
             self._render_thread.join(timeout=30)
         self.frames.close()
+        if self._thumb_frames is not None:
+            self._thumb_frames.close()
 
     # Internals.
 
@@ -327,12 +332,14 @@ def _by_frame(misses: list[dict]) -> list[dict]:
     return [{"frame": frame, "why": "; ".join(whys)} for frame, whys in sorted(merged.items())]
 
 
-def _thumb_rows(track) -> list[int]:
-    """THUMBS_PER_TRACK rows spread over the track: the best-scored detected row of each third."""
+def _thumb_rows(track, decode_cost) -> list[int]:
+    """THUMBS_PER_TRACK rows spread over the track, one from each third: among its detected rows
+    scored within 10 % of the third's best, the quickest to decode (``decode_cost(frame)``)."""
     rows = np.flatnonzero(track.detected) if track.detected.any() else np.arange(len(track))
     picks = []
     for part in np.array_split(rows, min(THUMBS_PER_TRACK, len(rows))):
-        picks.append(int(part[np.argmax(track.score[part])]))
+        good = part[track.score[part] >= 0.9 * track.score[part].max()]
+        picks.append(int(min(good.tolist(), key=lambda row: decode_cost(int(track.frames[row])))))
     return picks
 
 

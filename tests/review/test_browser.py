@@ -46,9 +46,10 @@ def browser():
 
 
 def wait(driver, condition, timeout_s=20):
+    from selenium.common.exceptions import StaleElementReferenceException  # the page redrew the element: look again
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: condition())
+    return WebDriverWait(driver, timeout_s, ignored_exceptions=[StaleElementReferenceException], poll_frequency=0.1).until(lambda d: condition())
 
 
 def box_diff(a: np.ndarray, b: np.ndarray, xyxy) -> float:
@@ -202,7 +203,7 @@ def test_keys_timeline_merge_and_split_in_the_page(review, browser):
         d.find_element(By.CSS_SELECTOR, f'.person[data-person="{person}"] input.merge-pick').click()
     d.find_element(By.ID, "merge").click()
     wait(d, lambda: b not in plan.persons)
-    assert len(d.find_elements(By.CSS_SELECTOR, "#persons .person")) == len(plan.persons)
+    wait(d, lambda: len(d.find_elements(By.CSS_SELECTOR, "#persons .person")) == len(plan.persons))
     track = max(plan.tracks.values(), key=len)
     middle = int(track.frames[len(track) // 2])
     number = d.find_element(By.ID, "frame-number")
