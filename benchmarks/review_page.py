@@ -87,7 +87,9 @@ def serve(video: Path, plan: Plan, work: Path) -> ReviewServer:
 
 
 def wait(driver, condition, timeout_s: float = 30):
-    from selenium.common.exceptions import StaleElementReferenceException  # the page redrew the element: look again
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,  # the page redrew the element: look again
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout_s, ignored_exceptions=[StaleElementReferenceException], poll_frequency=0.005).until(lambda d: condition())

@@ -46,7 +46,9 @@ def browser():
 
 
 def wait(driver, condition, timeout_s=20):
-    from selenium.common.exceptions import StaleElementReferenceException  # the page redrew the element: look again
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,  # the page redrew the element: look again
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout_s, ignored_exceptions=[StaleElementReferenceException], poll_frequency=0.1).until(lambda d: condition())
