@@ -1,7 +1,7 @@
 """Command line: argparse -> RunConfig -> pipeline. Nothing else lives here.
 
     faceanon-video INPUT... [-o OUTPUT] [--mode blur|mosaic|solid|image|none|diffusion] ...
-    faceanon-video bench|eval|export|download-models ...   (see ``faceanon-video SUBCOMMAND --help``)
+    faceanon-video bench|eval|export|download-models|review ...   (see ``faceanon-video SUBCOMMAND --help``)
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     "download-models": "fetch the diffusion weights into a local folder (needs internet; opt-in)",
     "restore": "put the original faces back into an anonymized video from its --vault (needs the key)",
     "verify": "check whether the person in a photo appears in an anonymized video, using its --vault and key",
+    "review": "check and edit a video's plan in a local web page (persons, possible misses, manual boxes), then render it",
 }
 
 
