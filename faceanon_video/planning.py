@@ -98,11 +98,11 @@ class AnalysisProcessor(FrameProcessor):
             self._raw[frame.index] = result  # one key per frame: safe from the detection threads
         return result
 
-    def _release(self, frame: Frame, faces: Faces) -> Frame:
+    def _release(self, frame: Frame, faces: Faces, keep=None) -> Frame:
         raw = self._raw.pop(frame.index, None)
         if raw is not None and isinstance(faces, Detections):
             self._keep_candidates(frame.index, raw, faces)
-        return super()._release(frame, faces)
+        return super()._release(frame, faces, keep)
 
     def _keep_candidates(self, index: int, raw: Detections, faces: Detections) -> None:
         low = raw[raw.score < self.tracking.high_thresh]
@@ -311,7 +311,7 @@ class PlanProcessor(FrameProcessor):
         self.timings["track"].append(time.perf_counter() - start)
         return faces
 
-    def _anonymize(self, frame: Frame, faces: Faces) -> Frame:
+    def _anonymize(self, frame: Frame, faces: Faces, keep=None) -> Frame:
         if not isinstance(faces, BaseException) and any(frame.index in s for s in self.plan.blackouts):
             from faceanon_video.anonymize.filters import obscure_whole_frame
 
@@ -320,7 +320,7 @@ class PlanProcessor(FrameProcessor):
             if self.track_writer is not None:
                 self.track_writer.write(frame.index, frame.time_s, faces)
             return obscure_whole_frame(frame)  # by decision: no face of it reaches the vault either
-        return super()._anonymize(frame, faces)
+        return super()._anonymize(frame, faces, keep)
 
 
 def _no_detector():

@@ -26,6 +26,8 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+import numpy as np
+
 from faceanon_video.anonymize.base import Anonymizer
 from faceanon_video.anonymize.filters import CLASSIC_MODES, NoOp, obscure_whole_frame
 from faceanon_video.config import RunConfig
@@ -213,8 +215,18 @@ class FrameProcessor:
         out = []
         while self._undecided and (drain or len(self._undecided) > SPARE_LOOKAHEAD):
             frame, faces, error = self._undecided.popleft()
-            out.append(self._release(frame, faces, decided=True, selector_error=error))
+            out.append(self._release(frame, faces, keep=error or self._decide(frame, faces)))
         return out
+
+    def _decide(self, frame: Frame, faces: Faces) -> np.ndarray | Exception | None:
+        """The selector's decision (which faces to anonymize) for a frame it has observed; an error is
+        returned so that the frame's release obscures it."""
+        if isinstance(faces, BaseException):
+            return None
+        try:
+            return self.selector.decide(frame.index, faces)
+        except Exception as exc:  # noqa: BLE001 - fail closed on this frame
+            return exc
 
     def _observe(self, frame: Frame, faces: Faces) -> Exception | None:
         """The selector's checks on a frame's original pixels, as it comes; an error is kept for the
@@ -252,15 +264,16 @@ class FrameProcessor:
 
     # Releasing a frame: the only place a frame leaves, anonymized or obscured whole.
 
-    def _release(self, frame: Frame, faces: Faces, decided: bool = False, selector_error: Exception | None = None) -> Frame:
-        released = self._anonymize(frame, faces, decided, selector_error)
+    def _release(self, frame: Frame, faces: Faces, keep: np.ndarray | Exception | None = None) -> Frame:
+        released = self._anonymize(frame, faces, keep)
         if self.on_release is not None:
             self.on_release(frame)
         return released
 
-    def _anonymize(self, frame: Frame, faces: Faces, decided: bool = False, selector_error: Exception | None = None) -> Frame:
+    def _anonymize(self, frame: Frame, faces: Faces, keep: np.ndarray | Exception | None = None) -> Frame:
         """Write the frame's faces to the track file and vault, then anonymize; obscure it whole on any
-        error. ``decided``: the selector has observed the frame already (``_release_held``)."""
+        error. ``keep``: the selector's decision made already (``_release_held``): which faces to
+        anonymize, or the error that stopped it."""
         self.frames += 1
         if isinstance(faces, BaseException):
             return self._detection_failed(frame, faces)
@@ -278,9 +291,9 @@ class FrameProcessor:
             if self.selector is not None:
                 # Only the faces the selector does not clear; it reads the original pixels, so it runs
                 # before the anonymizer paints over any of them.
-                if selector_error is not None:
-                    raise selector_error
-                faces = faces[self.selector.decide(frame.index, faces) if decided else self.selector.anonymize(frame, faces)]
+                if isinstance(keep, Exception):
+                    raise keep
+                faces = faces[keep if keep is not None else self.selector.anonymize(frame, faces)]
             frame = self.anonymizer.apply(frame, faces)
             self.timings["anonymize"].append(time.perf_counter() - start)
             self.failures.record(None)
