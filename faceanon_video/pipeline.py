@@ -367,6 +367,12 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
         if is_image(source):
             raise ConfigError(f"{source}: --report works on videos (images are written without any metadata)")
         check_report_targets(config.report, source, config.overwrite)
+    if not is_image(source):
+        from faceanon_video.segments import process_segmented, segment_jobs
+
+        jobs = segment_jobs(source, config)
+        if jobs > 1:  # one long file on several cores: faceanon_video.segments
+            return process_segmented(source, destination, config, jobs)
     run = process_image if is_image(source) else process_video
     return run(source, destination, config, processor)
 
