@@ -51,7 +51,7 @@ from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC, VideoWri
 from faceanon_video.io.metadata import MetadataPolicy
 from faceanon_video.io.outputs import write_atomic
 from faceanon_video.track.tracks_io import TrackRecord, TrackWriter, read_tracks, tracks_path_for
-from faceanon_video.types import Frame
+from faceanon_video.types import Detections, Frame
 
 __all__ = ["Segment", "SegmentPlan", "plan_segments", "process_segmented", "run_segment", "segment_jobs", "stitch_track_ids"]
 
@@ -67,8 +67,13 @@ MAX_SEGMENT_S = 300.0
 AUTO_MIN_S = 60.0
 #: Segment files: NUT keeps the input's time base and timestamps exactly (Matroska rounds to ms).
 SEGMENT_SUFFIX = ".nut"
-#: A track matched across a cut needs boxes overlapping this much on average in the overlap.
-STITCH_MIN_IOU = 0.5
+#: Track ids are matched across a cut on the frames this close to it, which both segments tracked
+#: (the previous one's tail, the next one's warm-up): there both trackers are warm. Further back in
+#: the warm-up the next segment's tracks are still young (a coasting box of the previous segment
+#: can be twice the size of the fresh detection of the same face).
+STITCH_WINDOW_FRAMES = 12
+#: ...with boxes overlapping at least this much on average (boxes of different faces rarely do).
+STITCH_MIN_IOU = 0.3
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,12 @@ def _video_pts(reader: VideoReader) -> tuple[list[int], list[int]]:
     return frames, sorted(set(keyframes))
 
 
-def plan_segments(source: str | Path, parts: int, overlap_s: float = OVERLAP_S, max_segment_s: float = MAX_SEGMENT_S) -> SegmentPlan:
+def plan_segments(source: str | Path, parts: int, overlap_s: float | None = None, max_segment_s: float | None = None) -> SegmentPlan:
     """Cut ``source`` at keyframes into at least ``parts`` segments (a multiple of ``parts``, none
-    longer than ``max_segment_s`` where the keyframes allow), each warmed up ``overlap_s`` before it."""
+    longer than ``max_segment_s`` where the keyframes allow), each warmed up ``overlap_s`` before it
+    (defaults: ``MAX_SEGMENT_S``, ``OVERLAP_S``)."""
+    overlap_s = OVERLAP_S if overlap_s is None else overlap_s
+    max_segment_s = MAX_SEGMENT_S if max_segment_s is None else max_segment_s
     with VideoReader(source) as reader:
         all_pts, keyframes = _video_pts(reader)
         time_base = reader.info.time_base
@@ -177,9 +185,10 @@ def unsupported(config: RunConfig) -> str | None:
     return None
 
 
-def segment_jobs(source: str | Path, config: RunConfig) -> int:
-    """How many processes run ``source``: ``--jobs``, or by default one per core for videos of at
-    least ``AUTO_MIN_S``; 1 for short videos and for what ``unsupported`` lists (said in one INFO line)."""
+def segment_jobs(source: str | Path, config: RunConfig, ray_address: str | None = None) -> int:
+    """How many processes (Ray tasks with ``ray_address``) run ``source``: ``--jobs``, or by default
+    one per core (of the cluster) for videos of at least ``AUTO_MIN_S``; 1 for short videos and for
+    what ``unsupported`` lists (said in one INFO line)."""
     if config.jobs == 1:
         return 1
     if config.jobs is None:
@@ -187,12 +196,20 @@ def segment_jobs(source: str | Path, config: RunConfig) -> int:
             duration_s = reader.info.duration_s or 0.0
         if duration_s < AUTO_MIN_S:
             return 1
-    jobs = config.jobs or os.cpu_count() or 1
+    jobs = config.jobs or _cores(ray_address)
     why = unsupported(config)
     if jobs > 1 and why:
         log.info("%s: not split into segments with %s: one process", source, why)
         return 1
     return jobs
+
+
+def _cores(ray_address: str | None) -> int:
+    if ray_address is None:
+        return os.cpu_count() or 1
+    from faceanon_video.distributed import init_ray
+
+    return max(1, int(init_ray(None if ray_address == "local" else ray_address).cluster_resources().get("CPU", 1)))
 
 
 # 2. One segment, in a worker process or a Ray task.
@@ -432,9 +449,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def stitch_track_ids(before: dict[int, TrackRecord], after: dict[int, TrackRecord]) -> dict[int, int]:
-    """Which track of ``after`` (a segment's warm-up frames, by frame index) continues which track of
-    ``before`` (the previous segment's frames, already in final ids): mean IoU over the frames both
-    tracked, assigned one to one (``scipy.optimize.linear_sum_assignment``), kept at >= STITCH_MIN_IOU."""
+    """Which track of ``after`` continues which track of ``before`` (two segments' records of the same
+    frames, by frame index, each in its own ids): mean IoU over the frames both tracked, assigned one
+    to one (``scipy.optimize.linear_sum_assignment``), kept at >= STITCH_MIN_IOU."""
     from scipy.optimize import linear_sum_assignment
 
     iou_sum: dict[tuple[int, int], float] = defaultdict(float)
@@ -462,25 +479,29 @@ def stitch_track_ids(before: dict[int, TrackRecord], after: dict[int, TrackRecor
 def _merge_tracks(plan: SegmentPlan, tracks_paths: list[Path], writer: TrackWriter | None) -> set[int]:
     """Write every segment's own frames to ``writer`` in order with stitched ids; returns the ids seen."""
     ids: set[int] = set()
-    previous: dict[int, TrackRecord] = {}
+    previous: dict[int, TrackRecord] = {}  # the previous segment's records (its own ids), every frame it tracked
+    previous_ids: dict[int, int] = {}  # ...and its ids in the output
     next_id = 1
     for segment, path in zip(plan.segments, tracks_paths):
         records = {r.frame_index: r for r in read_tracks(path)}
-        overlap = {i: r for i, r in records.items() if i < segment.start_index}
-        mapping = stitch_track_ids(previous, overlap) if previous else {}
-        own = [records[i] for i in sorted(records) if segment.start_index <= i < segment.end_index]
-        for record in own:
+        near = range(segment.start_index - STITCH_WINDOW_FRAMES, segment.start_index + STITCH_WINDOW_FRAMES)
+        matched = stitch_track_ids({i: previous[i] for i in near if i in previous}, {i: records[i] for i in near if i in records})
+        mapping = {new: previous_ids[old] for new, old in matched.items() if old in previous_ids}
+        for index in range(segment.start_index, segment.end_index):
+            record = records.get(index)
+            if record is None:
+                continue  # a frame obscured after a failure has no line, as in a single run
             faces = record.faces
-            if faces.track_id is not None and len(faces):
-                for local in faces.track_id.tolist():
-                    if local not in mapping:
-                        mapping[local] = next_id
-                        next_id += 1
-                faces.track_id = np.array([mapping[t] for t in faces.track_id.tolist()], np.int64)
-                ids.update(faces.track_id.tolist())
+            for local in faces.track_id.tolist():
+                if local not in mapping:
+                    mapping[local] = next_id
+                    next_id += 1
+            if len(faces):
+                ids.update(mapping[t] for t in faces.track_id.tolist())
             if writer is not None:
-                writer.write(record.frame_index, record.pts_s, faces)
-        previous = {r.frame_index: r for r in own}
+                out = Detections(xyxy=faces.xyxy, score=faces.score, landmarks=faces.landmarks, track_id=[mapping[t] for t in faces.track_id.tolist()], predicted=faces.predicted)
+                writer.write(record.frame_index, record.pts_s, out)
+        previous, previous_ids = records, mapping
     return ids
 
 
@@ -591,7 +612,7 @@ def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict],
             container.close()
 
 
-def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: int, ray_address: str | None = None, overlap_s: float = OVERLAP_S, max_segment_s: float = MAX_SEGMENT_S):
+def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: int, ray_address: str | None = None, overlap_s: float | None = None, max_segment_s: float | None = None):
     """Anonymize one video with ``jobs`` worker processes (or Ray tasks: ``ray_address`` "local",
     "auto" or HOST:PORT) into ``destination``; same result and promises as ``pipeline.process_video``."""
     from tqdm import tqdm
