@@ -622,6 +622,7 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
     started = time.perf_counter()
     source, destination = Path(source), Path(destination)
     plan = plan_segments(source, jobs, overlap_s, max_segment_s)
+    serial = {"plan": time.perf_counter() - started}  # the parts that do not run in parallel
     work = work_dir_for(source, destination, config, plan)
     if work.exists() and not config.resume:
         shutil.rmtree(work)  # an earlier run's segments are only reused with --resume
@@ -646,10 +647,12 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         todo = [t for t in tasks if t["segment"]["number"] not in results]
         if todo:
             run_segments(todo, jobs, done, ray_address)
+        start = time.perf_counter()
         if config.save_tracks:
             tracks = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
         track_ids = _merge_tracks(plan, [Path(t["tracks"]) for t in tasks], tracks)
         writer, reader = _join(source, destination, config, tasks, plan.frames)
+        serial["join"] = time.perf_counter() - start
         try:
             writer.close(success=True)
             success = True
@@ -674,7 +677,7 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         faces=sum(r["faces"] for r in ordered),
         obscured_frames=sum(r["obscured_frames"] for r in ordered),
         seconds=time.perf_counter() - started,
-        stage_seconds=dict(sum((Counter(r["stage_seconds"]) for r in ordered), Counter())),
+        stage_seconds={**dict(sum((Counter(r["stage_seconds"]) for r in ordered), Counter())), **serial},
     )
     summary.redaction = writer.scrub.summary(writer.policy)
     if config.report:

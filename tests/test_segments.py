@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -247,7 +252,29 @@ def test_jobs_is_validated():
         RunConfig(jobs=0)
 
 
-@pytest.mark.slow
+def test_sigterm_stops_the_workers_and_leaves_no_output(runs, tmp_path):
+    """SIGTERM (or Ctrl-C) mid-run: exit 130, nothing at the destination, workers gone, their partial
+    segment files removed (the finished ones stay for --resume)."""
+    psutil = pytest.importorskip("psutil")
+    source = tmp_path / "long.mp4"
+    _write_clip(runs["clip"].frames * 2, source)  # 9.6 s: each worker takes a few seconds
+    destination = tmp_path / "out.mp4"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "faceanon_video.cli", str(source), "-o", str(destination), "--jobs", "2", "-q"], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.segments-*/.segment-*partial*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    assert workers, "no worker process started"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    psutil.wait_procs(workers, timeout=10)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    assert not destination.exists()
+    assert not list(tmp_path.glob("**/*partial*")) and not list(tmp_path.glob(".*partial*"))
+
+
 def test_ray_local_cluster_runs_the_segments(runs, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     monkeypatch.setattr(segments, "MAX_SEGMENT_S", 2.0)
