@@ -356,7 +356,18 @@ def _init_worker() -> None:
     keep_freed_memory()
     # SIGTERM (the driver stopping its workers) unwinds like Ctrl-C, so the segment's writers remove
     # their temporary files.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _settle(task: dict, result: dict, failed: list, done: Callable[[dict, dict], None]) -> None:
+    if "error" in result:
+        failed.append((task, result))
+    else:
+        done(task, result)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -381,7 +392,7 @@ def _run_local(tasks: list[dict], jobs: int, worker: Callable[[dict], dict], don
                     result = future.result()
                 except Exception as exc:  # noqa: BLE001 - a worker that died (BrokenProcessPool) fails its segment
                     result = {"error": f"worker process failed: {type(exc).__name__}: {exc}"}
-                (failed.append((task, result)) if "error" in result else done(task, result))
+                _settle(task, result, failed, done)
     except BaseException:
         _stop_workers(pool)
         raise
@@ -405,7 +416,7 @@ def _run_ray(tasks: list[dict], address: str | None, worker: Callable[[dict], di
                 result = ray.get(ready[0])
             except ray.exceptions.RayError as exc:
                 result = {"error": f"Ray task failed: {type(exc).__name__}"}
-            (failed.append((task, result)) if "error" in result else done(task, result))
+            _settle(task, result, failed, done)
     except BaseException:
         for ref in refs:
             ray.cancel(ref, force=True)
