@@ -6,7 +6,8 @@ Input: tests/data/short_hamilton_clip.mp4 (several real faces) scaled to each he
 ``--seconds`` and re-encoded with a keyframe every 2 s (so it can be cut) and its audio. Each
 repetition runs, back to back on the same file: the plain PyAV decode -> encode loop
 (``eval.bench.plain_pyav_fps``: the I/O ceiling), ``--jobs 1`` (the stage-threaded single process) and
-``--jobs 2`` (two segment workers), all blur with defaults. Ratios are taken within one repetition
+``--jobs 2`` (two segment workers) and, with ``--sequential``, one segment on one worker process (the
+frame loop without threads, overlap or tail), all blur with defaults. Ratios are taken within one repetition
 (the machine may be shared); min/median/max over repetitions. CPU seconds are this process's plus
 its finished children's (``resource.getrusage``), so the workers are counted.
 """
@@ -31,6 +32,7 @@ from faceanon_video.config import RunConfig
 from faceanon_video.eval.bench import machine_description, plain_pyav_fps
 from faceanon_video.memory import keep_freed_memory
 from faceanon_video.pipeline import process_file
+from faceanon_video.segments import process_segmented
 
 HAMILTON = Path(__file__).resolve().parents[1] / "tests" / "data" / "short_hamilton_clip.mp4"
 HEIGHTS = {"720p": 720, "1080p": 1080}
@@ -62,7 +64,7 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def measure(clip: Path, work: Path, repeats: int) -> dict:
+def measure(clip: Path, work: Path, repeats: int, sequential: bool = False) -> dict:
     rows = []
     with av.open(str(clip)) as c:
         frames = c.streams.video[0].frames
@@ -83,6 +85,12 @@ def measure(clip: Path, work: Path, repeats: int) -> dict:
                 row["plan_s"] = summary.stage_seconds.get("plan", 0.0)
                 row["join_s"] = summary.stage_seconds.get("join", 0.0)
         row["speedup"] = row["jobs2_fps"] / row["jobs1_fps"]
+        if sequential:
+            # One segment on one worker: the sequential frame loop without threads, overlap or tail.
+            cpu, start = _cpu_s(), time.perf_counter()
+            summary = process_segmented(clip, work / "seq.mp4", RunConfig(progress=False, overwrite=True), jobs=1)
+            row["seq1_fps"] = summary.frames / (time.perf_counter() - start)
+            row["seq1_cpu_ms"] = (_cpu_s() - cpu) / summary.frames * 1000
         log.info("%s repeat %d: %s", clip.name, r + 1, {k: round(v, 3) for k, v in row.items()})
         rows.append(row)
     return {"frames": frames, "runs": rows, "summary": {k: [round(f(row[k] for row in rows), 3) for f in (min, statistics.median, max)] for k in rows[0]}}
@@ -93,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--heights", default="720p,1080p")
+    parser.add_argument("--sequential", action="store_true", help="also time one segment on one worker process (no threads)")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -102,7 +111,7 @@ def main() -> None:
         work = Path(tmp)
         for label in args.heights.split(","):
             clip = looped_clip(work / f"clip_{label}.mp4", HEIGHTS[label], args.seconds)
-            results[label] = measure(clip, work, args.repeats)
+            results[label] = measure(clip, work, args.repeats, args.sequential)
             print(label, json.dumps(results[label]["summary"]), flush=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))
