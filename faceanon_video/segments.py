@@ -573,10 +573,37 @@ def _finished(task: dict) -> dict | None:
     return None
 
 
-def _packets_in_time(container, stream) -> Iterator[tuple[float, av.Packet]]:
-    for packet in container.demux(stream):
-        if packet.size:
-            yield float((packet.dts if packet.dts is not None else packet.pts) * packet.time_base), packet
+def _segment_packets(container) -> Iterator[tuple[float, av.Packet]]:
+    """A segment file's video packets in decode order, each with its dts (and it in seconds, to order by).
+
+    NUT keeps the encoder's timestamps exactly (MP4's edit list and Matroska round them to 1/1000 s)
+    but does not store the dts of the first packets of a stream with B-frames (those decoded before
+    the first frame's pts), and MP4 needs them: they are counted back from the first stored dts, one
+    stored step per packet, as the encoder numbered them. Hand-written: no muxer option restores them."""
+    head: list[av.Packet] | None = []  # None once every dts is known
+    for packet in container.demux(container.streams.video[0]):
+        if not packet.size:
+            continue
+        if head is None:
+            yield float(packet.dts * packet.time_base), packet
+            continue
+        head.append(packet)
+        if sum(p.dts is not None for p in head) < 2:
+            continue
+        yield from _with_dts(head)
+        head = None
+    if head:
+        yield from _with_dts(head)  # a segment so short it has fewer than two stored dts
+
+
+def _with_dts(head: list[av.Packet]) -> Iterator[tuple[float, av.Packet]]:
+    stored = [i for i, p in enumerate(head) if p.dts is not None]
+    first = stored[0] if stored else None
+    step = (head[stored[1]].dts - head[first].dts) // (stored[1] - first) if len(stored) > 1 else 0
+    for i, packet in enumerate(head):
+        if packet.dts is None:
+            packet.dts = min(head[first].dts - (first - i) * step, packet.pts) if first is not None and i < first else packet.pts
+        yield float(packet.dts * packet.time_base), packet
 
 
 def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict], frames: int) -> tuple[VideoWriter, VideoReader]:
@@ -597,7 +624,7 @@ def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict],
 
         def video() -> Iterator[tuple[float, int, av.Packet]]:
             for container in segments:
-                for t, packet in _packets_in_time(container, container.streams.video[0]):
+                for t, packet in _segment_packets(container):
                     yield t, 0, packet
 
         def audio() -> Iterator[tuple[float, int, av.Packet]]:

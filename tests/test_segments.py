@@ -210,6 +210,17 @@ def test_failed_segment_is_retried_then_fails_with_nothing_written_and_resume_re
     assert not work.exists()
 
 
+def test_b_frames_join_with_the_single_runs_timestamps(tmp_path):
+    """--preset medium encodes B-frames: the segments' packets are decoded before they are shown, and
+    the join must keep every timestamp (a real clip with audio, cut once)."""
+    source = Path(__file__).parent / "data" / "short_hamilton_clip.mp4"
+    for jobs in (1, 2):
+        process_file(source, tmp_path / f"out{jobs}.mp4", RunConfig(jobs=jobs, preset="medium", progress=False))
+    one, two = _probe(tmp_path / "out1.mp4"), _probe(tmp_path / "out2.mp4")
+    assert len(two["frames"]) == len(one["frames"]) == 275
+    assert two["pts_s"] == one["pts_s"] and two["audio_packets"] == one["audio_packets"]
+
+
 def flaky_worker(task: dict) -> dict:
     """Fails the first time it sees a segment (a marker file remembers), then succeeds."""
     marker = Path(task["marker"]) / f"seen-{task['segment']['number']}"
