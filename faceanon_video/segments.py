@@ -18,7 +18,8 @@ at each overlap (IoU of the boxes both segments tracked there; unmatched tracks 
 
 Not segmented (one process, with one INFO line): ``--vault``, ``--people``/``--gallery``,
 ``--spare``/``--only``, diffusion, ``--start``/``--end``, a run plan, and files shorter than
-``AUTO_MIN_S`` with the default ``--jobs``. See README: Segment-parallel runs.
+``AUTO_MIN_S`` or machines with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
+See README: Segment-parallel runs.
 """
 
 from __future__ import annotations
@@ -63,8 +64,13 @@ OVERLAP_S = 2.0
 #: Longest segment: more segments than workers balance the load and make --resume finer grained.
 MAX_SEGMENT_S = 300.0
 #: With the default --jobs, shorter files run in one process: starting workers and loading their
-#: models (~1-2 s each) and the overlaps would eat what a second core gains.
+#: models (~1 s CPU each) and the overlaps would eat what the extra cores gain.
 AUTO_MIN_S = 60.0
+#: ...and so does a machine (or Ray cluster) with fewer cores: one process's stage threads already
+#: keep about two cores busy, and on this project's 2-core machine the sequential worker took the
+#: same CPU per frame as the threaded process (README: Segment-parallel runs), so --jobs 2 only
+#: added the overlaps' CPU there.
+AUTO_MIN_CORES = 4
 #: Segment files: NUT keeps the input's time base and timestamps exactly (Matroska rounds to ms).
 SEGMENT_SUFFIX = ".nut"
 #: Track ids are matched across a cut on the frames this close to it, which both segments tracked
@@ -187,11 +193,13 @@ def unsupported(config: RunConfig) -> str | None:
 
 def segment_jobs(source: str | Path, config: RunConfig, ray_address: str | None = None) -> int:
     """How many processes (Ray tasks with ``ray_address``) run ``source``: ``--jobs``, or by default
-    one per core (of the cluster) for videos of at least ``AUTO_MIN_S``; 1 for short videos and for
-    what ``unsupported`` lists (said in one INFO line)."""
+    one per core (of the cluster) for videos of at least ``AUTO_MIN_S`` on at least ``AUTO_MIN_CORES``
+    cores; 1 for short videos, fewer cores and what ``unsupported`` lists (said in one INFO line)."""
     if config.jobs == 1:
         return 1
     if config.jobs is None:
+        if _cores(ray_address) < AUTO_MIN_CORES:
+            return 1
         with VideoReader(source) as reader:
             duration_s = reader.info.duration_s or 0.0
         if duration_s < AUTO_MIN_S:
