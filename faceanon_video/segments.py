@@ -109,6 +109,10 @@ class SegmentPlan:
     frames: int
     duration_s: float
     time_base: Fraction
+    first_pts: int  # of the first frame (the reader's clock)
+
+    def first_pts_of(self, segment: Segment) -> int:
+        return self.first_pts if segment.start_pts is None else segment.start_pts
 
 
 def _video_pts(reader: VideoReader) -> tuple[list[int], list[int]]:
@@ -168,7 +172,7 @@ def plan_segments(source: str | Path, parts: int, overlap_s: float | None = None
                 end_index=bisect.bisect_left(all_pts, end) if end is not None else len(all_pts),
             )
         )
-    return SegmentPlan(tuple(segments), len(all_pts), duration_s, time_base)
+    return SegmentPlan(tuple(segments), len(all_pts), duration_s, time_base, first)
 
 
 # 1. Deciding whether a file is segmented.
@@ -614,7 +618,7 @@ def _with_dts(head: list[av.Packet]) -> Iterator[tuple[float, av.Packet]]:
         yield float(packet.dts * packet.time_base), packet
 
 
-def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict], frames: int) -> tuple[VideoWriter, VideoReader]:
+def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict], plan: SegmentPlan) -> tuple[VideoWriter, VideoReader]:
     """Remux the segment files into ``destination`` with the input's audio (once) and metadata policy."""
     import heapq
 
@@ -631,8 +635,19 @@ def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict],
         writer.copy_video(first)
 
         def video() -> Iterator[tuple[float, int, av.Packet]]:
-            for container in segments:
+            for segment, container in zip(plan.segments, segments):
+                # A muxer may have moved a segment's timestamps (NUT shifts a stream whose first dts
+                # is negative, B-frames at the start of a file, to start at 0): put its first frame
+                # back where the plan has it. The first packet is the first frame: each segment
+                # starts with a keyframe of its own.
+                shift = None
                 for t, packet in _segment_packets(container):
+                    if shift is None:
+                        shift = round(plan.first_pts_of(segment) * plan.time_base / packet.time_base) - packet.pts
+                    if shift:
+                        packet.pts += shift
+                        packet.dts += shift
+                        t = float(packet.dts * packet.time_base)
                     yield t, 0, packet
 
         def audio() -> Iterator[tuple[float, int, av.Packet]]:
@@ -644,8 +659,8 @@ def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict],
         # In time order, so the muxer's interleaving buffer stays small on a long file.
         for _, kind, packet in heapq.merge(video(), audio(), key=lambda item: (item[0], item[1])):
             writer.write_video_packet(packet) if kind == 0 else writer.write_packet(packet)
-        if writer.frames_written != frames:
-            raise FaceanonError(f"joined {writer.frames_written} frames where the input has {frames}")
+        if writer.frames_written != plan.frames:
+            raise FaceanonError(f"joined {writer.frames_written} frames where the input has {plan.frames}")
         writer.finish()
         return writer, reader
     except BaseException:
@@ -697,7 +712,7 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         if config.save_tracks:
             tracks = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
         track_ids = _merge_tracks(plan, [Path(t["tracks"]) for t in tasks], tracks)
-        writer, reader = _join(source, destination, config, tasks, plan.frames)
+        writer, reader = _join(source, destination, config, tasks, plan)
         serial["join"] = time.perf_counter() - start
         try:
             writer.close(success=True)

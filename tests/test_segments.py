@@ -210,14 +210,15 @@ def test_failed_segment_is_retried_then_fails_with_nothing_written_and_resume_re
     assert not work.exists()
 
 
-def test_b_frames_join_with_the_single_runs_timestamps(tmp_path):
-    """--preset medium encodes B-frames: the segments' packets are decoded before they are shown, and
-    the join must keep every timestamp (a real clip with audio, cut once)."""
-    source = Path(__file__).parent / "data" / "short_hamilton_clip.mp4"
+def test_b_frames_join_with_the_single_runs_timestamps(runs, tmp_path, monkeypatch):
+    """--preset medium encodes B-frames: packets are decoded before they are shown, and the join must
+    keep every timestamp at each of the three cuts."""
+    monkeypatch.setattr(segments, "MAX_SEGMENT_S", 2.0)
+    monkeypatch.setattr(segments, "OVERLAP_S", 1.0)
     for jobs in (1, 2):
-        process_file(source, tmp_path / f"out{jobs}.mp4", RunConfig(jobs=jobs, preset="medium", progress=False))
+        process_file(runs["source"], tmp_path / f"out{jobs}.mp4", RunConfig(jobs=jobs, preset="medium", progress=False))
     one, two = _probe(tmp_path / "out1.mp4"), _probe(tmp_path / "out2.mp4")
-    assert len(two["frames"]) == len(one["frames"]) == 275
+    assert len(two["frames"]) == len(one["frames"]) == N_FRAMES
     assert two["pts_s"] == one["pts_s"] and two["audio_packets"] == one["audio_packets"]
 
 
@@ -286,6 +287,7 @@ def test_sigterm_stops_the_workers_and_leaves_no_output(runs, tmp_path):
     assert not list(tmp_path.glob("**/*partial*")) and not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.slow  # 17-32 s here, most of it starting Ray
 def test_ray_local_cluster_runs_the_segments(runs, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     monkeypatch.setattr(segments, "MAX_SEGMENT_S", 2.0)
