@@ -46,7 +46,7 @@ import av
 import numpy as np
 
 from faceanon_video.config import RunConfig
-from faceanon_video.errors import FaceanonError, InputError
+from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC, VideoWriter, from_input
 from faceanon_video.io.metadata import MetadataPolicy
@@ -685,9 +685,12 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
     plan = plan_segments(source, jobs, overlap_s, max_segment_s)
     serial = {"plan": time.perf_counter() - started}  # the parts that do not run in parallel
     work = work_dir_for(source, destination, config, plan)
-    if work.exists() and not config.resume:
-        shutil.rmtree(work)  # an earlier run's segments are only reused with --resume
-    work.mkdir(exist_ok=True)
+    try:
+        if work.exists() and not config.resume:
+            shutil.rmtree(work)  # an earlier run's segments are only reused with --resume
+        work.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, work)) from exc
     codec = config.codec or CODEC_BY_EXTENSION.get(destination.suffix.lower(), DEFAULT_CODEC)
     tasks = _tasks(source, config, plan, work, codec)
     results: dict[int, dict] = {}
