@@ -287,17 +287,24 @@ def test_sigterm_stops_the_workers_and_leaves_no_output(runs, tmp_path):
     assert not list(tmp_path.glob("**/*partial*")) and not list(tmp_path.glob(".*partial*"))
 
 
-@pytest.mark.slow  # 17-32 s here, most of it starting Ray
-def test_ray_local_cluster_runs_the_segments(runs, tmp_path, monkeypatch):
+@pytest.mark.slow  # 17-40 s here, most of it starting Ray
+def test_ray_two_node_local_cluster_runs_the_segments(runs, tmp_path, monkeypatch):
+    """The documented two-node layout on one machine: a head and a second node of one CPU each
+    (``ray.cluster_utils.Cluster``), the segments spread over both; the output is packet for packet
+    the one of local worker processes."""
     ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
     monkeypatch.setattr(segments, "MAX_SEGMENT_S", 2.0)
     monkeypatch.setattr(segments, "OVERLAP_S", 1.0)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
     try:
-        summary = process_file(runs["source"], tmp_path / "out.mp4", RunConfig(jobs=2, progress=False), ray_address="local")
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        assert len(ray.nodes()) == 2
+        summary = process_file(runs["source"], tmp_path / "out.mp4", RunConfig(jobs=2, progress=False), ray_address="auto")
     finally:
         ray.shutdown()
+        cluster.shutdown()
     assert summary.frames == N_FRAMES
     assert video_sha256(tmp_path / "out.mp4") == video_sha256(runs["tmp"] / "out2.mp4")
-
-
