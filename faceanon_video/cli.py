@@ -19,7 +19,7 @@ from faceanon_video import __version__
 from faceanon_video.config import RunConfig
 from faceanon_video.distributed import run_distributed, summary_line
 from faceanon_video.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OBSCURED, EXIT_OK, ConfigError, FaceanonError
-from faceanon_video.inputs import expand_inputs, output_path_for
+from faceanon_video.inputs import expand_inputs, is_image, output_path_for
 from faceanon_video.io.outputs import refuse_existing, write_atomic
 from faceanon_video.live.command import run_command
 from faceanon_video.memory import keep_freed_memory
@@ -141,6 +141,11 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _run_on_ray(sources, args, config: RunConfig, several: bool) -> int:
 
     jobs = [(source, output_path_for(source, args.output, several)) for source in sources]
+    if not several and not is_image(sources[0]):
+        # One video: its segments are the cluster's tasks (faceanon_video.segments).
+        summary = process_file(*jobs[0], config, ray_address=args.ray)
+        sys.stdout.write(summary_line(summary.as_dict()) + "\n")
+        return EXIT_OBSCURED if summary.obscured_frames else EXIT_OK
     results = run_distributed(jobs, config, address=None if args.ray == "local" else args.ray)
     for result in results:
         (sys.stderr if "error" in result else sys.stdout).write(summary_line(result) + "\n")

@@ -145,6 +145,10 @@ class RunConfig:
     input_options: dict = field(default_factory=dict)  # FFmpeg options for the input, e.g. video_size
     stats_file: str | None = None
 
+    # Segment-parallel runs of one long file (see faceanon_video.segments).
+    jobs: int | None = None  # processes (or Ray tasks) per file; None: auto (one per core for long files)
+    resume: bool = False  # reuse the finished segments of an interrupted run
+
     # Behaviour.
     strict: bool = False  # a damaged frame in the input fails the run instead of being obscured
     overwrite: bool = False
@@ -191,6 +195,8 @@ class RunConfig:
             raise ConfigError("--lost-track-buffer must be >= 0")
         if self.workers < 1:
             raise ConfigError("--workers must be >= 1")
+        if self.jobs is not None and not 1 <= self.jobs <= 256:
+            raise ConfigError(f"--jobs must be between 1 and 256 (got {self.jobs})")
         if self.thresh is not None and not 0 < self.thresh < 1:
             raise ConfigError("--thresh must be between 0 and 1")
         for name in ("deadline_ms", "open_timeout_s", "read_timeout_s", "reconnect_max_s"):

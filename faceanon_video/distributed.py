@@ -32,6 +32,17 @@ def _process_one(source: str, destination: str, config_json: str) -> dict:
         return {"input": source, "error": str(exc)}
 
 
+def init_ray(address: str | None):
+    """The ``ray`` module, connected to ``address`` (None: a local Ray on this machine's cores)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError('--ray needs Ray: pip install "faceanon-video[distributed]"') from exc
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return ray
+
+
 def run_distributed(
     jobs: list[tuple[Path, Path]],
     config: RunConfig,
@@ -41,14 +52,9 @@ def run_distributed(
 ) -> list[dict]:
     """Process ``(source, destination)`` pairs as Ray tasks; returns one summary (or error) dict per job,
     in job order. ``address=None`` starts a local Ray instance."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError('--ray needs Ray: pip install "faceanon-video[distributed]"') from exc
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray = init_ray(address)
     # One detection thread per task: Ray places one task per CPU, so the cluster's cores are the parallelism.
-    task_config = replace(config, workers=cpus_per_task, progress=False)
+    task_config = replace(config, workers=cpus_per_task, progress=False, jobs=1)  # the cluster's cores are the parallelism
     remote = ray.remote(num_cpus=cpus_per_task, max_retries=max_retries)(_process_one)
     refs = [remote.remote(str(src), str(dst), task_config.to_json()) for src, dst in jobs]
     results = []

@@ -362,9 +362,11 @@ def _progress_bar(total: int, name: str, enabled: bool):
     return tqdm(total=total or None, desc=Path(name).name[:30], unit="frame", disable=not enabled, dynamic_ncols=True, leave=False)
 
 
-def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
+def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None, ray_address: str | None = None) -> RunSummary:
     """One input. ``--save-plan``: ``destination`` is the plan file. ``--plan`` and seeded modes
-    (diffusion) on videos: analyse, then render the plan (``planning``), so seeds are per person."""
+    (diffusion) on videos: analyse, then render the plan (``planning``), so seeds are per person.
+    A long video may be split into segments run by several processes, or by Ray tasks with
+    ``ray_address`` ("local", "auto", HOST:PORT): see ``faceanon_video.segments``."""
     if destination.resolve() == source.resolve():
         raise InputError(f"{destination}: refusing to overwrite the input")
     planned = config.save_plan or config.plan or (config.mode in SEEDED_MODES and config.track)
@@ -385,6 +387,12 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
         from faceanon_video.planning import process_planned
 
         return process_planned(source, destination, config, processor)
+    if not is_image(source):
+        from faceanon_video.segments import process_segmented, segment_jobs
+
+        jobs = segment_jobs(source, config, ray_address)
+        if jobs > 1:  # one long file on several cores or nodes: faceanon_video.segments
+            return process_segmented(source, destination, config, jobs, ray_address)
     run = process_image if is_image(source) else process_video
     return run(source, destination, config, processor)
 

@@ -257,6 +257,19 @@ class VideoReader:
             log.warning("%s: %d damaged or missing frames in the input were obscured (--strict makes this an error)", self.url, self.damaged_frames)
         self._check_complete()
 
+    def copied_packets(self) -> Iterator[av.Packet]:
+        """Only the other streams' packets (audio, subtitles, data), in demux order and on the same
+        clock as ``items``, without decoding any video: the audio of a segment-parallel run is
+        copied once for the whole file (``segments``). Ignores ``start_s``/``end_s``."""
+        if not self.copy_streams:
+            return
+        for packet in self.container.demux(self.copy_streams):
+            if packet.size == 0:
+                continue
+            if self.pts_shift_s:
+                self._shift_packet(packet)
+            yield packet
+
     def _missing_before(self, announced: list[int], pts: int | None, time_base) -> Iterator[Frame]:
         """Black stand-ins for the announced frames before ``pts`` (all of them at the end: None)."""
         if announced and pts is not None and pts not in announced:

@@ -173,6 +173,7 @@ class VideoWriter:
         self.first_pts: int | None = None
         self.frames_written = 0
         self._finished = False
+        self._copied_video = False  # video packets remuxed as they are (``copy_video``), not encoded here
 
     def _copy_chapters(self, chapters: list) -> None:
         if not chapters:
@@ -264,6 +265,29 @@ class VideoWriter:
         self._mux(self.video.encode(av_frame))
         self.frames_written += 1
 
+    def copy_video(self, template) -> None:
+        """Take already encoded video packets (``write_video_packet``) in the codec of ``template``, an
+        input stream, instead of encoding frames: the join of segment-parallel runs (``segments``)."""
+        stream = self.container.add_stream_from_template(template)
+        stream.time_base = self.time_base
+        stream.metadata.clear()
+        stream.metadata.update(self._video_tags)
+        self.video = stream
+        self._copied_video = True
+        for packet in self._pending_packets:
+            self._mux_copied(packet)
+        self._pending_packets.clear()
+
+    def write_video_packet(self, packet: av.Packet) -> None:
+        """Remux one encoded video packet (after ``copy_video``); its timestamps are kept as they are."""
+        pts = round(packet.pts * packet.time_base / self.time_base) if packet.pts is not None else None
+        if pts is not None:
+            self.first_pts = pts if self.first_pts is None else min(self.first_pts, pts)
+            self._last_pts = pts if self._last_pts is None else max(self._last_pts, pts)
+        packet.stream = self.video
+        self._mux([packet])
+        self.frames_written += 1
+
     def write_packet(self, packet: av.Packet) -> None:
         """Copy a packet of an audio/subtitle/data stream given in ``templates``."""
         if packet.stream.index not in self.stream_map and packet.stream.index not in self.transcoders:
@@ -302,7 +326,8 @@ class VideoWriter:
             return
         if self.video is None:
             raise InputError("no video frame to write")
-        self._mux(self.video.encode())
+        if not self._copied_video:
+            self._mux(self.video.encode())
         for out, resampler in self.transcoders.values():
             self._mux(out.encode())
         try:

@@ -11,6 +11,8 @@ the tool does not.
     FACEANON_FAULTS="detect:every=3"               every 3rd detector call raises
     FACEANON_FAULTS="detect:all;anonymize:frames=10-20"   every detector call; the anonymizer on frames 10..20
 
+    FACEANON_FAULTS="segment:frames=100-100"       the segment (``--jobs``) writing frame 100 fails whole
+
 Rules: ``all``, ``calls=A-B`` and ``every=K`` (by call, counted per process and stage across threads),
 ``frames=A-B`` (by ``Frame.index``; calls given a bare image, such as re-detection crops, do not fail).
 ``reset()`` restarts the call counts (tests running several runs in one process).
@@ -27,7 +29,7 @@ from faceanon_video.errors import ConfigError
 __all__ = ["ENV", "InjectedFault", "inject", "reset"]
 
 ENV = "FACEANON_FAULTS"
-STAGES = ("detect", "anonymize")
+STAGES = ("detect", "anonymize", "segment")
 _calls: Counter[str] = Counter()
 _lock = threading.Lock()
 
@@ -102,3 +104,15 @@ def inject(stage: str, inner):
         return inner
     rule = _rules(spec).get(stage)
     return inner if rule is None else _Faulty(inner, stage, rule)
+
+
+def segment_fault(first_index: int, last_index: int) -> None:
+    """Raise ``InjectedFault`` in a segment-parallel worker (``segments``) whose frames
+    ``first_index..last_index`` meet a ``segment:frames=A-B`` rule (``segment:all``: every segment)."""
+    spec = os.environ.get(ENV)
+    rule = _rules(spec).get("segment") if spec else None
+    if rule is None:
+        return
+    kind, a, b = rule
+    if kind == "all" or (kind == "frames" and a <= last_index and first_index <= b):
+        raise InjectedFault(f"injected segment fault ({ENV})")

@@ -1,0 +1,758 @@
+"""Segment-parallel runs: one long video on every core (``--jobs N``) or across a Ray cluster (``--ray``).
+
+The file is cut at keyframes found by the demuxer alone (packet flags and timestamps; nothing is
+decoded to plan). Each segment is a task: a worker process (or a Ray task) decodes from a keyframe
+``overlap_s`` before its first frame, runs the usual detect -> track -> anonymize chain frame by
+frame on one thread (tracks, held frames and the look-back are warm at the cut, and it goes on for
+``tail_frames`` after its last frame so the look-back of its last frames sees what a single run
+would), and encodes only its own frames, video only, with the run's encoder settings, into a
+temporary segment file. The driver then remuxes the encoded segments (no re-encoding) into one
+output with the input's audio copied once for the whole file and the metadata policy applied once,
+through the same atomic ``VideoWriter``: nothing appears at the destination unless every segment
+succeeded.
+
+Frame numbers are absolute (the plan counts the video packets before each keyframe), so the
+detection schedule (every ``detect_every``-th frame) is the single run's. Track ids are stitched
+at each overlap (IoU of the boxes both segments tracked there; unmatched tracks get new ids), so
+``--save-tracks`` is one file with continuous ids, and ``--report`` counts the file once.
+
+Not segmented (one process, with one INFO line): ``--vault``, ``--people``/``--gallery``,
+``--spare``/``--only``, diffusion, ``--start``/``--end``, a run plan, and files shorter than
+``AUTO_MIN_S`` or machines with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
+See README: Segment-parallel runs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+
+from faceanon_video.config import RunConfig
+from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
+from faceanon_video.io.decode import VideoReader
+from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC, VideoWriter, from_input
+from faceanon_video.io.metadata import MetadataPolicy
+from faceanon_video.io.outputs import write_atomic
+from faceanon_video.track.tracks_io import TrackRecord, TrackWriter, read_tracks, tracks_path_for
+from faceanon_video.types import Detections, Frame
+
+__all__ = ["Segment", "SegmentPlan", "plan_segments", "process_segmented", "run_segment", "segment_jobs", "stitch_track_ids"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds decoded and processed before a segment's first frame, not written: tracks, the shot
+#: detector and held frames are warm at the cut (a track needs a few frames to be confirmed).
+OVERLAP_S = 2.0
+#: Longest segment: more segments than workers balance the load and make --resume finer grained.
+MAX_SEGMENT_S = 300.0
+#: With the default --jobs, shorter files run in one process: starting workers and loading their
+#: models (~1 s CPU each) and the overlaps would eat what the extra cores gain.
+AUTO_MIN_S = 60.0
+#: ...and so does a machine (or Ray cluster) with fewer cores: one process's stage threads already
+#: keep about two cores busy, and on this project's 2-core machine the sequential worker took the
+#: same CPU per frame as the threaded process (README: Segment-parallel runs), so --jobs 2 only
+#: added the overlaps' CPU there.
+AUTO_MIN_CORES = 4
+#: Segment files: NUT keeps the input's time base and timestamps exactly (Matroska rounds to ms).
+SEGMENT_SUFFIX = ".nut"
+#: Track ids are matched across a cut on the frames this close to it, which both segments tracked
+#: (the previous one's tail, the next one's warm-up): there both trackers are warm. Further back in
+#: the warm-up the next segment's tracks are still young (a coasting box of the previous segment
+#: can be twice the size of the fresh detection of the same face).
+STITCH_WINDOW_FRAMES = 12
+#: ...with boxes overlapping at least this much on average (boxes of different faces rarely do).
+STITCH_MIN_IOU = 0.3
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One task of a plan. Timestamps are the reader's (``Frame.pts``), indices absolute frame numbers."""
+
+    number: int
+    seek_pts: int | None  # keyframe to start decoding at (None: the start of the file)
+    seek_index: int  # absolute index of the first frame decoded from there
+    warm_pts: int | None  # frames before this are only decoded (they feed the decoder, not the tracker)
+    start_pts: int | None  # the first frame written (None: from the first frame)
+    end_pts: int | None  # the next segment's first frame (None: to the end)
+    start_index: int
+    end_index: int  # exclusive
+
+    def owns(self, pts: int) -> bool:
+        return (self.start_pts is None or pts >= self.start_pts) and (self.end_pts is None or pts < self.end_pts)
+
+    @property
+    def frames(self) -> int:
+        return self.end_index - self.start_index
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    segments: tuple[Segment, ...]
+    frames: int
+    duration_s: float
+    time_base: Fraction
+    first_pts: int  # of the first frame (the reader's clock)
+
+    def first_pts_of(self, segment: Segment) -> int:
+        return self.first_pts if segment.start_pts is None else segment.start_pts
+
+
+def _video_pts(reader: VideoReader) -> tuple[list[int], list[int]]:
+    """All frame timestamps (sorted) and the keyframes' of the video, from the demuxer alone, on the
+    reader's clock. Counted like the reader announces frames (``VideoReader.items``)."""
+    shift = round(reader.pts_shift_s / reader.info.time_base)
+    frames, keyframes = [], []
+    for packet in reader.container.demux(reader.video_stream):
+        if not packet.size or packet.pts is None or packet.is_discard:
+            continue
+        frames.append(packet.pts + shift)
+        if packet.is_keyframe:
+            keyframes.append(packet.pts + shift)
+    frames.sort()
+    return frames, sorted(set(keyframes))
+
+
+def plan_segments(source: str | Path, parts: int, overlap_s: float | None = None, max_segment_s: float | None = None) -> SegmentPlan:
+    """Cut ``source`` at keyframes into at least ``parts`` segments (a multiple of ``parts``, none
+    longer than ``max_segment_s`` where the keyframes allow), each warmed up ``overlap_s`` before it
+    (defaults: ``MAX_SEGMENT_S``, ``OVERLAP_S``)."""
+    overlap_s = OVERLAP_S if overlap_s is None else overlap_s
+    max_segment_s = MAX_SEGMENT_S if max_segment_s is None else max_segment_s
+    with VideoReader(source) as reader:
+        all_pts, keyframes = _video_pts(reader)
+        time_base = reader.info.time_base
+    if not all_pts:
+        raise InputError(f"{source}: no video frames found")
+    first, last = all_pts[0], all_pts[-1]
+    duration_s = float((last - first) * time_base)
+    count = max(parts, math.ceil(duration_s / max_segment_s)) if parts > 1 else 1
+    count = math.ceil(count / parts) * parts
+    cuts: list[int] = []
+    for i in range(1, count):
+        target = first + (last - first) * i / count
+        k = bisect.bisect_left(keyframes, target)
+        if k < len(keyframes) and keyframes[k] > first and (not cuts or keyframes[k] > cuts[-1]):
+            cuts.append(keyframes[k])
+    overlap = round(overlap_s / time_base)
+    bounds = [None, *cuts, None]
+    segments = []
+    for number, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        seek = warm = None
+        if start is not None:
+            warm = start - overlap
+            k = bisect.bisect_right(keyframes, warm) - 1  # the last keyframe at or before the warm-up
+            seek = keyframes[k] if k > 0 else None
+        segments.append(
+            Segment(
+                number=number,
+                seek_pts=seek,
+                seek_index=bisect.bisect_left(all_pts, seek) if seek is not None else 0,
+                warm_pts=warm,
+                start_pts=start,
+                end_pts=end,
+                start_index=bisect.bisect_left(all_pts, start) if start is not None else 0,
+                end_index=bisect.bisect_left(all_pts, end) if end is not None else len(all_pts),
+            )
+        )
+    return SegmentPlan(tuple(segments), len(all_pts), duration_s, time_base, first)
+
+
+# 1. Deciding whether a file is segmented.
+
+
+def unsupported(config: RunConfig) -> str | None:
+    """Why a run with ``config`` cannot be segmented yet (None: it can)."""
+    if config.vault:
+        return "--vault (one vault bound to the whole encoded video)"
+    if config.people or config.gallery:
+        return "--people/--gallery (tracks are linked into people over the whole video)"
+    if config.spare or config.only:
+        return "--spare/--only (per-track evidence is not carried across segments)"
+    if config.mode == "diffusion":
+        return "diffusion (fake identities are not carried across segments)"
+    if config.start_s is not None or config.end_s is not None:
+        return "--start/--end"
+    if config.plan or config.save_plan:  # planned runs go to planning before segments are considered
+        return "--plan/--save-plan"
+    return None
+
+
+def segment_jobs(source: str | Path, config: RunConfig, ray_address: str | None = None) -> int:
+    """How many processes (Ray tasks with ``ray_address``) run ``source``: ``--jobs``, or by default
+    one per core (of the cluster) for videos of at least ``AUTO_MIN_S`` on at least ``AUTO_MIN_CORES``
+    cores; 1 for short videos, fewer cores and what ``unsupported`` lists (said in one INFO line)."""
+    if config.jobs == 1:
+        return 1
+    if config.jobs is None:
+        if _cores(ray_address) < AUTO_MIN_CORES:
+            return 1
+        with VideoReader(source) as reader:
+            duration_s = reader.info.duration_s or 0.0
+        if duration_s < AUTO_MIN_S:
+            return 1
+    jobs = config.jobs or _cores(ray_address)
+    why = unsupported(config)
+    if jobs > 1 and why:
+        log.info("%s: not split into segments with %s: one process", source, why)
+        return 1
+    return jobs
+
+
+def _cores(ray_address: str | None) -> int:
+    if ray_address is None:
+        return os.cpu_count() or 1
+    from faceanon_video.distributed import init_ray
+
+    return max(1, int(init_ray(None if ray_address == "local" else ray_address).cluster_resources().get("CPU", 1)))
+
+
+# 2. One segment, in a worker process or a Ray task.
+
+_worker_processor: tuple[str, object] | None = None  # (config JSON, FrameProcessor) kept per worker process
+
+
+def _processor_for(config_json: str):
+    global _worker_processor
+    from faceanon_video.processor import FrameProcessor
+
+    if _worker_processor is None or _worker_processor[0] != config_json:
+        _worker_processor = (config_json, FrameProcessor(RunConfig.from_json(config_json)))
+    processor = _worker_processor[1]
+    processor.reset()
+    processor.reset_counters()
+    return processor
+
+
+def _check_fault(segment: Segment) -> None:
+    from faceanon_video.testing.faults import segment_fault
+
+    segment_fault(segment.start_index, segment.end_index - 1)
+
+
+def _frames_from(reader: VideoReader, segment: Segment) -> Iterator[Frame]:
+    """The segment's frames with absolute indices, from its keyframe on (decoded frames before the
+    warm-up are dropped here, after feeding the decoder)."""
+    if segment.seek_pts is not None:
+        shift = round(reader.pts_shift_s / reader.info.time_base)
+        reader.container.seek(segment.seek_pts - shift, stream=reader.video_stream, backward=True, any_frame=False)
+    index = segment.seek_index
+    for frame in reader.items(packets=False):
+        if segment.seek_pts is not None and frame.pts < segment.seek_pts:
+            continue  # an open GOP's leading frames: they belong before the keyframe
+        frame.index = index
+        index += 1
+        if segment.warm_pts is None or frame.pts >= segment.warm_pts:
+            yield frame
+
+
+def run_segment(task: dict) -> dict:
+    """Process one segment (``task``: see ``_tasks``) into its segment file and track file; returns
+    what it counted, or ``{"error": ...}``. Runs in a worker process or a Ray task."""
+    try:
+        return _run_segment(task)
+    except FaceanonError as exc:
+        return {"error": str(exc), "input_error": isinstance(exc, InputError)}
+    except Exception as exc:  # noqa: BLE001 - reported by the driver, which retries the segment once
+        log.debug("segment %s failed", task["segment"]["number"], exc_info=True)
+        return {"error": f"{type(exc).__name__}: {exc}", "input_error": False}
+
+
+def _run_segment(task: dict) -> dict:
+    started = time.perf_counter()
+    segment = Segment(**task["segment"])
+    _check_fault(segment)
+    config = RunConfig.from_json(task["config"])
+    processor = _processor_for(task["config"])
+    reader = VideoReader(task["source"], strict=config.strict)
+    writer = tracks = None
+    success = False
+    counts = {"frames": 0, "faces": 0, "obscured_frames": 0}
+    reasons: Counter[str] = Counter()
+    seen = {"faces": 0, "obscured_frames": 0, "reasons": Counter()}
+
+    def count(frame: Frame) -> None:
+        # Called with every released frame, after the processor counted it: keep this frame's share
+        # when it is one of ours (warm-up and tail frames are processed, not written).
+        faces, obscured = processor.faces - seen["faces"], processor.obscured_frames - seen["obscured_frames"]
+        seen.update(faces=processor.faces, obscured_frames=processor.obscured_frames)
+        if obscured:
+            now = Counter(processor.obscure_reasons)
+            if segment.owns(frame.pts):
+                reasons.update(now - seen["reasons"])
+            seen["reasons"] = now
+        if segment.owns(frame.pts):
+            counts["frames"] += 1
+            counts["faces"] += faces
+            counts["obscured_frames"] += obscured
+
+    try:
+        processor.on_release = count
+        tracks = processor.track_writer = TrackWriter(task["tracks"], overwrite=True)
+        writer = VideoWriter(
+            task["video"],
+            fps=reader.info.fps,
+            time_base=reader.info.time_base,
+            policy=MetadataPolicy(keep_audio=False),
+            codec=task["codec"],
+            crf=config.crf,
+            preset=config.preset,
+        )
+
+        def write(released: list[Frame]) -> None:
+            for frame in released:
+                if segment.owns(frame.pts):
+                    writer.write(frame)
+
+        tail = 0
+        pending: Frame | None = None
+        for frame in _frames_from(reader, segment):
+            if pending is not None:
+                write(processor.finish_held(pending, processor.detect(pending)))
+            pending = frame
+            if segment.end_pts is not None and frame.pts >= segment.end_pts:
+                tail += 1
+                if tail >= task["tail_frames"]:
+                    break
+        if pending is not None:
+            # The last frame decoded is a full pass, as at the end of a single run (pipeline._close_with_a_pass).
+            write(processor.finish_held(pending, processor.detect(pending, force=True)))
+        write(processor.flush())
+        if writer.frames_written != segment.frames:
+            raise FaceanonError(f"segment {segment.number} has {writer.frames_written} frames where the plan counted {segment.frames} (rerun with --jobs 1)")
+        processor.failures.check_final()
+        writer.close(success=True)
+        success = True
+    finally:
+        processor.on_release = None
+        processor.track_writer = None
+        if tracks is not None:
+            tracks.close(success=success)
+        if writer is not None and not success:
+            writer.close(success=False)
+        reader.close()
+    result = {
+        **counts,
+        "obscure_reasons": dict(reasons),
+        "detect_every": processor.detect_every,
+        "stage_seconds": {k: float(np.sum(v)) for k, v in processor.timings.items()},
+        "seconds": time.perf_counter() - started,
+    }
+    write_atomic(task["result"], json.dumps(result))  # written last: marks the segment finished (--resume)
+    return result
+
+
+# 3. Running the segments: worker processes or Ray tasks, each failed segment retried once.
+
+
+def _init_worker() -> None:
+    from faceanon_video.memory import keep_freed_memory
+
+    keep_freed_memory()
+    # SIGTERM (the driver stopping its workers) unwinds like Ctrl-C, so the segment's writers remove
+    # their temporary files.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _settle(task: dict, result: dict, failed: list, done: Callable[[dict, dict], None]) -> None:
+    if "error" in result:
+        failed.append((task, result))
+    else:
+        done(task, result)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before Python 3.14
+        if process.is_alive():
+            process.terminate()
+
+
+def _run_local(tasks: list[dict], jobs: int, worker: Callable[[dict], dict], done: Callable[[dict, dict], None]) -> list[tuple[dict, dict]]:
+    """Run ``tasks`` on ``jobs`` spawned processes; returns the (task, result) of those that failed."""
+    failed: list[tuple[dict, dict]] = []
+    # spawn, not fork: the driver may hold onnxruntime and OpenCV threads, which fork would copy half-alive.
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    try:
+        futures = {pool.submit(worker, task): task for task in tasks}
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = futures.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker that died (BrokenProcessPool) fails its segment
+                    result = {"error": f"worker process failed: {type(exc).__name__}: {exc}"}
+                _settle(task, result, failed, done)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+    return failed
+
+
+def _run_ray(tasks: list[dict], address: str | None, worker: Callable[[dict], dict], done: Callable[[dict, dict], None]) -> list[tuple[dict, dict]]:
+    from faceanon_video.distributed import init_ray
+
+    ray = init_ray(address)
+    remote = ray.remote(num_cpus=1, max_retries=0)(worker)  # retried by run_segments, like local workers
+    refs = {remote.remote(task): task for task in tasks}
+    failed: list[tuple[dict, dict]] = []
+    try:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            task = refs[ready[0]]
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                result = {"error": f"Ray task failed: {type(exc).__name__}"}
+            _settle(task, result, failed, done)
+    except BaseException:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    return failed
+
+
+def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None], ray_address: str | None = None, worker: Callable[[dict], dict] = run_segment) -> None:
+    """Run every task; a failed one is retried once, then ``FaceanonError`` (an input error at once)."""
+    for attempt in (1, 2):
+        if ray_address is not None:
+            failed = _run_ray(tasks, None if ray_address == "local" else ray_address, worker, done)
+        else:
+            failed = _run_local(tasks, jobs, worker, done)
+        if not failed:
+            return
+        for task, result in failed:
+            log.warning("segment %d failed (attempt %d of 2): %s", task["segment"]["number"], attempt, result["error"])
+        for task, result in failed:
+            if result.get("input_error"):
+                raise InputError(result["error"])  # the input itself (damaged with --strict...): no retry
+        if attempt == 2:
+            task, result = failed[0]
+            raise FaceanonError(f"segment {task['segment']['number']} failed twice: {result['error']}")
+        tasks = [t for t, _ in failed]
+
+
+# 4. Stitching track ids across the cuts.
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (N, 4 xyxy) with every box of ``b`` (M, 4)."""
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def stitch_track_ids(before: dict[int, TrackRecord], after: dict[int, TrackRecord]) -> dict[int, int]:
+    """Which track of ``after`` continues which track of ``before`` (two segments' records of the same
+    frames, by frame index, each in its own ids): mean IoU over the frames both tracked, assigned one
+    to one (``scipy.optimize.linear_sum_assignment``), kept at >= STITCH_MIN_IOU."""
+    from scipy.optimize import linear_sum_assignment
+
+    iou_sum: dict[tuple[int, int], float] = defaultdict(float)
+    both: Counter[tuple[int, int]] = Counter()
+    for index, record in after.items():
+        previous = before.get(index)
+        if previous is None or not len(record.faces) or not len(previous.faces):
+            continue
+        ious = _iou(previous.faces.xyxy, record.faces.xyxy)
+        for i, old in enumerate(previous.faces.track_id.tolist()):
+            for j, new in enumerate(record.faces.track_id.tolist()):
+                iou_sum[old, new] += float(ious[i, j])
+                both[old, new] += 1
+    if not iou_sum:
+        return {}
+    olds = sorted({o for o, _ in iou_sum})
+    news = sorted({n for _, n in iou_sum})
+    mean = np.zeros((len(olds), len(news)))
+    for (old, new), total in iou_sum.items():
+        mean[olds.index(old), news.index(new)] = total / both[old, new]
+    rows, cols = linear_sum_assignment(mean, maximize=True)
+    return {news[c]: olds[r] for r, c in zip(rows, cols) if mean[r, c] >= STITCH_MIN_IOU}
+
+
+def _merge_tracks(plan: SegmentPlan, tracks_paths: list[Path], writer: TrackWriter | None) -> set[int]:
+    """Write every segment's own frames to ``writer`` in order with stitched ids; returns the ids seen."""
+    ids: set[int] = set()
+    previous: dict[int, TrackRecord] = {}  # the previous segment's records (its own ids), every frame it tracked
+    previous_ids: dict[int, int] = {}  # ...and its ids in the output
+    next_id = 1
+    for segment, path in zip(plan.segments, tracks_paths):
+        records = {r.frame_index: r for r in read_tracks(path)}
+        near = range(segment.start_index - STITCH_WINDOW_FRAMES, segment.start_index + STITCH_WINDOW_FRAMES)
+        matched = stitch_track_ids({i: previous[i] for i in near if i in previous}, {i: records[i] for i in near if i in records})
+        mapping = {new: previous_ids[old] for new, old in matched.items() if old in previous_ids}
+        for index in range(segment.start_index, segment.end_index):
+            record = records.get(index)
+            if record is None:
+                continue  # a frame obscured after a failure has no line, as in a single run
+            faces = record.faces
+            for local in faces.track_id.tolist():
+                if local not in mapping:
+                    mapping[local] = next_id
+                    next_id += 1
+            if len(faces):
+                ids.update(mapping[t] for t in faces.track_id.tolist())
+            if writer is not None:
+                out = Detections(xyxy=faces.xyxy, score=faces.score, landmarks=faces.landmarks, track_id=[mapping[t] for t in faces.track_id.tolist()], predicted=faces.predicted)
+                writer.write(record.frame_index, record.pts_s, out)
+        previous, previous_ids = records, mapping
+    return ids
+
+
+# 5. The driver: plan, run, join.
+
+
+def _input_fingerprint(source: Path) -> str:
+    """Names the input for the work folder without reading all of a multi-hour file: size, mtime and
+    the first and last MiB (an edited file changes one of them)."""
+    stat = source.stat()
+    digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    with open(source, "rb") as fh:
+        digest.update(fh.read(1 << 20))
+        fh.seek(max(0, stat.st_size - (1 << 20)))
+        digest.update(fh.read(1 << 20))
+    return digest.hexdigest()
+
+
+#: Settings that do not change a segment's pixels or tracks (the work folder is shared across them).
+_NOT_IN_WORK_KEY = ("progress", "overwrite", "resume", "jobs", "workers", "report", "save_tracks", "extra")
+
+
+def work_dir_for(source: Path, destination: Path, config: RunConfig, plan: SegmentPlan) -> Path:
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_WORK_KEY}
+    key = hashlib.sha256(json.dumps([_input_fingerprint(source), settings, [asdict(s) for s in plan.segments]], sort_keys=True, default=str).encode()).hexdigest()
+    return destination.with_name(f".{destination.stem}.segments-{key[:16]}")
+
+
+def _tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec: str) -> list[dict]:
+    # Enough frames after a segment's end for its last frames' look-back (track.backfill: 24 frames,
+    # a new face's box carried 8 more) and the next scheduled full passes.
+    detect_every = config.detect_every or 2
+    tail_frames = max(24, detect_every) + 8 + 2 * detect_every
+    task_config = replace(config, progress=False, workers=1, jobs=1, save_tracks=None, report=[], overwrite=True).to_json()
+    return [
+        {
+            "source": str(source),
+            "config": task_config,
+            "codec": codec,
+            "segment": asdict(segment),
+            "video": str(work / f"segment-{segment.number:04d}{SEGMENT_SUFFIX}"),
+            "tracks": str(work / f"segment-{segment.number:04d}.tracks.jsonl"),
+            "result": str(work / f"segment-{segment.number:04d}.json"),
+            "tail_frames": tail_frames,
+        }
+        for segment in plan.segments
+    ]
+
+
+def _finished(task: dict) -> dict | None:
+    """A finished segment's result (``--resume``), or None."""
+    result = Path(task["result"])
+    if result.is_file() and Path(task["video"]).is_file() and Path(task["tracks"]).is_file():
+        try:
+            return json.loads(result.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _segment_packets(container) -> Iterator[tuple[float, av.Packet]]:
+    """A segment file's video packets in decode order, each with its dts (and it in seconds, to order by).
+
+    NUT keeps the encoder's timestamps exactly (MP4's edit list and Matroska round them to 1/1000 s)
+    but does not store the dts of the first packets of a stream with B-frames (those decoded before
+    the first frame's pts), and MP4 needs them: they are counted back from the first stored dts, one
+    stored step per packet, as the encoder numbered them. Hand-written: no muxer option restores them."""
+    head: list[av.Packet] | None = []  # None once every dts is known
+    for packet in container.demux(container.streams.video[0]):
+        if not packet.size:
+            continue
+        if head is None:
+            yield float(packet.dts * packet.time_base), packet
+            continue
+        head.append(packet)
+        if sum(p.dts is not None for p in head) < 2:
+            continue
+        yield from _with_dts(head)
+        head = None
+    if head:
+        yield from _with_dts(head)  # a segment so short it has fewer than two stored dts
+
+
+def _with_dts(head: list[av.Packet]) -> Iterator[tuple[float, av.Packet]]:
+    stored = [i for i, p in enumerate(head) if p.dts is not None]
+    first = stored[0] if stored else None
+    step = (head[stored[1]].dts - head[first].dts) // (stored[1] - first) if len(stored) > 1 else 0
+    for i, packet in enumerate(head):
+        if packet.dts is None:
+            packet.dts = min(head[first].dts - (first - i) * step, packet.pts) if first is not None and i < first else packet.pts
+        yield float(packet.dts * packet.time_base), packet
+
+
+def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict], plan: SegmentPlan) -> tuple[VideoWriter, VideoReader]:
+    """Remux the segment files into ``destination`` with the input's audio (once) and metadata policy."""
+    import heapq
+
+    reader = VideoReader(source)
+    writer = None
+    segments = []
+    try:
+        segments = [av.open(task["video"]) for task in tasks]
+        first = segments[0].streams.video[0]
+        for other in segments[1:]:
+            if other.streams.video[0].codec_context.extradata != first.codec_context.extradata:
+                raise FaceanonError("segment files were encoded with different parameters; rerun with --jobs 1")
+        writer = VideoWriter(destination, fps=reader.info.fps, time_base=reader.info.time_base, policy=MetadataPolicy.from_config(config), **from_input(reader))
+        writer.copy_video(first)
+
+        def video() -> Iterator[tuple[float, int, av.Packet]]:
+            for segment, container in zip(plan.segments, segments):
+                # A muxer may have moved a segment's timestamps (NUT shifts a stream whose first dts
+                # is negative, B-frames at the start of a file, to start at 0): put its first frame
+                # back where the plan has it. The first packet is the first frame: each segment
+                # starts with a keyframe of its own.
+                shift = None
+                for t, packet in _segment_packets(container):
+                    if shift is None:
+                        shift = round(plan.first_pts_of(segment) * plan.time_base / packet.time_base) - packet.pts
+                    if shift:
+                        packet.pts += shift
+                        packet.dts += shift
+                        t = float(packet.dts * packet.time_base)
+                    yield t, 0, packet
+
+        def audio() -> Iterator[tuple[float, int, av.Packet]]:
+            if config.keep_audio:
+                for packet in reader.copied_packets():
+                    t = packet.dts if packet.dts is not None else packet.pts
+                    yield (float(t * packet.time_base) if t is not None else 0.0), 1, packet
+
+        # In time order, so the muxer's interleaving buffer stays small on a long file.
+        for _, kind, packet in heapq.merge(video(), audio(), key=lambda item: (item[0], item[1])):
+            writer.write_video_packet(packet) if kind == 0 else writer.write_packet(packet)
+        if writer.frames_written != plan.frames:
+            raise FaceanonError(f"joined {writer.frames_written} frames where the input has {plan.frames}")
+        writer.finish()
+        return writer, reader
+    except BaseException:
+        if writer is not None:
+            writer.close(success=False)
+        reader.close()
+        raise
+    finally:
+        for container in segments:
+            container.close()
+
+
+def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: int, ray_address: str | None = None, overlap_s: float | None = None, max_segment_s: float | None = None):
+    """Anonymize one video with ``jobs`` worker processes (or Ray tasks: ``ray_address`` "local",
+    "auto" or HOST:PORT) into ``destination``; same result and promises as ``pipeline.process_video``."""
+    from tqdm import tqdm
+
+    from faceanon_video.pipeline import RunSummary
+
+    started = time.perf_counter()
+    source, destination = Path(source), Path(destination)
+    plan = plan_segments(source, jobs, overlap_s, max_segment_s)
+    serial = {"plan": time.perf_counter() - started}  # the parts that do not run in parallel
+    work = work_dir_for(source, destination, config, plan)
+    try:
+        if work.exists() and not config.resume:
+            shutil.rmtree(work)  # an earlier run's segments are only reused with --resume
+        work.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, work)) from exc
+    codec = config.codec or CODEC_BY_EXTENSION.get(destination.suffix.lower(), DEFAULT_CODEC)
+    tasks = _tasks(source, config, plan, work, codec)
+    results: dict[int, dict] = {}
+    for task in tasks:
+        if config.resume and (result := _finished(task)) is not None:
+            results[task["segment"]["number"]] = result
+    if results:
+        log.info("%s: resuming: %d of %d segments already done", source, len(results), len(tasks))
+    progress = tqdm(total=plan.frames, desc=source.name[:30], unit="frame", disable=not config.progress, leave=False)
+
+    def done(task: dict, result: dict) -> None:
+        results[task["segment"]["number"]] = result
+        progress.update(result["frames"])
+
+    tracks = None
+    success = False
+    try:
+        todo = [t for t in tasks if t["segment"]["number"] not in results]
+        if todo:
+            run_segments(todo, jobs, done, ray_address)
+        start = time.perf_counter()
+        if config.save_tracks:
+            tracks = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
+        track_ids = _merge_tracks(plan, [Path(t["tracks"]) for t in tasks], tracks)
+        writer, reader = _join(source, destination, config, tasks, plan)
+        serial["join"] = time.perf_counter() - start
+        try:
+            writer.close(success=True)
+            success = True
+        finally:
+            reader.close()
+    except KeyboardInterrupt:
+        log.warning("interrupted: finished segments are kept in %s for --resume", work)
+        raise
+    except FaceanonError:
+        log.warning("finished segments are kept in %s for --resume", work)
+        raise
+    finally:
+        progress.close()
+        if tracks is not None:
+            tracks.close(success=success)
+    shutil.rmtree(work, ignore_errors=True)
+    ordered = [results[t["segment"]["number"]] for t in tasks]
+    summary = RunSummary(
+        input=str(source),
+        output=str(destination),
+        frames=sum(r["frames"] for r in ordered),
+        faces=sum(r["faces"] for r in ordered),
+        obscured_frames=sum(r["obscured_frames"] for r in ordered),
+        seconds=time.perf_counter() - started,
+        stage_seconds={**dict(sum((Counter(r["stage_seconds"]) for r in ordered), Counter())), **serial},
+    )
+    summary.redaction = writer.scrub.summary(writer.policy)
+    if config.report:
+        from faceanon_video.report import build_report, report_paths_for, write_reports
+
+        reasons = sum((Counter(r["obscure_reasons"]) for r in ordered), Counter())
+        counted = SimpleNamespace(faces=summary.faces, track_ids=track_ids, obscured_frames=summary.obscured_frames, obscure_reasons=dict(reasons), detect_every=ordered[0]["detect_every"])
+        reader.frames_decoded = plan.frames
+        start = time.perf_counter()
+        report = build_report(config, source, destination, summary, reader, writer, counted, summary.seconds)
+        report["segments"] = {"count": len(tasks), "jobs": jobs, "ray": ray_address is not None}
+        write_reports(report, report_paths_for(config.report, source))
+        summary.report_seconds = time.perf_counter() - start
+    return summary
