@@ -27,6 +27,7 @@ gives the same ids and, with the same key, the same seeds (``seeds.py``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -230,9 +231,12 @@ class ByteTracker:
         box = cxcywh_to_xyxy(mean[:, :4])
         return pad_boxes(box, self._pad(mean, cov, box, coasting=np.ones(len(t), bool)))
 
-    def update(self, detections: Detections | None, frame: Frame) -> Detections:
+    def update(self, detections: Detections | None, frame: Frame, searched: Callable[[np.ndarray], np.ndarray] | None = None) -> Detections:
         """Advance one frame. ``None`` = the detector did not run: every track coasts, nothing is
-        dropped for being missed. Returns one row per live track (see the class docstring)."""
+        dropped for being missed. ``searched``: (n, 4) predicted boxes -> (n,) bool, whether the
+        detector could have found a face there (``TiledDetector.searched``); a tentative track it
+        could not have found is kept, as on a skipped frame. Returns one row per live track (see
+        the class docstring)."""
         t = self._tracks
         # 1. Predict.
         t.mean, t.cov = self.settings.kalman.predict(t.mean, t.cov, freeze_size=t.since_seen > 0)
@@ -275,6 +279,8 @@ class ByteTracker:
             self._correct(t, source, hit, dets)
             # 5. Tentative tracks must be re-detected every time the detector looks.
             keep = t.confirmed | (source >= 0)
+            if searched is not None and not keep.all():
+                keep |= ~searched(cxcywh_to_xyxy(t.mean[:, :4]))
             if not keep.all():
                 t, source = t.take(keep), source[keep]
             if len(free_high):

@@ -86,6 +86,23 @@ def test_none_means_detector_skipped_nothing_is_dropped():
     assert out.track_id.tolist() == [1] and out.predicted.tolist() == [True]
 
 
+def test_a_pass_that_did_not_search_a_tentative_track_does_not_drop_it():
+    """A small face found on an enlarged tile is kept through passes whose tile was elsewhere."""
+    t = tracker(min_hits=2)
+    t.update(dets([face_at(200, 200)]), FRAME)
+    nowhere = lambda xyxy: np.zeros(len(xyxy), bool)  # noqa: E731
+    out = t.update(Detections.empty(), FRAME, searched=nowhere)
+    assert out.track_id.tolist() == [1] and out.predicted.tolist() == [True]
+    out = t.update(dets([face_at(201, 200)]), FRAME)  # found again: confirmed
+    assert out.track_id.tolist() == [1]
+    # Searched and missed: a confirmed track coasts; a tentative one searched and missed is dropped.
+    everywhere = lambda xyxy: np.ones(len(xyxy), bool)  # noqa: E731
+    assert t.update(Detections.empty(), FRAME, searched=everywhere).predicted.tolist() == [True]
+    t2 = tracker(min_hits=2)
+    t2.update(dets([face_at(200, 200)]), FRAME)
+    assert len(t2.update(Detections.empty(), FRAME, searched=everywhere)) == 0
+
+
 def test_low_score_box_continues_a_track_but_does_not_start_one():
     t = tracker()
     for i in range(5):
