@@ -106,7 +106,8 @@ class TiledDetector:
         a face of its size is at least ``tile_face_px`` at the network's input (wholly inside that
         frame's tile, or large enough for the shrunk full pass). A miss there is evidence the face
         is gone; a miss elsewhere is not (the tracker keeps such faces, ``ByteTracker.update``)."""
-        xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        height, width = shape[:2]
+        xyxy = np.clip(np.asarray(xyxy, np.float32).reshape(-1, 4), 0, [width, height, width, height])
         full_scale = self.full.input_scale(shape)
         if full_scale >= self.tile_scale:
             return np.ones(len(xyxy), bool)

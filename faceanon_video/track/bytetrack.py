@@ -78,6 +78,7 @@ class _Tracks:
     hits: np.ndarray  # (n,) matched detections so far
     confirmed: np.ndarray  # (n,) bool
     since_seen: np.ndarray  # (n,) frames since the last matched detection (0 = detected now)
+    missed: np.ndarray  # (n,) bool: a pass looked for it (``searched``) and missed it since then
     score: np.ndarray  # (n,) last detection score
     # Box and landmarks, smoothed together (One-Euro state): [x0, y0, x1, y1, 5 x (x, y)], NaN
     # landmarks if unknown. One array so one filter step serves both.
@@ -90,6 +91,7 @@ class _Tracks:
         shapes = {
             "track_id": ((0,), np.int64), "mean": ((0, 8), float), "cov": ((0, 8, 8), float),
             "hits": ((0,), np.int64), "confirmed": ((0,), bool), "since_seen": ((0,), np.int64),
+            "missed": ((0,), bool),
             "score": ((0,), np.float32), "shape": ((0, 14), float), "shape_rate": ((0, 14), float),
             "pad": ((0, 2), float),
         }  # fmt: skip
@@ -278,9 +280,9 @@ class ByteTracker:
             free_high = np.flatnonzero((high | entering) & ~taken)
             self._correct(t, source, hit, dets)
             # 5. Tentative tracks must be re-detected every time the detector looks.
-            keep = t.confirmed | (source >= 0)
-            if searched is not None and not keep.all():
-                keep |= ~searched(cxcywh_to_xyxy(t.mean[:, :4]))
+            looked = np.ones(len(t), bool) if searched is None or not len(t) else searched(cxcywh_to_xyxy(t.mean[:, :4]))
+            t.missed |= looked & (source < 0)
+            keep = t.confirmed | (source >= 0) | ~looked
             if not keep.all():
                 t, source = t.take(keep), source[keep]
             if len(free_high):
@@ -292,7 +294,10 @@ class ByteTracker:
         # Drop tracks lost for too long or whose predicted box has left the frame entirely.
         box = cxcywh_to_xyxy(t.mean[:, :4])
         inside = (box[:, 2] > 0) & (box[:, 3] > 0) & (box[:, 0] < frame.width) & (box[:, 1] < frame.height)
-        alive = (t.since_seen <= self.settings.lost_track_buffer) & inside
+        # A track coasts ``lost_track_buffer`` frames, and on until a pass has looked for it closely
+        # enough and missed it (a small face between tile visits), but never past 3x that.
+        buffer = self.settings.lost_track_buffer
+        alive = ((t.since_seen <= buffer) | (~t.missed & (t.since_seen <= 3 * buffer))) & inside
         if log.isEnabledFor(logging.DEBUG) and not alive.all():
             log.debug("frame %d: dropped tracks %s", frame.index, t.track_id[~alive].tolist())
         if not alive.all():
@@ -311,7 +316,7 @@ class ByteTracker:
         shape = _shape(dets.xyxy, dets.landmarks)
         return _Tracks(
             track_id=ids, mean=mean, cov=cov, hits=np.ones(n, np.int64), confirmed=np.full(n, self.settings.min_hits <= 1),
-            since_seen=np.zeros(n, np.int64), score=dets.score.copy(), shape=shape, shape_rate=np.zeros_like(shape),
+            since_seen=np.zeros(n, np.int64), missed=np.zeros(n, bool), score=dets.score.copy(), shape=shape, shape_rate=np.zeros_like(shape),
             pad=np.zeros((n, 2)),
         )  # fmt: skip
 
@@ -325,6 +330,7 @@ class ByteTracker:
         t.hits[rows] += hit[rows]
         t.confirmed[rows] |= t.hits[rows] >= self.settings.min_hits
         t.since_seen[rows] = 0
+        t.missed[rows] = False
         t.score[rows] = dets.score[d]
         shape = _shape(dets.xyxy[d], dets.landmarks[d])
         if self.settings.smoother is None:
