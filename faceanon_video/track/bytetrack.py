@@ -254,13 +254,15 @@ class ByteTracker:
             iou = buffered_iou(cxcywh_to_xyxy(t.mean[:, :4]), dets.xyxy, buffer)
             fused = iou * dets.score[None, :]
             # 2-4. Association stages: (tracks, detections, gate, fuse score, counts towards confirmation).
-            # Low-score boxes keep a tentative track alive but do not confirm it: clutter scores low.
+            # Low-score boxes keep a tentative track alive and, at the same place again, confirm it:
+            # a small, dim or grey face found at 0.5 once often scores 0.25-0.5 after (recall clips:
+            # the 26 px grey face in shade was dropped at its first miss and leaked for 4 frames).
             taken = np.zeros(len(dets), bool)
             stages = (
                 (t.confirmed, high, self.settings.match_thresh, True, True),
                 (t.confirmed, low, self.settings.low_match_thresh, False, True),
                 (~t.confirmed, high, self.settings.match_thresh, True, True),
-                (~t.confirmed, low, self.settings.low_match_thresh, False, False),
+                (~t.confirmed, low, self.settings.low_match_thresh, False, True),
             )
             hit = np.zeros(len(t), bool)
             for track_mask, det_mask, gate, fuse, counts in stages:
