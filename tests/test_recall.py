@@ -28,21 +28,12 @@ def test_mode_none_leaks_every_face_frame(clip):
     assert len(table.scored) > 500 and table.leak_rate == 1.0
 
 
-def test_defaults_cover_small_faces_of_every_kind(default_leaks):
-    summary = default_leaks.summary()
-    # Measured 23 / 620 (3.7 %) with tiles; 181 / 620 (29 %) with the shrunk full-frame pass alone.
-    assert summary["leaked"] <= 30, summary
-    assert summary["longest_run"] <= 10, summary
-    leaked, scored = summary["by_size"]["32-47"]
-    assert leaked == 0, summary
-    for kind in ("profile", "grey", "edge", "plain", "dim"):
-        leaked, scored = summary["by_kind"][kind]
-        assert leaked <= 0.05 * scored, (kind, summary)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 20 target not reached: a 24 px face tilted 35 deg and a grey dim one still leak (see README, Recall)")
 def test_defaults_leak_no_face_frame(default_leaks):
-    assert default_leaks.leaked == []
+    """Measured: 0 / 620 leaked face-frames (23 / 620 before small tracks outlived passes that did not
+    search them; 181 / 620 with the shrunk full-frame pass alone, no tiles)."""
+    summary = default_leaks.summary()
+    assert len(default_leaks.scored) > 500, summary
+    assert default_leaks.leaked == [], summary
 
 
 def test_detecting_every_frame_is_at_least_as_safe_as_the_default(clip, default_leaks):

@@ -83,7 +83,7 @@ class _Tracks:
     hits: np.ndarray  # (n,) matched detections so far
     confirmed: np.ndarray  # (n,) bool
     since_seen: np.ndarray  # (n,) frames since the last matched detection (0 = detected now)
-    missed: np.ndarray  # (n,) bool: a pass looked for it (``searched``) and missed it since then
+    missed: np.ndarray  # (n,) bool: a pass looked for it (``searched``) after it coasted its buffer, and missed
     score: np.ndarray  # (n,) last detection score
     # Box and landmarks, smoothed together (One-Euro state): [x0, y0, x1, y1, 5 x (x, y)], NaN
     # landmarks if unknown. One array so one filter step serves both.
@@ -288,7 +288,9 @@ class ByteTracker:
             self._correct(t, source, hit, dets)
             # 5. Tentative tracks must be re-detected every time the detector looks.
             looked = np.ones(len(t), bool) if searched is None or not len(t) else searched(cxcywh_to_xyxy(t.mean[:, :4]))
-            t.missed |= looked & (source < 0)
+            # Only a miss after the track has coasted its ``lost_track_buffer`` ends it (below): a
+            # small face searched once per tile cycle gets one more look before it is given up.
+            t.missed |= looked & (source < 0) & (t.since_seen > self.settings.lost_track_buffer)
             keep = t.confirmed | (source >= 0) | ~looked
             if not keep.all():
                 t, source = t.take(keep), source[keep]
@@ -301,8 +303,8 @@ class ByteTracker:
         # Drop tracks lost for too long or whose predicted box has left the frame entirely.
         box = cxcywh_to_xyxy(t.mean[:, :4])
         inside = (box[:, 2] > 0) & (box[:, 3] > 0) & (box[:, 0] < frame.width) & (box[:, 1] < frame.height)
-        # A track coasts ``lost_track_buffer`` frames, and on until a pass has looked for it closely
-        # enough and missed it (a small face between tile visits), but never past 3x that.
+        # A track coasts ``lost_track_buffer`` frames, and on until a pass has then looked for it
+        # closely enough and missed it (a small face between tile visits), but never past 3x that.
         buffer = self.settings.lost_track_buffer
         alive = ((t.since_seen <= buffer) | (~t.missed & (t.since_seen <= 3 * buffer))) & inside
         if log.isEnabledFor(logging.DEBUG) and not alive.all():
