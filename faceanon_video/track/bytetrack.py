@@ -83,6 +83,8 @@ class _Tracks:
     hits: np.ndarray  # (n,) matched detections so far
     confirmed: np.ndarray  # (n,) bool
     since_seen: np.ndarray  # (n,) frames since the last matched detection (0 = detected now)
+    unlooked: np.ndarray  # (n,) bool: a pass did not look for it closely enough (``searched``)
+    struck: np.ndarray  # (n,) bool: a tentative track missed once where a pass looked again
     missed: np.ndarray  # (n,) bool: a pass looked for it (``searched``) after it coasted its buffer, and missed
     score: np.ndarray  # (n,) last detection score
     # Box and landmarks, smoothed together (One-Euro state): [x0, y0, x1, y1, 5 x (x, y)], NaN
@@ -96,7 +98,7 @@ class _Tracks:
         shapes = {
             "track_id": ((0,), np.int64), "mean": ((0, 8), float), "cov": ((0, 8, 8), float),
             "hits": ((0,), np.int64), "confirmed": ((0,), bool), "since_seen": ((0,), np.int64),
-            "missed": ((0,), bool),
+            "missed": ((0,), bool), "unlooked": ((0,), bool), "struck": ((0,), bool),
             "score": ((0,), np.float32), "shape": ((0, 14), float), "shape_rate": ((0, 14), float),
             "pad": ((0, 2), float),
         }  # fmt: skip
@@ -291,7 +293,13 @@ class ByteTracker:
             # Only a miss after the track has coasted its ``lost_track_buffer`` ends it (below): a
             # small face searched once per tile cycle gets one more look before it is given up.
             t.missed |= looked & (source < 0) & (t.since_seen > self.settings.lost_track_buffer)
-            keep = t.confirmed | (source >= 0) | ~looked
+            # A tentative track gets a second look where a pass looked at it again after passes
+            # that did not (a small face at its tile's next visit: a grey face in shade scores
+            # low on some visits); blinking false positives of the full pass still go at once.
+            first_strike = looked & (source < 0) & t.unlooked & ~t.struck
+            t.struck |= first_strike
+            t.unlooked |= ~looked
+            keep = t.confirmed | (source >= 0) | ~looked | first_strike
             if not keep.all():
                 t, source = t.take(keep), source[keep]
             if len(free_high):
@@ -325,7 +333,7 @@ class ByteTracker:
         shape = _shape(dets.xyxy, dets.landmarks)
         return _Tracks(
             track_id=ids, mean=mean, cov=cov, hits=np.ones(n, np.int64), confirmed=np.full(n, self.settings.min_hits <= 1),
-            since_seen=np.zeros(n, np.int64), missed=np.zeros(n, bool), score=dets.score.copy(), shape=shape, shape_rate=np.zeros_like(shape),
+            since_seen=np.zeros(n, np.int64), missed=np.zeros(n, bool), unlooked=np.zeros(n, bool), struck=np.zeros(n, bool), score=dets.score.copy(), shape=shape, shape_rate=np.zeros_like(shape),
             pad=np.zeros((n, 2)),
         )  # fmt: skip
 

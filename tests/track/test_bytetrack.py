@@ -100,7 +100,22 @@ def test_a_pass_that_did_not_search_a_tentative_track_does_not_drop_it():
     assert t.update(Detections.empty(), FRAME, searched=everywhere).predicted.tolist() == [True]
     t2 = tracker(min_hits=2)
     t2.update(dets([face_at(200, 200)]), FRAME)
-    assert len(t2.update(Detections.empty(), FRAME, searched=everywhere)) == 0
+    assert len(t2.update(Detections.empty(), FRAME, searched=everywhere)) == 0  # a blink: gone at once
+
+
+def test_a_tentative_small_face_gets_a_second_tile_visit_then_is_dropped():
+    """Found once on a tile, missed when the tile comes round (a dim face scores low on some
+    visits): kept to the next visit, dropped if missed there too."""
+    t = tracker(min_hits=2, lost_track_buffer=15)
+    t.update(dets([face_at(200, 200, 26)]), FRAME)
+    nowhere = lambda xyxy: np.zeros(len(xyxy), bool)  # noqa: E731
+    everywhere = lambda xyxy: np.ones(len(xyxy), bool)  # noqa: E731
+    visits = []
+    for frame in range(1, 29):
+        out = t.update(Detections.empty(), FRAME, searched=everywhere if frame % 14 == 0 else nowhere)
+        visits.append(len(out))
+    assert visits[12] == 1 and visits[13] == 1  # the first visit's miss does not drop it
+    assert visits[26] == 1 and visits[27] == 0  # the second does
 
 
 def test_low_score_box_continues_a_track_but_does_not_start_one():
