@@ -84,7 +84,7 @@ class _Tracks:
     confirmed: np.ndarray  # (n,) bool
     since_seen: np.ndarray  # (n,) frames since the last matched detection (0 = detected now)
     unlooked: np.ndarray  # (n,) bool: a pass did not look for it closely enough (``searched``)
-    struck: np.ndarray  # (n,) bool: a tentative track missed once where a pass looked again
+    struck: np.ndarray  # (n,) bool: it was forgiven a miss since it was last found
     missed: np.ndarray  # (n,) bool: a pass looked for it (``searched``) after it coasted its buffer, and missed
     score: np.ndarray  # (n,) last detection score
     # Box and landmarks, smoothed together (One-Euro state): [x0, y0, x1, y1, 5 x (x, y)], NaN
@@ -290,16 +290,18 @@ class ByteTracker:
             self._correct(t, source, hit, dets)
             # 5. Tentative tracks must be re-detected every time the detector looks.
             looked = np.ones(len(t), bool) if searched is None or not len(t) else searched(cxcywh_to_xyxy(t.mean[:, :4]))
-            # Only a miss after the track has coasted its ``lost_track_buffer`` ends it (below): a
-            # small face searched once per tile cycle gets one more look before it is given up.
-            t.missed |= looked & (source < 0) & (t.since_seen > self.settings.lost_track_buffer)
-            # A tentative track gets a second look where a pass looked at it again after passes
-            # that did not (a small face at its tile's next visit: a grey face in shade scores
-            # low on some visits); blinking false positives of the full pass still go at once.
-            first_strike = looked & (source < 0) & t.unlooked & ~t.struck
-            t.struck |= first_strike
+            # A miss where a pass looked (``searched``) ends a tentative track at once, and a
+            # confirmed one once it has coasted ``lost_track_buffer`` (below). But a track that
+            # passes did not look at (a small face between visits of its tile, every 7 x
+            # --detect-every frames) is forgiven one such miss since it was last found: a grey
+            # face in shade scores below the threshold on some visits.
+            miss = looked & (source < 0)
+            late = t.since_seen > self.settings.lost_track_buffer
+            forgive = miss & t.unlooked & ~t.struck & (~t.confirmed | late)
+            t.struck |= forgive
+            t.missed |= miss & late & ~forgive
             t.unlooked |= ~looked
-            keep = t.confirmed | (source >= 0) | ~looked | first_strike
+            keep = t.confirmed | (source >= 0) | ~looked | forgive
             if not keep.all():
                 t, source = t.take(keep), source[keep]
             if len(free_high):
@@ -348,6 +350,7 @@ class ByteTracker:
         t.confirmed[rows] |= t.hits[rows] >= self.settings.min_hits
         t.since_seen[rows] = 0
         t.missed[rows] = False
+        t.struck[rows] = False
         t.score[rows] = dets.score[d]
         shape = _shape(dets.xyxy[d], dets.landmarks[d])
         if self.settings.smoother is None:

@@ -118,6 +118,18 @@ def test_a_tentative_small_face_gets_a_second_tile_visit_then_is_dropped():
     assert visits[26] == 1 and visits[27] == 0  # the second does
 
 
+def test_a_confirmed_small_face_is_forgiven_one_late_tile_miss():
+    """Tile visits every 21 frames (--detect-every 3), past the 15-frame buffer: the first visit
+    that misses the face does not end it, the next one does."""
+    t = tracker(min_hits=2, lost_track_buffer=15)
+    for _ in range(2):
+        t.update(dets([face_at(200, 200, 26)]), FRAME)  # confirmed
+    nowhere = lambda xyxy: np.zeros(len(xyxy), bool)  # noqa: E731
+    everywhere = lambda xyxy: np.ones(len(xyxy), bool)  # noqa: E731
+    alive = [len(t.update(Detections.empty(), FRAME, searched=everywhere if f % 21 == 0 else nowhere)) for f in range(1, 43)]
+    assert all(alive[:41]) and alive[41] == 0, alive
+
+
 def test_low_score_box_continues_a_track_but_does_not_start_one():
     t = tracker()
     for i in range(5):
