@@ -7,7 +7,7 @@ faces >= 24 px and >= 50 % visible. The long version, at 720p/1080p/4K against d
 import pytest
 
 from faceanon_video.config import RunConfig
-from faceanon_video.testing.recall import anonymize_clip, recall_clip, score_leaks
+from faceanon_video.testing.recall import anonymize_clip, leak_causes, recall_clip, score_leaks
 
 FRAMES = 60
 
@@ -39,3 +39,14 @@ def test_defaults_leak_no_face_frame(default_leaks):
 def test_detecting_every_frame_is_at_least_as_safe_as_the_default(clip, default_leaks):
     every_frame = score_leaks(clip, anonymize_clip(clip, RunConfig(mode="blur", progress=False, detect_every=1)))
     assert len(every_frame.leaked) <= len(default_leaks.leaked)
+
+
+def test_leak_causes_tell_unpainted_from_painted_but_legible(clip):
+    """--mode none paints nothing over faces the tracker has: those leaks are 'covered' (a box was
+    there, the detail survived); the rest were never boxed, and every leak gets one cause."""
+    trace: dict = {}
+    table = score_leaks(clip, anonymize_clip(clip, RunConfig(mode="none", progress=False), trace))
+    causes = leak_causes(clip, table, trace)
+    assert sum(causes.values()) == len(table.leaked) == len(table.scored)
+    assert causes["covered"] > 0.9 * len(table.leaked), causes
+    assert set(causes) <= {"covered", "never-detected", "late", "lost"}
