@@ -88,7 +88,7 @@ _option(ANON, True, "--replace-image", dest="replace_image", metavar="FILE", hel
 
 _option(DET, True, "--detector", dest="detector", choices=DETECTORS, help="yunet: fast, small faces; centerface: higher recall, ~2.5x slower")
 _option(DET, True, "--thresh", dest="thresh", type=float, help="detection score threshold (default: YuNet 0.5, CenterFace 0.3); lower catches more hard faces and more false positives")
-_option(DET, True, "--min-face", dest="min_face_px", type=float, help="smallest face (px) that must be found. Each frame is detected shrunk (large faces) plus one tile enlarged so a MIN_FACE face is 36 px (every area every 7 passes, ~2x the detection cost of the shrunk pass alone); held frames cover a face back to where it appeared. Larger is faster")
+_option(DET, True, "--min-face", dest="min_face_px", type=float, help="smallest face (px) that must be found: a face of MIN_FACE px or more in view for 7 x --detect-every frames (14 at --detect-every 2) is covered on every frame it is in view, if YuNet finds it at 36 px (README: Recall). Each frame is detected shrunk (large faces) plus one tile enlarged so a MIN_FACE face is 36 px (every area every 7 passes, ~2x the detection cost of the shrunk pass alone); held frames cover a face back to where it appeared. Larger is faster")
 _option(DET, True, "--workers", dest="workers", type=int, help="detection threads")
 
 _option(TRK, True, "--no-track", dest="track", action="store_false", help="anonymize only where the detector fires in that frame: faster by <1 ms/frame, but a face leaks on every frame the detector misses (blur, dim light, turned heads)")

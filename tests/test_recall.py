@@ -7,7 +7,7 @@ faces >= 24 px and >= 50 % visible. The long version, at 720p/1080p/4K against d
 import pytest
 
 from faceanon_video.config import RunConfig
-from faceanon_video.testing.recall import anonymize_clip, recall_clip, score_leaks
+from faceanon_video.testing.recall import anonymize_clip, leak_causes, recall_clip, score_leaks
 
 FRAMES = 60
 
@@ -28,23 +28,25 @@ def test_mode_none_leaks_every_face_frame(clip):
     assert len(table.scored) > 500 and table.leak_rate == 1.0
 
 
-def test_defaults_cover_small_faces_of_every_kind(default_leaks):
-    summary = default_leaks.summary()
-    # Measured 23 / 620 (3.7 %) with tiles; 181 / 620 (29 %) with the shrunk full-frame pass alone.
-    assert summary["leaked"] <= 30, summary
-    assert summary["longest_run"] <= 10, summary
-    leaked, scored = summary["by_size"]["32-47"]
-    assert leaked == 0, summary
-    for kind in ("profile", "grey", "edge", "plain", "dim"):
-        leaked, scored = summary["by_kind"][kind]
-        assert leaked <= 0.05 * scored, (kind, summary)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 20 target not reached: a 24 px face tilted 35 deg and a grey dim one still leak (see README, Recall)")
 def test_defaults_leak_no_face_frame(default_leaks):
-    assert default_leaks.leaked == []
+    """Measured: 0 / 620 leaked face-frames (23 / 620 before small tracks outlived passes that did not
+    search them; 181 / 620 with the shrunk full-frame pass alone, no tiles)."""
+    summary = default_leaks.summary()
+    assert len(default_leaks.scored) > 500, summary
+    assert default_leaks.leaked == [], summary
 
 
 def test_detecting_every_frame_is_at_least_as_safe_as_the_default(clip, default_leaks):
     every_frame = score_leaks(clip, anonymize_clip(clip, RunConfig(mode="blur", progress=False, detect_every=1)))
     assert len(every_frame.leaked) <= len(default_leaks.leaked)
+
+
+def test_leak_causes_tell_unpainted_from_painted_but_legible(clip):
+    """--mode none paints nothing over faces the tracker has: those leaks are 'covered' (a box was
+    there, the detail survived); the rest were never boxed, and every leak gets one cause."""
+    trace: dict = {}
+    table = score_leaks(clip, anonymize_clip(clip, RunConfig(mode="none", progress=False), trace))
+    causes = leak_causes(clip, table, trace)
+    assert sum(causes.values()) == len(table.leaked) == len(table.scored)
+    assert causes["covered"] > 0.9 * len(table.leaked), causes
+    assert set(causes) <= {"covered", "never-detected", "late", "lost"}

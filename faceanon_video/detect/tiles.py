@@ -101,6 +101,21 @@ class TiledDetector:
         grid = self.tiles(shape)
         return grid[(index % schedule_period(len(grid))) % len(grid)]
 
+    def searched(self, index: int, shape: tuple[int, ...], xyxy: np.ndarray) -> np.ndarray:
+        """(n,) bool: whether the pass on frame ``index`` looked for each face box at a scale where
+        a face of its size is at least ``tile_face_px`` at the network's input (wholly inside that
+        frame's tile, or large enough for the shrunk full pass). A miss there is evidence the face
+        is gone; a miss elsewhere is not (the tracker keeps such faces, ``ByteTracker.update``)."""
+        height, width = shape[:2]
+        xyxy = np.clip(np.asarray(xyxy, np.float32).reshape(-1, 4), 0, [width, height, width, height])
+        full_scale = self.full.input_scale(shape)
+        if full_scale >= self.tile_scale:
+            return np.ones(len(xyxy), bool)
+        size_px = np.minimum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+        x0, y0, x1, y1 = self.tile_for(index, shape)
+        inside = (xyxy[:, 0] >= x0) & (xyxy[:, 1] >= y0) & (xyxy[:, 2] <= x1) & (xyxy[:, 3] <= y1)
+        return inside | (size_px * full_scale >= self.min_face_px * self.tile_scale)
+
     def detect(self, image: Image) -> Detections:
         frame = as_frame(image)
         found = self.full.detect(frame)

@@ -21,7 +21,7 @@ import numpy as np
 from faceanon_video.eval.metrics import CoverageSettings, face_altered_fraction
 from faceanon_video.testing.synthetic import SyntheticClip, recall_scenario, render_clip
 
-__all__ = ["RESOLUTIONS", "LeakTable", "anonymize_clip", "recall_clip", "score_leaks"]
+__all__ = ["RESOLUTIONS", "LeakTable", "anonymize_clip", "leak_causes", "recall_clip", "score_leaks"]
 
 RESOLUTIONS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 #: Face heights (px) of each size bucket, lower bound inclusive.
@@ -36,21 +36,72 @@ def recall_clip(resolution: str | tuple[int, int], n_frames: int, seed: int = 0,
     return render_clip(n_frames, seed=seed, data_dir=data_dir, scenario=recall_scenario(width, height, n_frames), size=(width, height))
 
 
-def anonymize_clip(clip: SyntheticClip, config) -> list[np.ndarray]:
+def anonymize_clip(clip: SyntheticClip, config, trace: dict | None = None) -> list[np.ndarray]:
     """The clip's frames through the file pipeline's in-order path (``FrameProcessor.finish_held``,
-    as ``faceanon-video`` runs a file, before encoding), as BGR frames in order."""
+    as ``faceanon-video`` runs a file, before encoding), as BGR frames in order. ``trace``, if
+    given, gets per frame index the boxes detected (``"detected"``, full passes) and painted
+    (``"painted"``), for ``leak_causes``."""
     from faceanon_video.pipeline import FrameProcessor
-    from faceanon_video.types import Frame
+    from faceanon_video.types import Detections, Frame
 
     processor = FrameProcessor(config)
+    if trace is not None:
+        detected, painted = trace.setdefault("detected", {}), trace.setdefault("painted", {})
+        apply = processor.anonymizer.apply
+
+        def traced_apply(frame, faces):
+            painted[frame.index] = faces.xyxy.copy()
+            return apply(frame, faces)
+
+        processor.anonymizer.apply = traced_apply
     out: dict[int, np.ndarray] = {}
     for index, bgr in enumerate(clip.frames):
         frame = Frame(bgr=bgr.copy(), index=index)
-        for done in processor.finish_held(frame, processor.detect(frame)):
+        detections = processor.detect(frame)
+        if trace is not None and isinstance(detections, Detections):
+            detected[index] = detections.xyxy.copy()
+        for done in processor.finish_held(frame, detections):
             out[done.index] = done.bgr
     for done in processor.flush():
         out[done.index] = done.bgr
     return [out[i] for i in range(len(clip.frames))]
+
+
+def _inside_fraction(box: np.ndarray, others: np.ndarray) -> tuple[float, float]:
+    """(largest share of ``box`` inside one of ``others``, largest IoU with one of them)."""
+    if not len(others):
+        return 0.0, 0.0
+    lt, rb = np.maximum(box[:2], others[:, :2]), np.minimum(box[2:], others[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    area, areas = np.prod(box[2:] - box[:2]), np.prod(others[:, 2:] - others[:, :2], axis=1)
+    return float((inter / area).max()), float((inter / (area + areas - inter)).max())
+
+
+def leak_causes(clip: SyntheticClip, table: LeakTable, trace: dict) -> dict[str, int]:
+    """Why each leaked face-frame leaked (``trace`` from ``anonymize_clip``), counted:
+    ``covered`` (a painted box held >= 60 % of the face: its detail survived the filter),
+    ``never-detected`` (no full pass found that face in the whole clip), ``late`` (found only
+    after this frame, and the look-back did not reach back here), ``lost`` (found before, then
+    neither detected nor carried by the tracker here). Each leaked record also gets its ``cause``."""
+    first_found: dict[int, int] = {}
+    for index in sorted(trace["detected"]):
+        for face in clip.gt_frames[index]["faces"]:
+            if face["id"] not in first_found and _inside_fraction(np.array(face["xyxy"], np.float32), trace["detected"][index])[1] >= 0.3:
+                first_found[face["id"]] = index
+    counts: dict[str, int] = defaultdict(int)
+    for record in table.leaked:
+        face = next(f for f in clip.gt_frames[record["frame"]]["faces"] if f["id"] == record["id"])
+        painted = trace["painted"].get(record["frame"], np.zeros((0, 4), np.float32))
+        first = first_found.get(record["id"])
+        if _inside_fraction(np.array(face["xyxy"], np.float32), painted)[0] >= 0.6:
+            cause = "covered"
+        elif first is None:
+            cause = "never-detected"
+        else:
+            cause = "late" if first > record["frame"] else "lost"
+        record["cause"] = cause
+        counts[cause] += 1
+    return dict(counts)
 
 
 def _bucket(size_px: float) -> str:

@@ -25,6 +25,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import numpy as np
+
 from faceanon_video.failures import DamagedFrame
 from faceanon_video.config import RunConfig
 from faceanon_video.detect import DEFAULT_THRESHOLDS
@@ -96,8 +98,12 @@ class TrackingStage:
         hold: bool = False,
         detect_every: int | None = None,
         timings: dict[str, list[float]] | None = None,
+        searched: Callable[[int, tuple[int, ...], np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.tracker = tracker
+        # Which boxes a full pass looked at closely enough (``TiledDetector.searched``): a small face
+        # found on an enlarged tile is not given up at the next pass whose tile is elsewhere.
+        self.searched = searched
         self.high_thresh = high_thresh
         self.low_thresh = low_thresh
         self.roi = roi
@@ -138,6 +144,7 @@ class TrackingStage:
             hold=config.track and not live,
             detect_every=config.detect_every,
             timings=timings,
+            searched=getattr(full_frame_detector, "searched", None),
         )
 
     @property
@@ -227,7 +234,11 @@ class TrackingStage:
                 detections = self.roi.detect(frame, self.tracker.predict_xyxy())
                 self.timings["detect"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            faces = self.tracker.update(detections, frame)
+            if full_pass and self.searched is not None and isinstance(self.tracker, ByteTracker):
+                searched = self.searched
+                faces = self.tracker.update(detections, frame, searched=lambda xyxy: searched(frame.index, frame.shape, xyxy))
+            else:
+                faces = self.tracker.update(detections, frame)
             self.timings["track"].append(time.perf_counter() - start)
             if full_pass:
                 self._failed_pass = None

@@ -57,3 +57,15 @@ def test_the_tile_finds_small_grey_faces_the_shrunk_pass_misses():
         hits_shrunk += hit(shrunk.detect(frame))
     assert visits >= 2
     assert hits_shrunk == 0 and hits_tiled >= visits - 1
+
+
+def test_searched_is_the_frames_tile_for_small_faces_and_everywhere_for_large_ones():
+    tiled = build_detector("yunet", min_face_px=24)
+    shape = (720, 1280, 3)
+    grid = tiled.tiles(shape)
+    x0, y0, x1, y1 = tiled.tile_for(0, shape)
+    inside = [x0 + 10, y0 + 10, x0 + 40, y0 + 40]
+    other = next(t for t in grid if t[0] >= x1 or t[2] <= x0 or t[1] >= y1 or t[3] <= y0)
+    outside = [other[0] + 10, other[1] + 10, other[0] + 40, other[1] + 40]
+    large = [other[0] + 10, other[1] + 10, other[0] + 110, other[1] + 110]  # 100 px: the shrunk pass sees it at 58 px
+    assert tiled.searched(0, shape, np.array([inside, outside, large], np.float32)).tolist() == [True, False, True]

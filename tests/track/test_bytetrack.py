@@ -86,6 +86,50 @@ def test_none_means_detector_skipped_nothing_is_dropped():
     assert out.track_id.tolist() == [1] and out.predicted.tolist() == [True]
 
 
+def test_a_pass_that_did_not_search_a_tentative_track_does_not_drop_it():
+    """A small face found on an enlarged tile is kept through passes whose tile was elsewhere."""
+    t = tracker(min_hits=2)
+    t.update(dets([face_at(200, 200)]), FRAME)
+    nowhere = lambda xyxy: np.zeros(len(xyxy), bool)  # noqa: E731
+    out = t.update(Detections.empty(), FRAME, searched=nowhere)
+    assert out.track_id.tolist() == [1] and out.predicted.tolist() == [True]
+    out = t.update(dets([face_at(201, 200)]), FRAME)  # found again: confirmed
+    assert out.track_id.tolist() == [1]
+    # Searched and missed: a confirmed track coasts; a tentative one searched and missed is dropped.
+    everywhere = lambda xyxy: np.ones(len(xyxy), bool)  # noqa: E731
+    assert t.update(Detections.empty(), FRAME, searched=everywhere).predicted.tolist() == [True]
+    t2 = tracker(min_hits=2)
+    t2.update(dets([face_at(200, 200)]), FRAME)
+    assert len(t2.update(Detections.empty(), FRAME, searched=everywhere)) == 0  # a blink: gone at once
+
+
+def test_a_tentative_small_face_gets_a_second_tile_visit_then_is_dropped():
+    """Found once on a tile, missed when the tile comes round (a dim face scores low on some
+    visits): kept to the next visit, dropped if missed there too."""
+    t = tracker(min_hits=2, lost_track_buffer=15)
+    t.update(dets([face_at(200, 200, 26)]), FRAME)
+    nowhere = lambda xyxy: np.zeros(len(xyxy), bool)  # noqa: E731
+    everywhere = lambda xyxy: np.ones(len(xyxy), bool)  # noqa: E731
+    visits = []
+    for frame in range(1, 29):
+        out = t.update(Detections.empty(), FRAME, searched=everywhere if frame % 14 == 0 else nowhere)
+        visits.append(len(out))
+    assert visits[12] == 1 and visits[13] == 1  # the first visit's miss does not drop it
+    assert visits[26] == 1 and visits[27] == 0  # the second does
+
+
+def test_a_confirmed_small_face_is_forgiven_one_late_tile_miss():
+    """Tile visits every 21 frames (--detect-every 3), past the 15-frame buffer: the first visit
+    that misses the face does not end it, the next one does."""
+    t = tracker(min_hits=2, lost_track_buffer=15)
+    for _ in range(2):
+        t.update(dets([face_at(200, 200, 26)]), FRAME)  # confirmed
+    nowhere = lambda xyxy: np.zeros(len(xyxy), bool)  # noqa: E731
+    everywhere = lambda xyxy: np.ones(len(xyxy), bool)  # noqa: E731
+    alive = [len(t.update(Detections.empty(), FRAME, searched=everywhere if f % 21 == 0 else nowhere)) for f in range(1, 43)]
+    assert all(alive[:41]) and alive[41] == 0, alive
+
+
 def test_low_score_box_continues_a_track_but_does_not_start_one():
     t = tracker()
     for i in range(5):
