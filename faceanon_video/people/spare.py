@@ -15,6 +15,9 @@ track (``TrackSelector``):
   A spared track is re-checked on every good face (a tracker that jumps to a stranger in a crossing
   is caught on that stranger's first good face), and a face of a spared track that cannot be checked
   (detector missed it, too small or turned) stays shown for at most ``max_unchecked`` frames.
+  A track not shown is checked every ``recheck_every`` frames, less often after repeated failing
+  checks (``_recheck_interval``: a crowd of strangers is the cost of ``--spare``); that only delays
+  showing someone, an unchecked face is never shown on its account.
 - ``only``: a track is left visible only after ``min_hits`` good faces that were all clearly *not*
   a listed person (similarity < ``STRANGER_SIMILARITY``); a single good face at or above that, and
   the track is anonymized for the rest of its life.
