@@ -167,7 +167,11 @@ class VideoWriter:
         self.video = None
         self.stream_map: dict[int, av.stream.Stream] = {}
         self.transcoders: dict[int, tuple] = {}
-        self._add_copied_streams(templates)
+        try:
+            self._add_copied_streams(templates)
+        except BaseException:
+            self._discard()  # no half-written file left behind
+            raise
         self._pending_packets: list = []
         self._last_pts: int | None = None
         self.first_pts: int | None = None
@@ -208,7 +212,7 @@ class VideoWriter:
         # Data streams (bin_data) are muxed by their codec tag ('gpmd' in MP4), which only the same
         # kind of container is sure to accept: another one would fail at its header, after the work.
         same_container = Path(str(stream.container.name)).suffix.lower() == self.suffix
-        if name in self.container.supported_codecs or (stream.type == "data" and same_container):
+        if self._holds(name) or (stream.type == "data" and same_container):
             try:
                 out = self.stream_map[stream.index] = self.container.add_stream_from_template(stream)
                 return out, reason
@@ -216,12 +220,46 @@ class VideoWriter:
                 log.warning("stream %d (%s) cannot be copied: %s", stream.index, name, exc)
         if stream.type == "audio":
             # The container cannot hold this audio codec as is: re-encode rather than lose the audio.
-            out = self.container.add_stream(self.container.default_audio_codec, rate=stream.codec_context.sample_rate)
-            self.transcoders[stream.index] = (out, av.AudioResampler(format=out.format, layout=out.layout, rate=out.rate))
+            out = self._audio_transcoder(stream)
             log.warning("audio stream %d (%s) re-encoded as %s: %s cannot hold it", stream.index, name, out.codec_context.name, self.container.format.name)
             return out, f"{reason}; re-encoded as {out.codec_context.name}"
         log.warning("%s stream %d (%s) dropped: %s cannot hold it", stream.type, stream.index, name, self.container.format.name)
         return None, f"{self.container.format.name} cannot hold {name}"
+
+    def _holds(self, codec_name: str | None) -> bool:
+        """Whether this container can hold ``codec_name`` as is. PyAV's ``supported_codecs`` says MP4
+        holds PCM, but FFmpeg's MP4 muxer has no tag for it and fails at the header, after the work."""
+        if codec_name and codec_name.startswith("pcm_") and "mp4" in self.container.format.name.split(","):
+            return False
+        return codec_name in self.container.supported_codecs
+
+    def _audio_transcoder(self, stream) -> av.stream.Stream:
+        """An output stream in the container's default audio codec for ``stream``, opened, with the
+        resampler its frames go through (``self.transcoders``): the codec's sample format, a sample
+        rate it accepts (Opus only takes 8/12/16/24/48 kHz, so 44.1 kHz AAC becomes 48 kHz) and, for
+        codecs with a fixed frame size (Opus 960, AAC 1024 samples), frames of exactly that size."""
+        source = stream.codec_context
+        codec = av.Codec(self.container.default_audio_codec, "w")
+        rates = sorted(codec.audio_rates or [])
+        rate = source.sample_rate
+        if rates and rate not in rates:
+            rate = next((r for r in rates if r >= rate), rates[-1])  # never lose bandwidth when avoidable
+        out = self.container.add_stream(codec.name, rate=rate)
+        formats = [f.name for f in (codec.audio_formats or [])]
+        if formats and out.codec_context.format.name not in formats:
+            out.codec_context.format = formats[0]
+        # By channel count: a PCM stream may carry no channel order ("2 channels"), which encoders
+        # refuse; more than two channels are downmixed (not every codec takes them).
+        out.codec_context.layout = "mono" if source.layout.nb_channels == 1 else "stereo"
+        out.codec_context.time_base = Fraction(1, rate)
+        try:
+            out.codec_context.open()
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise InputError(f"audio stream {stream.index} ({source.name}) cannot be re-encoded as {codec.name} for {self.container.format.name}: {exc}") from exc
+        frame_size = out.codec_context.frame_size or None
+        resampler = av.AudioResampler(format=out.codec_context.format, layout=out.codec_context.layout, rate=rate, frame_size=frame_size)
+        self.transcoders[stream.index] = (out, resampler)
+        return out
 
     def _open_video(self, frame: Frame) -> None:
         stream = self.container.add_stream(self.codec, rate=self.fps)
@@ -329,6 +367,8 @@ class VideoWriter:
         if not self._copied_video:
             self._mux(self.video.encode())
         for out, resampler in self.transcoders.values():
+            for resampled in resampler.resample(None):  # the samples still held for a partial frame
+                self._mux(out.encode(resampled))
             self._mux(out.encode())
         try:
             self.container.close()

@@ -14,13 +14,19 @@ through ``cv2.FaceRecognizerSF``, aligned on the detector's 5 landmarks); this m
   track, spaced at least ``min_gap`` frames apart, and afterwards only a face clearly better than the
   worst one kept (so a long track costs a bounded number of embeddings, ``max_embeds``).
 
-Per frame this costs one ~112x112 crop conversion and one SFace run for the few faces selected, not
-for every face: the cost target of the person layer is < 10 % of 720p blur throughput.
+Per frame this costs one ~112x112 crop conversion and alignment for the few faces selected, not for
+every face; the SFace run itself (30-60 ms here) is skipped for a face that would not be kept (too
+dark or flat, or no better than the track's kept ones) and otherwise runs on a worker thread, off the
+frame-order path: the cost target of the person layer is < 10 % of 720p blur throughput.
+Measured alternative, not kept: the float32 SFace (dequantised from the bundled int8 file the way
+``weights/derive.py`` does for YuNet) in onnxruntime on one thread gives the same embeddings (cosine
+1.0000) for 29 ms CPU per face against 33-38 ms in OpenCV: not worth a 39 MB file or 1 s to derive it.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -99,9 +105,19 @@ class FaceEmbedder:
     def __init__(self, model: SFaceIdentity | None = None) -> None:
         self.model = model or SFaceIdentity()
 
-    def embed(self, frame: Frame | np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    def embed(self, frame: Frame | np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, *, gate: bool = True) -> tuple[np.ndarray | None, float]:
         """(unit embedding (d,), image quality 0..1) of one face with known landmarks; quality 0
-        means the aligned face is too dark or flat to tell who it is."""
+        means the aligned face is too dark or flat to tell who it is, and then (with ``gate``) the
+        SFace run is skipped and the embedding is None: a run costs 30-60 ms here, the quality check
+        of the aligned crop well under 1 ms, and callers drop such faces anyway."""
+        aligned = self.align(frame, xyxy, landmarks)
+        quality = image_quality(aligned)
+        if gate and quality <= 0.0:
+            return None, 0.0
+        return self.feature(aligned), quality
+
+    def align(self, frame: Frame | np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The 112x112 BGR face SFace takes, aligned on its 5 landmarks."""
         xyxy = np.asarray(xyxy, np.float32)
         w, h = xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]
         x0, y0 = int(np.floor(xyxy[0] - CROP_MARGIN * w)), int(np.floor(xyxy[1] - CROP_MARGIN * h))
@@ -115,12 +131,13 @@ class FaceEmbedder:
         offset = np.array([x0, y0], np.float32)
         box = xyxy - np.tile(offset, 2)
         points = np.asarray(landmarks, np.float32) - offset
-        net = self.model._net
         row = np.concatenate([[box[0], box[1], box[2] - box[0], box[3] - box[1]], points.reshape(10), [1.0]]).astype(np.float32)[None]
-        aligned = net.alignCrop(np.ascontiguousarray(crop), row)
-        embedding = net.feature(aligned).reshape(-1).astype(np.float32)
-        embedding /= max(float(np.linalg.norm(embedding)), 1e-12)
-        return embedding, image_quality(aligned)
+        return self.model._net.alignCrop(np.ascontiguousarray(crop), row)
+
+    def feature(self, aligned_bgr: np.ndarray) -> np.ndarray:
+        """Unit SFace embedding (d,) of an aligned 112x112 face (``align``): the 30-60 ms part."""
+        embedding = self.model._net.feature(aligned_bgr).reshape(-1).astype(np.float32)
+        return embedding / max(float(np.linalg.norm(embedding)), 1e-12)
 
 
 class PhotoEmbedder:
@@ -144,7 +161,8 @@ class PhotoEmbedder:
         if not len(faces):
             return None
         i = int(np.argmax(faces.widths * faces.heights))
-        return self.embedder.embed(padded, faces.xyxy[i], faces.landmarks[i])[0]
+        # Not gated: a reference photo is embedded whatever its contrast (the user chose it).
+        return self.embedder.embed(padded, faces.xyxy[i], faces.landmarks[i], gate=False)[0]
 
 
 @dataclass
@@ -156,7 +174,7 @@ class TrackFaces:
     last_frame: int
     frames: int = 0  # frames the track was seen in
     max_height_px: float = 0.0
-    embeddings: list[np.ndarray] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)  # (TrackEmbeddings: read them through its .tracks)
     weights: list[float] = field(default_factory=list)
     embedded_frames: list[int] = field(default_factory=list)
     embeds_run: int = 0  # SFace runs spent on this track (>= len(embeddings))
@@ -182,13 +200,27 @@ class TrackEmbeddings:
     ``tracks`` (track id -> ``TrackFaces``) at the end, or at any time for online linking.
     """
 
-    def __init__(self, embedder: FaceEmbedder | None = None, per_track: int = 4, min_gap: int = 8, max_embeds: int = 6, min_quality: float = MIN_QUALITY) -> None:
+    def __init__(
+        self, embedder: FaceEmbedder | None = None, per_track: int = 4, min_gap: int = 8, max_embeds: int = 6, min_quality: float = MIN_QUALITY, background: bool = True
+    ) -> None:
         self.embedder = embedder or FaceEmbedder()
         self.per_track = per_track
         self.min_gap = min_gap
         self.max_embeds = max_embeds
         self.min_quality = min_quality
-        self.tracks: dict[int, TrackFaces] = {}
+        self._tracks: dict[int, TrackFaces] = {}
+        # SFace runs off the frame-order thread (``add`` only crops and aligns, < 1 ms): the caller
+        # goes on with anonymizing and encoding while a face is embedded. Which faces are kept never
+        # depends on the embedding itself (only on qualities known at once), so the result is the
+        # same as embedding in line; ``tracks`` waits for the runs still pending.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sface") if background else None
+
+    @property
+    def tracks(self) -> dict[int, TrackFaces]:
+        """Track id -> ``TrackFaces``, with every embedding requested so far computed."""
+        for track in self._tracks.values():
+            track.embeddings = [e.result() if isinstance(e, Future) else e for e in track.embeddings]
+        return self._tracks
 
     def add(self, frame: Frame | np.ndarray, faces: Detections, frame_index: int | None = None) -> list[int]:
         """Record the faces of one frame; returns the track ids embedded in this frame."""
@@ -198,15 +230,17 @@ class TrackEmbeddings:
         quality = face_quality(faces)
         embedded = []
         for i, track_id in enumerate(faces.track_id.tolist()):
-            track = self.tracks.get(track_id)
+            track = self._tracks.get(track_id)
             if track is None:
-                track = self.tracks[track_id] = TrackFaces(track_id, index, index)
+                track = self._tracks[track_id] = TrackFaces(track_id, index, index)
             track.last_frame = index
             track.frames += 1
             track.max_height_px = max(track.max_height_px, float(faces.heights[i]))
             if self._wanted(track, float(quality[i]), index):
-                embedding, image_ok = self.embedder.embed(frame, faces.xyxy[i], faces.landmarks[i])
-                self._keep(track, embedding, float(quality[i]) * image_ok, index)
+                aligned = self.embedder.align(frame, faces.xyxy[i], faces.landmarks[i])
+                if self._keep(track, float(quality[i]) * image_quality(aligned), index):
+                    # Appended last by _keep; the SFace run fills it in (now or on the worker thread).
+                    track.embeddings[-1] = self._executor.submit(self.embedder.feature, aligned) if self._executor else self.embedder.feature(aligned)
                 embedded.append(track_id)
         return embedded
 
@@ -218,17 +252,20 @@ class TrackEmbeddings:
         # Full: only a face clearly better than the worst kept one is worth an SFace run.
         return quality > 1.25 * min(track.weights)
 
-    def _keep(self, track: TrackFaces, embedding: np.ndarray, weight: float, index: int) -> None:
-        track.embeds_run += 1
+    def _keep(self, track: TrackFaces, weight: float, index: int) -> bool:
+        """Make room for a face of this weight (dropping the worst kept one if full); False when it is
+        not worth keeping, and then its SFace run is skipped."""
+        track.embeds_run += 1  # counts skipped faces too: a track of dark faces stops being tried
         track.last_embed_frame = index
         if weight <= 0.0:
-            return  # too dark or flat: an embedding of noise would link strangers
+            return False  # too dark or flat: an embedding of noise would link strangers
         if len(track.embeddings) >= self.per_track:
             worst = int(np.argmin(track.weights))
             if weight <= track.weights[worst]:
-                return
+                return False
             for values in (track.embeddings, track.weights, track.embedded_frames):
                 values.pop(worst)
-        track.embeddings.append(embedding)
+        track.embeddings.append(None)
         track.weights.append(weight)
         track.embedded_frames.append(index)
+        return True

@@ -15,6 +15,9 @@ track (``TrackSelector``):
   A spared track is re-checked on every good face (a tracker that jumps to a stranger in a crossing
   is caught on that stranger's first good face), and a face of a spared track that cannot be checked
   (detector missed it, too small or turned) stays shown for at most ``max_unchecked`` frames.
+  A track not shown is checked every ``recheck_every`` frames, less often after repeated failing
+  checks (``_recheck_interval``: a crowd of strangers is the cost of ``--spare``); that only delays
+  showing someone, an unchecked face is never shown on its account.
 - ``only``: a track is left visible only after ``min_hits`` good faces that were all clearly *not*
   a listed person (similarity < ``STRANGER_SIMILARITY``); a single good face at or above that, and
   the track is anonymized for the rest of its life.
@@ -123,6 +126,7 @@ class _TrackState:
     best_similarity: float = -1.0
     matched_person: int | None = None
     last_fail: int = -(10**9)
+    fails: int = 0  # failing checks in a row
     shown_online: dict[int, bool] = field(default_factory=dict)  # frame -> visible, until decided
     checked: dict[int, bool] = field(default_factory=dict)  # frame -> the check supported, until decided
     streaks: list[_Streak] = field(default_factory=list)  # --spare: those that may still show a frame
@@ -154,6 +158,10 @@ class TrackSelector:
     #: Undecided and anonymized tracks are checked at most every this many frames (the cost of
     #: ``--spare`` on a crowd); spared tracks on every good face.
     recheck_every: int = 2
+    #: ``--spare``: after this many failing checks in a row a track is checked half as often, down to
+    #: every ``max_recheck_every`` frames (see ``_recheck_interval``).
+    backoff_after: int = 3
+    max_recheck_every: int = 8
     match_similarity: float = SPARE_SIMILARITY
     #: ``--spare``: a confirmed track stays shown while its checks reach this (see ``_update``).
     keep_similarity: float = STRANGER_SIMILARITY
@@ -181,16 +189,25 @@ class TrackSelector:
         quality = face_quality(faces)
         for i, track_id in enumerate(faces.track_id.tolist()):
             state = self.states.setdefault(track_id, _TrackState())
-            due = state.visible or index - state.last_checked >= self.recheck_every
+            due = state.visible or index - state.last_checked >= self._recheck_interval(state)
             if quality[i] >= MIN_QUALITY and due and not state.vetoed:
                 embedding, image_ok = self.embedder.embed(frame, faces.xyxy[i], faces.landmarks[i])
-                if image_ok > 0:
+                if embedding is not None and image_ok > 0:
                     self._update(state, embedding, index)
             if state.visible and index - state.last_checked > self.max_unchecked:
                 state.visible, state.streak = False, 0  # unchecked for too long: hide until re-confirmed
                 if state.streaks:
                     state.streaks[-1].open = False
             state.shown_online[index] = state.visible
+
+    def _recheck_interval(self, state: _TrackState) -> int:
+        """Frames between checks of a track not shown: ``recheck_every``, doubled after every
+        ``backoff_after`` failing checks in a row (up to ``max_recheck_every``) under ``--spare``:
+        most faces in a crowd are strangers, and checking them less often only delays showing a
+        listed person (an unchecked face stays anonymized), never shows anyone."""
+        if self.mode != "spare":
+            return self.recheck_every
+        return min(self.recheck_every * 2 ** (state.fails // self.backoff_after), self.max_recheck_every)
 
     def decide(self, frame_index: int, faces: Detections) -> np.ndarray:
         """(n,) bool, True = anonymize, for an ``observe``d frame (frames decided in order), on all the
@@ -253,6 +270,7 @@ class TrackSelector:
             if not supports:
                 state.vetoed = True
         state.streak = state.streak + 1 if supports else 0
+        state.fails = 0 if supports else state.fails + 1
         state.visible = state.streak >= self.min_hits and not state.vetoed
 
     def _record_check(self, state: _TrackState, index: int, supports: bool) -> None:
