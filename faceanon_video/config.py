@@ -104,6 +104,9 @@ class RunConfig:
     # Plan files (faceanon_video.plan): analyse only and write the plan, or render one without detecting.
     save_plan: str | None = None
     plan: str | None = None
+    # The analysis also asks a second detector (CenterFace, every 8th frame) where a face may have
+    # been missed: hints on the review timeline (plan candidates), never anonymized by themselves.
+    second_detector: bool = True
 
     # Diffusion (see faceanon_video.anonymize.diffusion).
     model_dir: str | None = None
@@ -181,6 +184,8 @@ class RunConfig:
             raise ConfigError("give either --save-plan (analyse) or --plan (render), not both")
         if self.plan and (self.people or self.gallery):
             raise ConfigError("--people and --gallery go with the analysis (--save-plan): a plan's people are already linked")
+        if not isinstance(self.second_detector, bool):
+            raise ConfigError(f"second_detector must be true or false (got {self.second_detector!r:.40})")
         if self.save_plan and (self.vault or self.report):
             raise ConfigError("--save-plan encodes nothing: give --vault and --report to the render (--plan)")
         if self.spare and self.only:
