@@ -430,7 +430,7 @@ def process_planned(source: Path, destination: Path, config: RunConfig, processo
     if config.mode not in SEEDED_MODES:
         raise ConfigError(f"mode {config.mode} has no use for a plan")  # process_file only calls this for plans and seeded modes
     started = time.perf_counter()
-    plan, people = _analyse(source, config)
+    plan, people = _analyse(source, dataclasses.replace(config, second_detector=False))  # no reviewer: no hints
     summary = render(source, destination, plan, config, processor=processor)
     _write_people_store(config, source, plan, people)
     summary.seconds = time.perf_counter() - started
