@@ -184,8 +184,6 @@ class RunConfig:
             raise ConfigError("give either --save-plan (analyse) or --plan (render), not both")
         if self.plan and (self.people or self.gallery):
             raise ConfigError("--people and --gallery go with the analysis (--save-plan): a plan's people are already linked")
-        if not isinstance(self.second_detector, bool):
-            raise ConfigError(f"second_detector must be true or false (got {self.second_detector!r:.40})")
         if self.save_plan and (self.vault or self.report):
             raise ConfigError("--save-plan encodes nothing: give --vault and --report to the render (--plan)")
         if self.spare and self.only:
