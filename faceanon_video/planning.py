@@ -239,8 +239,8 @@ def _analyse(source: str | Path, config: RunConfig, progress: Progress | None = 
             person.track_ids.append(track_id)
     if processor.candidates:
         candidates = sorted(processor.candidates, key=lambda c: c[0])
-        frames, xyxy, score, source = zip(*candidates)
-        plan.candidates = candidates_detections(frames, np.stack(xyxy), score, source)
+        frames, xyxy, score, sources = zip(*candidates)
+        plan.candidates = candidates_detections(frames, np.stack(xyxy), score, sources)
     seconds = time.perf_counter() - started
     log.info(
         "%s: analysed %d frames in %.1f s (second detector: %.1f s): %d tracks, %d people, %d candidates, %d frames obscured",
