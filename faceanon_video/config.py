@@ -104,6 +104,9 @@ class RunConfig:
     # Plan files (faceanon_video.plan): analyse only and write the plan, or render one without detecting.
     save_plan: str | None = None
     plan: str | None = None
+    # The analysis also asks a second detector (CenterFace, every 8th frame) where a face may have
+    # been missed: hints on the review timeline (plan candidates), never anonymized by themselves.
+    second_detector: bool = True
 
     # Diffusion (see faceanon_video.anonymize.diffusion).
     model_dir: str | None = None

@@ -22,7 +22,7 @@ Schema (JSON, UTF-8; the README's "Plan files" section is the user-facing copy):
                   "mode": "interpolate" | "hold", "end_frame": null, "decision": "anonymize"}],
      "blackouts": [{"start_frame": 100, "end_frame": 120}],
      "obscured": [{"start_frame": 40, "end_frame": 40, "reason": "RuntimeError: ..."}],
-     "candidates": [{"frame": 12, "xyxy": [...], "score": 0.31}]}
+     "candidates": [{"frame": 12, "xyxy": [...], "score": 0.31, "source": "low_score" | "second_detector"}]}
 
 Units: frames are 0-based indices of the decoded frames (of the ``start_s``..``end_s`` span when the
 analysis had one), spans are inclusive at both ends, boxes and landmarks are pixels of the upright
@@ -36,8 +36,11 @@ exactly the tracks naming it.
   until ``end_frame`` (default: the last keyframe). Regions are always anonymized.
 * ``blackouts``: frames obscured whole by decision. ``obscured``: frames the analysis could not
   check (detection failed, damaged input); a render obscures them whole too (fail closed).
-* ``candidates``: detections below the anonymization threshold that did not become part of any track:
-  where a face may have been missed. Never anonymized by themselves; a reviewer adds a region.
+* ``candidates``: where a face may have been missed. ``source`` ``low_score``: a detection below the
+  anonymization threshold that did not become part of any track; ``second_detector``: a face a
+  second detector (``settings.second_detector``: CenterFace on every 8th frame) found where no track
+  is. Never anonymized by themselves; a reviewer adds a region. ``source`` is optional (plans made
+  before it are ``low_score``).
 
 Versioning: ``version`` is an integer bumped on any change a version-1 reader would misread; a reader
 refuses a newer version (one line), and ignores keys it does not know (additions do not bump it).
@@ -62,6 +65,7 @@ from faceanon_video.io.outputs import write_atomic
 from faceanon_video.types import Detections
 
 __all__ = [
+    "CANDIDATE_SOURCES",
     "DECISIONS",
     "FORMAT",
     "Keyframe",
@@ -74,6 +78,7 @@ __all__ = [
     "Span",
     "VERSION",
     "analyse",
+    "candidate_sources",
     "render",
 ]
 
@@ -81,6 +86,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "faceanon-video plan"
 VERSION = 1
+#: Why a candidate may be a missed face (``Plan.candidates``, ``data["source"]``).
+CANDIDATE_SOURCES = ("low_score", "second_detector")
 DECISIONS = ("anonymize", "spare")
 REGION_MODES = ("interpolate", "hold")
 #: Validation stops listing problems after this many (the first one is what the CLI prints).
@@ -275,8 +282,8 @@ class Plan:
             "blackouts": [{"start_frame": s.start_frame, "end_frame": s.end_frame} for s in self.blackouts],
             "obscured": [{"start_frame": s.start_frame, "end_frame": s.end_frame, "reason": s.reason} for s in self.obscured],
             "candidates": [
-                {"frame": int(f), "xyxy": _floats(x), "score": _floats([s])[0]}
-                for f, x, s in zip(c.data.get("frame", np.zeros(0, np.int64)).tolist(), c.xyxy, c.score)
+                {"frame": int(f), "xyxy": _floats(x), "score": _floats([s])[0], "source": str(src)}
+                for f, x, s, src in zip(c.data.get("frame", np.zeros(0, np.int64)).tolist(), c.xyxy, c.score, candidate_sources(c))
             ],
         }
 
@@ -664,10 +671,13 @@ def _parse(data, problems: list[str]) -> Plan | None:
 
         return parse
 
-    candidates: list[tuple[int, list[float], float]] = []
+    candidates: list[tuple[int, list[float], float, str]] = []
 
     def candidate(item, where):
-        candidates.append((_get(item, "frame", where, int), _numbers(_get(item, "xyxy", where, list), f"{where}.xyxy", 4), _get(item, "score", where, float)))
+        source = _get(item, "source", where, str, optional=True) or "low_score"  # plans made before the field
+        if source not in CANDIDATE_SOURCES:
+            raise _Bad(f"{where}.source: one of {', '.join(CANDIDATE_SOURCES)} (got {source!r:.40})")
+        candidates.append((_get(item, "frame", where, int), _numbers(_get(item, "xyxy", where, list), f"{where}.xyxy", 4), _get(item, "score", where, float), source))
 
     each("persons", person)
     each("tracks", track)
@@ -675,7 +685,7 @@ def _parse(data, problems: list[str]) -> Plan | None:
     each("blackouts", span(plan.blackouts, False))
     each("obscured", span(plan.obscured, True))
     each("candidates", candidate)
-    plan.candidates = candidates_detections([c[0] for c in candidates], [c[1] for c in candidates], [c[2] for c in candidates])
+    plan.candidates = candidates_detections(*(list(column) for column in zip(*candidates))) if candidates else candidates_detections([], [], [])
     return plan
 
 
@@ -704,10 +714,17 @@ def _parse_input(obj: dict) -> PlanInput:
     return info
 
 
-def candidates_detections(frames, xyxy, score) -> Detections:
-    """Candidates as ``Detections`` with ``data["frame"]`` (what ``Plan.candidates`` holds)."""
+def candidate_sources(candidates: Detections) -> list[str]:
+    """Each candidate's source (``CANDIDATE_SOURCES``); ``low_score`` where none is recorded."""
+    return list(candidates.data.get("source", ["low_score"] * len(candidates)))
+
+
+def candidates_detections(frames, xyxy, score, source=None) -> Detections:
+    """Candidates as ``Detections`` with ``data["frame"]`` and ``data["source"]`` (one of
+    ``CANDIDATE_SOURCES``; default ``low_score``): what ``Plan.candidates`` holds."""
     frames = np.asarray(frames, np.int64).reshape(-1)
-    return Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), score=np.asarray(score, np.float32).reshape(-1), data={"frame": frames})
+    source = np.asarray(["low_score"] * len(frames) if source is None else list(source), dtype=object).reshape(-1)
+    return Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), score=np.asarray(score, np.float32).reshape(-1), data={"frame": frames, "source": source})
 
 
 # 4. The runs, importable from here too (they live in ``planning``: they need the file runner).

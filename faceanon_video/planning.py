@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -46,6 +47,37 @@ Progress = Callable[[int, int], None]
 #: A low-score detection counts as part of a track when at least this fraction of its box lies in
 #: one of the frame's tracked faces (the tracker pads its boxes, so IoU would undercount).
 CANDIDATE_INSIDE = 0.5
+#: The second detector of an analysis (``--second-detector``): CenterFace, a different network from
+#: YuNet (the default first detector), so its misses are less likely to coincide. It runs on every
+#: SECOND_DETECTOR_EVERY-th frame only: at 16 the analysis costs ~10-20 % more (README: Plan files).
+SECOND_DETECTOR = "centerface"
+SECOND_DETECTOR_EVERY = 16
+#: It sees at most this many pixels of a frame (960x540): at 1080p it looks for faces of 40 px and
+#: up (the first detector's tile covers the smaller ones), at the cost of a 540p pass.
+SECOND_DETECTOR_PIXELS = 960 * 540
+#: Only its confident faces count (CenterFace's own default, 0.3, is tuned for recall: too many
+#: false alarms for a reviewer's list).
+SECOND_DETECTOR_THRESH = 0.5
+#: A face of the second detector is one the plan has when at least this fraction of the smaller of
+#: it and a tracked face lies in the other (containment: the tracker pads its boxes and the two
+#: networks frame a face differently, so IoU would undercount).
+SECOND_DETECTOR_INSIDE = 0.5
+
+
+def disagreements(second_xyxy: np.ndarray, tracked_xyxy: np.ndarray, min_face_px: float) -> np.ndarray:
+    """(n,) bool: which of the second detector's boxes the plan has no face for. A box counts when
+    it is at least ``min_face_px`` wide and overlaps no tracked box by SECOND_DETECTOR_INSIDE of the
+    smaller of the two."""
+    second = np.asarray(second_xyxy, np.float64).reshape(-1, 4)
+    tracked = np.asarray(tracked_xyxy, np.float64).reshape(-1, 4)
+    big_enough = second[:, 2] - second[:, 0] >= min_face_px
+    if not len(tracked):
+        return big_enough
+    area_s = np.prod(second[:, 2:] - second[:, :2], axis=1)
+    area_t = np.prod(tracked[:, 2:] - tracked[:, :2], axis=1)
+    smaller = np.maximum(np.minimum(area_s[:, None], area_t[None, :]), 1e-6)
+    seen = (box_intersection(second, tracked) / smaller >= SECOND_DETECTOR_INSIDE).any(axis=1)
+    return big_enough & ~seen
 
 
 def plan_path_for(plan: str | Path, source) -> Path:
@@ -82,15 +114,23 @@ class _Recorder:
 
 class AnalysisProcessor(FrameProcessor):
     """A ``FrameProcessor`` that detects and tracks as a normal run does and records, per frame, the
-    faces it would anonymize, the low-score detections left out of every track (candidates) and the
-    frames it had to obscure."""
+    faces it would anonymize, the faces that may have been missed (candidates: low-score detections
+    left out of every track and, with ``config.second_detector``, faces a second detector finds on
+    every SECOND_DETECTOR_EVERY-th frame where no track is) and the frames it had to obscure."""
 
     def __init__(self, config: RunConfig) -> None:
+        from faceanon_video.detect.centerface import CenterFaceDetector
+
         super().__init__(config, anonymizer=_Recorder())
         self.recorder: _Recorder = self.anonymizer
         self._raw: dict[int, Detections] = {}  # frame -> full-frame detections, until it is released
-        self.candidates: list[tuple[int, np.ndarray, float]] = []
+        self.candidates: list[tuple[int, np.ndarray, float, str]] = []  # (frame, xyxy, score, source)
         self.failed: dict[int, str] = {}  # frame -> why it was obscured
+        # Built now so a model error surfaces before any frame; run on released frames (one thread,
+        # in order). Not ``build_detector``: no tiles (the shrunk pass alone keeps its cost down) and
+        # outside the FACEANON_FAULTS seam, whose call counts are the first detector's.
+        self.second = CenterFaceDetector(SECOND_DETECTOR_THRESH, config.min_face_px) if config.second_detector else None
+        self.second_s = 0.0  # time spent in it (logged: its share of the analysis)
 
     def detect(self, frame: Frame, force: bool = False):
         result = super().detect(frame, force)
@@ -102,7 +142,25 @@ class AnalysisProcessor(FrameProcessor):
         raw = self._raw.pop(frame.index, None)
         if raw is not None and isinstance(faces, Detections):
             self._keep_candidates(frame.index, raw, faces)
+        if self.second is not None and frame.index % SECOND_DETECTOR_EVERY == 0 and isinstance(faces, Detections):
+            self._ask_second_detector(frame, faces)
         return super()._release(frame, faces, keep)
+
+    def _ask_second_detector(self, frame: Frame, faces: Detections) -> None:
+        from faceanon_video.detect.centerface import CENTERFACE_MIN_FACE_PX
+
+        started = time.perf_counter()
+        budget_scale = math.sqrt(SECOND_DETECTOR_PIXELS / (frame.width * frame.height))
+        self.second.min_face_px = max(self.config.min_face_px, CENTERFACE_MIN_FACE_PX / min(1.0, budget_scale))
+        try:
+            found = self.second.detect(frame)
+        except Exception as exc:  # noqa: BLE001 - a hint for the reviewer only: the frame's faces are decided
+            log.warning("frame %d: the second detector failed (%s); no hint for this frame", frame.index, exc)
+            return
+        finally:
+            self.second_s += time.perf_counter() - started
+        for i in np.flatnonzero(disagreements(found.xyxy, faces.xyxy, self.config.min_face_px)):
+            self.candidates.append((frame.index, found.xyxy[i], float(found.score[i]), "second_detector"))
 
     def _keep_candidates(self, index: int, raw: Detections, faces: Detections) -> None:
         low = raw[raw.score < self.tracking.high_thresh]
@@ -113,7 +171,7 @@ class AnalysisProcessor(FrameProcessor):
             area = np.maximum(low.widths * low.heights, 1e-6)
             inside = (box_intersection(low.xyxy, faces.xyxy) / area[:, None] >= CANDIDATE_INSIDE).any(axis=1)
         for i in np.flatnonzero(~inside):
-            self.candidates.append((index, low.xyxy[i], float(low.score[i])))
+            self.candidates.append((index, low.xyxy[i], float(low.score[i]), "low_score"))
 
     def _obscure(self, frame: Frame, error: BaseException) -> Frame:
         self.failed[frame.index] = f"{type(error).__name__}: {error}"[:200]
@@ -168,6 +226,7 @@ def _analyse(source: str | Path, config: RunConfig, progress: Progress | None = 
             "faceanon_video": __version__, "detector": config.detector, "thresh": processor.tracking.high_thresh,
             "low_thresh": processor.tracking.low_thresh, "min_face_px": config.min_face_px,
             "detect_every": processor.detect_every, "lost_track_buffer": config.lost_track_buffer, "track": config.track,
+            "second_detector": {"detector": SECOND_DETECTOR, "every": SECOND_DETECTOR_EVERY, "thresh": SECOND_DETECTOR_THRESH} if processor.second else None,
         },
         obscured=_spans(processor.failed),
     )
@@ -179,11 +238,13 @@ def _analyse(source: str | Path, config: RunConfig, progress: Progress | None = 
             person = plan.persons.setdefault(person_id, Person(person_id, gallery_id=people.gallery_ids.get(person_id)))
             person.track_ids.append(track_id)
     if processor.candidates:
-        frames, xyxy, score = zip(*processor.candidates)
-        plan.candidates = candidates_detections(frames, np.stack(xyxy), score)
+        candidates = sorted(processor.candidates, key=lambda c: c[0])
+        frames, xyxy, score, sources = zip(*candidates)
+        plan.candidates = candidates_detections(frames, np.stack(xyxy), score, sources)
+    seconds = time.perf_counter() - started
     log.info(
-        "%s: analysed %d frames in %.1f s: %d tracks, %d people, %d candidates, %d frames obscured",
-        source, processor.frames, time.perf_counter() - started, len(plan.tracks), len(plan.persons), len(plan.candidates), len(processor.failed),
+        "%s: analysed %d frames in %.1f s (second detector: %.1f s): %d tracks, %d people, %d candidates, %d frames obscured",
+        source, processor.frames, seconds, processor.second_s, len(plan.tracks), len(plan.persons), len(plan.candidates), len(processor.failed),
     )
     return plan, people
 
@@ -369,7 +430,7 @@ def process_planned(source: Path, destination: Path, config: RunConfig, processo
     if config.mode not in SEEDED_MODES:
         raise ConfigError(f"mode {config.mode} has no use for a plan")  # process_file only calls this for plans and seeded modes
     started = time.perf_counter()
-    plan, people = _analyse(source, config)
+    plan, people = _analyse(source, dataclasses.replace(config, second_detector=False))  # no reviewer: no hints
     summary = render(source, destination, plan, config, processor=processor)
     _write_people_store(config, source, plan, people)
     summary.seconds = time.perf_counter() - started

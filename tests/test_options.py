@@ -7,6 +7,7 @@ import pytest
 
 from faceanon_video.cli import build_parser
 from faceanon_video.config import RunConfig
+from faceanon_video.errors import ConfigError
 from faceanon_video.options import OPTIONS, add_pipeline_arguments, config_from_args
 
 
@@ -53,3 +54,12 @@ def test_model_dir_falls_back_to_the_environment(monkeypatch, run_file):
     parser = build_parser()
     assert config_from_args(parser.parse_args(["x"])).model_dir == "/models"
     assert config_from_args(parser.parse_args(["x", "--model-dir", "/other"])).model_dir == "/other"
+
+
+def test_second_detector_is_on_by_default_and_checked_in_run_files(tmp_path):
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["in.mp4"])).second_detector is True
+    assert config_from_args(parser.parse_args(["in.mp4", "--no-second-detector"])).second_detector is False
+    assert config_from_args(parser.parse_args(["in.mp4", "--second-detector"])).second_detector is True
+    with pytest.raises(ConfigError, match="--second-detector must be true or false"):  # a run file's value: typed
+        RunConfig(second_detector="no")

@@ -9,7 +9,7 @@ import pytest
 
 from faceanon_video.errors import InputError
 from faceanon_video.people.seeds import PersonSeeder
-from faceanon_video.plan import FORMAT, Plan
+from faceanon_video.plan import FORMAT, Plan, candidate_sources
 
 SHA = "ab" * 32
 
@@ -60,6 +60,27 @@ def test_round_trip_is_exact_and_faces_on_reads_the_rows(tmp_path):
     assert faces.has_landmarks.tolist() == [True, True]
     assert len(again.faces_on(3)) == 0 and len(again.faces_on(29)) == 0
     assert again.candidates.data["frame"].tolist() == [4] and again.candidates.score.tolist() == pytest.approx([0.3])
+
+
+def test_a_plan_without_candidate_sources_loads_them_as_low_score(tmp_path):
+    """Plans written before ``candidates[].source`` existed (the literal plan has none) still load."""
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(literal_plan()))
+    plan = Plan.load(path)
+    assert plan.version == 1 and candidate_sources(plan.candidates) == ["low_score"]
+    assert plan.to_dict()["candidates"] == [{"frame": 4, "xyxy": [1.0, 2.0, 11.0, 12.0], "score": 0.3, "source": "low_score"}]
+
+
+def test_candidate_sources_round_trip(tmp_path):
+    data = literal_plan()
+    data["candidates"].append({"frame": 16, "xyxy": [20, 5, 44, 30], "score": 0.87, "source": "second_detector"})
+    path = tmp_path / "p.json"
+    Plan.from_dict(data).save(path)
+    again = Plan.load(path)
+    assert again.candidates.data["frame"].tolist() == [4, 16]
+    assert candidate_sources(again.candidates) == ["low_score", "second_detector"]
+    assert [c["source"] for c in json.loads(path.read_text())["candidates"]] == ["low_score", "second_detector"]
+    assert candidate_sources(Plan.from_dict({**data, "candidates": []}).candidates) == []
 
 
 def test_spans_and_obscured_frames():
@@ -140,6 +161,7 @@ def test_regions_interpolate_and_hold():
         (lambda d: d["tracks"][1].update(person_id=7), "lists track 2, which belongs to person 7 .and 1 more problem."),
         (lambda d: d["blackouts"].append({"start_frame": 5, "end_frame": 3}), "end_frame is before start_frame"),
         (lambda d: d["regions"].append({"region_id": 1, "keyframes": [{"frame": 3, "xyxy": [0, 0, 1, 1]}], "decision": "spare"}), "regions are always anonymized"),
+        (lambda d: d["candidates"][0].update(source="a hunch"), r"candidates\[0\].source: one of low_score, second_detector"),
     ],
 )
 def test_each_problem_is_one_line(tmp_path, edit, message):

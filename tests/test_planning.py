@@ -13,8 +13,8 @@ import pytest
 from faceanon_video.cli import main
 from faceanon_video.config import RunConfig
 from faceanon_video.pipeline import process_file
-from faceanon_video.plan import Plan
-from faceanon_video.planning import analyse
+from faceanon_video.plan import Plan, candidate_sources
+from faceanon_video.planning import SECOND_DETECTOR_EVERY, analyse, disagreements
 from faceanon_video.processor import FrameProcessor
 from faceanon_video.types import Detections, Frame
 
@@ -313,3 +313,45 @@ def test_failed_frames_of_the_analysis_and_of_the_render_are_obscured(tmp_path, 
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     black = {i for i, f in enumerate(frames) if f.max() <= 2}
     assert black == failed | {40, 41}
+
+
+def test_disagreement_rule_on_literal_boxes():
+    """A second detector's face disagrees when it is wide enough and half of the smaller box of it
+    and every tracked face lies outside the other (the tracker pads its boxes)."""
+    tracked = np.array([[100, 100, 160, 170], [300, 50, 340, 100]], float)
+    second = np.array([
+        [105, 110, 150, 160],  # inside a padded track: seen
+        [90, 90, 170, 180],  # around a track (a bigger box of the same face): seen
+        [140, 100, 200, 170],  # a third of it on track 1 (smaller box: 60x70, overlap 20x70): disagrees
+        [500, 300, 540, 350],  # where no track is: disagrees
+        [10, 10, 20, 20],  # 10 px wide, under --min-face 24: ignored
+    ], float)
+    assert disagreements(second, tracked, 24).tolist() == [False, False, True, True, False]
+    assert disagreements(second, np.zeros((0, 4)), 24).tolist() == [True, True, True, True, False]
+    assert disagreements(np.zeros((0, 4)), tracked, 24).tolist() == []
+
+
+def test_a_face_the_first_detector_misses_is_a_second_detector_candidate(saved_plan, tmp_path):
+    """With YuNet's threshold raised to 0.99 it keeps almost none of the crowd's faces; CenterFace,
+    every SECOND_DETECTOR_EVERY-th frame, finds them where the hobbled plan has no track, and each
+    is a face the normal plan does track (a real face, not a false alarm)."""
+    normal = Plan.load(saved_plan)
+    assert normal.settings["second_detector"] == {"detector": "centerface", "every": SECOND_DETECTOR_EVERY, "thresh": 0.5}
+    path = tmp_path / "hobbled.plan.json"
+    assert main([str(CLIP), *SPAN, "-q", "--thresh", "0.99", "--save-plan", str(path)]) == 0
+    hobbled = Plan.load(path)
+    second = np.array(candidate_sources(hobbled.candidates)) == "second_detector"
+    frames = hobbled.candidates.data["frame"][second]
+    assert len(frames) >= 3 and set((frames % SECOND_DETECTOR_EVERY).tolist()) == {0}
+    normal_second = np.array(candidate_sources(normal.candidates)) == "second_detector"
+    for frame, box in zip(frames.tolist(), hobbled.candidates.xyxy[second]):
+        flagged_too = normal.candidates.xyxy[normal_second & (normal.candidates.data["frame"] == frame)]
+        if disagreements(box[None], flagged_too, 24).all():  # not one the normal plan flags as well
+            assert not disagreements(box[None], normal.faces_on(frame).xyxy, 24).any()  # the normal plan tracks it
+        assert disagreements(box[None], hobbled.faces_on(frame).xyxy, 24).all()  # the hobbled plan does not
+    assert normal_second.sum() < second.sum()
+
+    path = tmp_path / "off.plan.json"
+    assert main([str(CLIP), *SPAN, "-q", "--thresh", "0.99", "--no-second-detector", "--save-plan", str(path)]) == 0
+    off = Plan.load(path)
+    assert off.settings["second_detector"] is None and set(candidate_sources(off.candidates)) <= {"low_score"}

@@ -20,7 +20,7 @@ import numpy as np
 
 from faceanon_video.anonymize.filters import obscure_whole_frame
 from faceanon_video.config import RunConfig
-from faceanon_video.plan import Keyframe, Plan
+from faceanon_video.plan import Keyframe, Plan, candidate_sources
 from faceanon_video.review.frames import FrameSource
 from faceanon_video.types import Frame
 
@@ -104,10 +104,11 @@ class ReviewSession:
                 x0, y0, x1, y1 = track.xyxy[0].tolist()
                 margin_x, margin_y = EDGE_MARGIN * width, EDGE_MARGIN * height
                 if track.first_frame > 0 and x0 > margin_x and y0 > margin_y and x1 < width - margin_x and y1 < height - margin_y:
-                    misses.append({"frame": track.first_frame, "why": f"track {track.track_id} (person {track.person_id}) appears mid-frame"})
+                    misses.append({"frame": track.first_frame, "kind": "mid_frame", "why": f"track {track.track_id} (person {track.person_id}) appears mid-frame"})
             c = plan.candidates
-            for frame, score in zip(c.data.get("frame", np.zeros(0, np.int64)).tolist(), c.score.tolist()):
-                misses.append({"frame": int(frame), "why": f"low-confidence detection ({score:.2f})"})
+            for frame, score, source in zip(c.data.get("frame", np.zeros(0, np.int64)).tolist(), c.score.tolist(), candidate_sources(c)):
+                why = f"second detector disagrees ({score:.2f})" if source == "second_detector" else f"low-confidence detection ({score:.2f})"
+                misses.append({"frame": int(frame), "kind": source, "why": why})
             obscured = np.zeros(n, bool)
             blackout = np.zeros(n, bool)
             for span in plan.obscured:
@@ -136,7 +137,8 @@ class ReviewSession:
                        for r in plan.regions.values() if (box := r.box_on(index)) is not None]
             c = plan.candidates
             on = c.data.get("frame", np.zeros(0, np.int64)) == index
-            candidates = [{"xyxy": box.tolist(), "score": float(s)} for box, s in zip(c.xyxy[on], c.score[on])]
+            candidates = [{"xyxy": box.tolist(), "score": float(s), "source": str(src)}
+                          for box, s, src in zip(c.xyxy[on], c.score[on], np.asarray(candidate_sources(c), dtype=object)[on])]
             return {"frame": index, "tracks": tracks, "regions": regions, "candidates": candidates,
                     "blacked_out": plan.is_blacked_out(index), "obscure_reason": plan.obscure_reason(index)}
 
@@ -326,10 +328,11 @@ def _spans(mask: np.ndarray) -> list[list[int]]:
 
 def _by_frame(misses: list[dict]) -> list[dict]:
     """One entry per frame (a shot cut starts many tracks at once), in frame order."""
-    merged: dict[int, list[str]] = {}
+    merged: dict[int, list[dict]] = {}
     for miss in misses:
-        merged.setdefault(miss["frame"], []).append(miss["why"])
-    return [{"frame": frame, "why": "; ".join(whys)} for frame, whys in sorted(merged.items())]
+        merged.setdefault(miss["frame"], []).append(miss)
+    return [{"frame": frame, "why": "; ".join(m["why"] for m in ms), "kinds": sorted({m["kind"] for m in ms})}
+            for frame, ms in sorted(merged.items())]
 
 
 def _thumb_rows(track, decode_cost) -> list[int]:

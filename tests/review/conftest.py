@@ -16,6 +16,7 @@ DATA = Path(__file__).parent.parent / "data"
 CARPHONE = DATA / "carphone_pristine.mp4"  # 176x144, 120 frames
 FACE_XYXY = [60.0, 30.0, 120.0, 100.0]  # person 1, on every frame (a literal box; the pixels are what is checked)
 LATE_XYXY = [10.0, 40.0, 40.0, 80.0]  # person 2 appears mid-frame at frame 40
+SECOND_XYXY = [130.0, 60.0, 170.0, 100.0]  # a face only the second detector found, on frame 64
 
 
 def carphone_plan() -> Plan:
@@ -30,7 +31,8 @@ def carphone_plan() -> Plan:
         "tracks": [{"track_id": 1, "person_id": 1, "frames": rows(range(120), FACE_XYXY)},
                    {"track_id": 2, "person_id": 2, "frames": rows(range(40, 60), LATE_XYXY)}],
         "obscured": [{"start_frame": 100, "end_frame": 101, "reason": "RuntimeError: boom"}],
-        "candidates": [{"frame": 10, "xyxy": [130, 10, 160, 40], "score": 0.3}],
+        "candidates": [{"frame": 10, "xyxy": [130, 10, 160, 40], "score": 0.3},  # a plan made before sources: low_score
+                       {"frame": 64, "xyxy": SECOND_XYXY, "score": 0.8, "source": "second_detector"}],
     })
 
 

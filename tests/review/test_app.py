@@ -13,7 +13,7 @@ from faceanon_video.plan import Plan
 
 flask = pytest.importorskip("flask")  # the review extra
 from faceanon_video.review.app import create_app
-from tests.review.conftest import CARPHONE, FACE_XYXY
+from tests.review.conftest import CARPHONE, FACE_XYXY, SECOND_XYXY
 
 TOKEN = "t0ken-for-tests"
 
@@ -85,8 +85,14 @@ def test_timeline_lists_faces_obscured_frames_and_possible_misses(client):
     assert timeline["anonymized"][39] == 1 and timeline["anonymized"][40] == 2
     assert timeline["obscured"] == [[100, 101]]
     misses = {m["frame"]: m["why"] for m in timeline["misses"]}
-    assert set(misses) == {10, 40}
+    assert set(misses) == {10, 40, 64}
     assert "low-confidence" in misses[10] and "track 2" in misses[40]
+    assert misses[64] == "second detector disagrees (0.80)"
+    kinds = {m["frame"]: m["kinds"] for m in timeline["misses"]}
+    assert kinds == {10: ["low_score"], 40: ["mid_frame"], 64: ["second_detector"]}  # the page colours by kind
+    (candidate,) = get(client, "/api/faces/64").get_json()["candidates"]  # the overlay labels it by source
+    assert candidate == {"xyxy": SECOND_XYXY, "score": pytest.approx(0.8), "source": "second_detector"}
+    assert get(client, "/api/faces/10").get_json()["candidates"][0]["source"] == "low_score"
 
 
 def test_edits_change_the_plan_and_bad_edits_are_refused_with_a_message(client, session):

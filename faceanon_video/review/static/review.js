@@ -4,6 +4,7 @@
 
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const $ = (id) => document.getElementById(id);
+const SECOND_COLOR = "#e84393"; // "second detector disagrees" (plan candidates of source second_detector)
 const S = {
   video: null, state: null, timeline: null, faces: null,
   frame: 0, view: "original", playing: false, speed: 1,
@@ -117,7 +118,10 @@ function drawOverlay() {
         const color = t.decision === "spare" ? "#2ecc71" : "#3498db";
         box(ctx, t.xyxy, k, color, `P${t.person_id} T${t.track_id}${t.detected ? "" : " (predicted)"} ${t.score.toFixed(2)}`, !t.detected);
       }
-      for (const c of f.candidates) box(ctx, c.xyxy, k, "#f39c12", `candidate ${c.score.toFixed(2)}`, true);
+      for (const c of f.candidates) {
+        const second = c.source === "second_detector";
+        box(ctx, c.xyxy, k, second ? SECOND_COLOR : "#f39c12", `${second ? "second detector" : "candidate"} ${c.score.toFixed(2)}`, true);
+      }
     }
     for (const r of f.regions) box(ctx, r.xyxy, k, "#9b59b6", `R${r.region_id}${r.keyframe ? " key" : ""}`, !r.keyframe);
   }
@@ -222,8 +226,9 @@ function drawTimeline() {
   }
   ctx.fillStyle = "#e74c3c";
   for (const [a, b] of t.obscured.concat(t.blackouts)) ctx.fillRect(x(a), 64, Math.max(1, x(b + 1) - x(a)), 6);
-  ctx.fillStyle = "#f39c12";
   for (const m of t.misses) {
+    // A frame only the second detector flags gets its own colour; any other hint wins (orange).
+    ctx.fillStyle = m.kinds.length === 1 && m.kinds[0] === "second_detector" ? SECOND_COLOR : "#f39c12";
     const mx = x(m.frame);
     ctx.beginPath(); ctx.moveTo(mx, 72); ctx.lineTo(mx - 4, 82); ctx.lineTo(mx + 4, 82); ctx.fill();
   }
@@ -253,6 +258,7 @@ function renderMisses() {
   for (const m of S.timeline.misses.slice(0, 500)) {
     const item = document.createElement("li");
     const jump = button(`frame ${m.frame}`, () => seek(m.frame));
+    if (m.kinds.includes("second_detector")) item.classList.add("second-detector");
     item.append(jump, ` ${m.why}`);
     list.append(item);
   }
