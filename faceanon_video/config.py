@@ -248,6 +248,11 @@ class RunConfig:
             raise ConfigError(f"--start must be >= 0 seconds (got {self.start_s})")
         if self.end_s is not None and self.end_s <= (self.start_s or 0):
             raise ConfigError(f"--end must be after --start (got {self.end_s})")
+        from faceanon_video.plan import MAX_SPAN_S  # a year: past it, the decoder's seek overflows int64
+
+        for name in ("start_s", "end_s"):
+            if (getattr(self, name) or 0) > MAX_SPAN_S:
+                raise ConfigError(f"{option_name(name)} must be at most {MAX_SPAN_S:g} seconds (got {getattr(self, name)})")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -53,3 +53,12 @@ def test_model_dir_falls_back_to_the_environment(monkeypatch, run_file):
     parser = build_parser()
     assert config_from_args(parser.parse_args(["x"])).model_dir == "/models"
     assert config_from_args(parser.parse_args(["x", "--model-dir", "/other"])).model_dir == "/other"
+
+
+@pytest.mark.parametrize("start, end", [(1e308, None), (None, 1e308), (1e18, None)])
+def test_a_span_beyond_any_video_is_a_settings_error(start, end):
+    # --start 1e308 once reached the decoder's seek and overflowed there (an internal error).
+    from faceanon_video.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seconds"):
+        RunConfig(start_s=start, end_s=end).validate()
