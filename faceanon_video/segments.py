@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -395,7 +396,16 @@ def _run_local(tasks: list[dict], jobs: int, worker: Callable[[dict], dict], don
     # spawn, not fork: the driver may hold onnxruntime and OpenCV threads, which fork would copy half-alive.
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
     try:
-        futures = {pool.submit(worker, task): task for task in tasks}
+        # Ctrl-C reaches the terminal's whole process group; the driver alone handles it (and stops the
+        # workers with SIGTERM). An ignored signal stays ignored across exec, so the workers, spawned
+        # here on submit, start with SIGINT ignored: no KeyboardInterrupt traceback from a worker.
+        main = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            futures = {pool.submit(worker, task): task for task in tasks}
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, sigint)
         while futures:
             finished, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:

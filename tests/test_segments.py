@@ -308,3 +308,17 @@ def test_ray_two_node_local_cluster_runs_the_segments(runs, tmp_path, monkeypatc
         cluster.shutdown()
     assert summary.frames == N_FRAMES
     assert video_sha256(tmp_path / "out.mp4") == video_sha256(runs["tmp"] / "out2.mp4")
+
+
+def _sigint_disposition(_task: dict) -> dict:
+    return {"sigint_ignored": signal.getsignal(signal.SIGINT) is signal.SIG_IGN}
+
+
+def test_workers_leave_ctrl_c_to_the_driver():
+    # Ctrl-C reaches the terminal's whole process group: a worker still importing (or idle) printed a
+    # KeyboardInterrupt traceback. The driver handles it and stops its workers with SIGTERM.
+    results = []
+    before = signal.getsignal(signal.SIGINT)
+    failed = segments._run_local([{}], 1, _sigint_disposition, lambda task, result: results.append(result))
+    assert failed == [] and results == [{"sigint_ignored": True}]
+    assert signal.getsignal(signal.SIGINT) is before
