@@ -732,11 +732,11 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             success = True
         finally:
             reader.close()
-    except KeyboardInterrupt:
-        log.warning("interrupted: finished segments are kept in %s for --resume", work)
-        raise
-    except FaceanonError:
-        log.warning("finished segments are kept in %s for --resume", work)
+    except (KeyboardInterrupt, FaceanonError) as exc:
+        if not any(work.glob("segment-*.json")):  # nothing finished: nothing to keep for --resume
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log.warning("%sfinished segments are kept in %s for --resume", "interrupted: " if isinstance(exc, KeyboardInterrupt) else "", work)
         raise
     finally:
         progress.close()

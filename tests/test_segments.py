@@ -322,3 +322,14 @@ def test_workers_leave_ctrl_c_to_the_driver():
     failed = segments._run_local([{}], 1, _sigint_disposition, lambda task, result: results.append(result))
     assert failed == [] and results == [{"sigint_ignored": True}]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_interrupted_before_any_segment_finished_leaves_no_work_folder(tmp_path, monkeypatch):
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segments, "run_segments", interrupted)
+    source = Path(__file__).parent / "data" / "short_hamilton_clip.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        process_file(source, tmp_path / "out.mp4", RunConfig(jobs=2, progress=False))
+    assert list(tmp_path.iterdir()) == []  # nothing was finished: no empty folder "kept for --resume"
