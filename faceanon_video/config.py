@@ -181,6 +181,11 @@ class RunConfig:
             raise ConfigError("give either --save-plan (analyse) or --plan (render), not both")
         if self.plan and (self.people or self.gallery):
             raise ConfigError("--people and --gallery go with the analysis (--save-plan): a plan's people are already linked")
+        if (self.plan or self.save_plan) and (self.spare or self.only):
+            # A render does exactly what the plan says (--spare on it left faces visible that the plan
+            # anonymizes); the analysis ignored it. The plan's person decisions are where sparing goes.
+            name = "--spare" if self.spare else "--only"
+            raise ConfigError(f"{name} does not go with --plan or --save-plan: mark persons spare in the plan (faceanon-video review)")
         if self.save_plan and (self.vault or self.report):
             raise ConfigError("--save-plan encodes nothing: give --vault and --report to the render (--plan)")
         if self.spare and self.only:

@@ -313,3 +313,20 @@ def test_failed_frames_of_the_analysis_and_of_the_render_are_obscured(tmp_path, 
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     black = {i for i, f in enumerate(frames) if f.max() <= 2}
     assert black == failed | {40, 41}
+
+
+@pytest.mark.parametrize("option", ["--spare", "--only"])
+def test_spare_and_only_are_refused_with_a_plan(saved_plan, tmp_path, capsys, option):
+    """A render does exactly what the plan says: --spare on it once left faces visible that the plan
+    anonymizes (104 of 275 frames of the clip); at the analysis it was silently dropped."""
+    photo = str(DATA / "images" / "identities" / "lin-manuel-miranda.png")
+    for args in (["--plan", str(saved_plan), "-o", str(tmp_path / "out.mp4")], ["--save-plan", str(tmp_path / "p.json")]):
+        code = main([str(CLIP), "-q", *args, option, photo])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0 and option in err, err
+    _no_files_but(tmp_path, set())
+    # The review page renders with the review command's options.
+    code = main(["review", str(CLIP), "--plan", str(saved_plan), "-o", str(tmp_path / "out.mp4"), "--no-browser", option, photo])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and option in err, err
+    _no_files_but(tmp_path, set())

@@ -50,6 +50,8 @@ def main(args: argparse.Namespace) -> int:
     config = config_from_args(args, progress=False)
     if config.save_plan:
         raise ConfigError("review saves the plan to --plan (no --save-plan)")
+    if config.spare or config.only:  # its render does exactly what the plan says
+        raise ConfigError(f"{'--spare' if config.spare else '--only'}: mark persons spare in the page instead")
     if config.start_s is not None or config.end_s is not None:
         raise ConfigError("review works on whole videos (cut the video first, without --start/--end)")
     source = Path(args.input)
