@@ -456,10 +456,10 @@ def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None
         if not failed:
             return
         for task, result in failed:
-            log.warning("segment %d failed (attempt %d of 2): %s", task["segment"]["number"], attempt, result["error"])
-        for task, result in failed:
             if result.get("input_error"):
                 raise InputError(result["error"])  # the input itself (damaged with --strict...): no retry
+        for task, result in failed:
+            log.warning("segment %d failed (attempt %d of 2): %s", task["segment"]["number"], attempt, result["error"])
         if attempt == 2:
             task, result = failed[0]
             raise FaceanonError(f"segment {task['segment']['number']} failed twice: {result['error']}")

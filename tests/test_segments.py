@@ -333,3 +333,19 @@ def test_interrupted_before_any_segment_finished_leaves_no_work_folder(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         process_file(source, tmp_path / "out.mp4", RunConfig(jobs=2, progress=False))
     assert list(tmp_path.iterdir()) == []  # nothing was finished: no empty folder "kept for --resume"
+
+
+def test_an_input_error_is_one_line_without_retry_warnings(monkeypatch, caplog):
+    # --strict on a damaged frame: the run printed a "segment N failed (attempt 1 of 2)" warning per
+    # segment before its one error line, though an input error is never retried.
+    task = {"segment": {"number": 0}}
+    calls = []
+
+    def run_local(tasks, jobs, worker, done):
+        calls.append(tasks)
+        return [(task, {"error": "clip.mp4: damaged frame at 4.40 s", "input_error": True})]
+
+    monkeypatch.setattr(segments, "_run_local", run_local)
+    with caplog.at_level(logging.WARNING, logger="faceanon_video.segments"), pytest.raises(FaceanonError, match="damaged frame"):
+        segments.run_segments([task], 2, lambda *_: None)
+    assert len(calls) == 1 and not caplog.records
