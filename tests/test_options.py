@@ -62,3 +62,9 @@ def test_a_span_beyond_any_video_is_a_settings_error(start, end):
 
     with pytest.raises(ConfigError, match="seconds"):
         RunConfig(start_s=start, end_s=end).validate()
+
+
+def test_help_never_shows_a_missing_default():
+    # --report, --spare and --only (list fields) showed "(default: <dataclasses._MISSING_TYPE object at 0x...>)".
+    text = build_parser().format_help()
+    assert "MISSING" not in text and "object at 0x" not in text
