@@ -85,6 +85,7 @@ DECISIONS = ("anonymize", "spare")
 REGION_MODES = ("interpolate", "hold")
 #: Validation stops listing problems after this many (the first one is what the CLI prints).
 MAX_PROBLEMS = 50
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Seconds a span may start or end at: a year, far beyond any video, well inside a seek's int64 range.
 MAX_SPAN_S = 366 * 86400.0
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -580,7 +581,10 @@ def _typed(value, where: str, kind):
 def _numbers(value, where: str, n: int) -> list[float]:
     if not isinstance(value, list) or len(value) != n:
         raise _Bad(f"{where}: must be a list of {n} numbers")
-    return [_typed(v, where, float) for v in value]
+    numbers = [_typed(v, where, float) for v in value]
+    if any(abs(v) > FLOAT32_MAX for v in numbers):  # stored as float32: it would become inf (with a numpy warning)
+        raise _Bad(f"{where}: out of range (got {max(numbers, key=abs):g})")
+    return numbers
 
 
 def _parse(data, problems: list[str]) -> Plan | None:

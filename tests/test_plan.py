@@ -148,6 +148,7 @@ def test_regions_interpolate_and_hold():
         (lambda d: d["settings"].update(detect_every=0), r"settings.detect_every: must be a whole number >= 1"),
         (lambda d: d["input"].update(start_s=1e308), r"input: start_s and end_s must be between 0 and"),
         (lambda d: d["input"].update(end_s=-1), r"input: start_s and end_s must be between 0 and"),
+        (lambda d: d["tracks"][0]["frames"][0].update(xyxy=[0, 0, 1e308, 1e308]), r"tracks\[0\].frames\[0\].xyxy: out of range"),
     ],
 )
 def test_each_problem_is_one_line(tmp_path, edit, message):
