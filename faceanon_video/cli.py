@@ -76,6 +76,8 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ConfigError("--save-plan and --plan work on files (a live stream has no end to review)")
     if (config.people or config.gallery) and live:
         raise ConfigError("--people and --gallery work on files (live streams have no end to link the tracks at)")
+    if config.save_plan and args.output:
+        raise ConfigError("--save-plan encodes nothing: give -o to the render (--plan)")
     if args.save_config:
         write_atomic(args.save_config, config.to_json(), overwrite=config.overwrite)
     if live:

@@ -184,6 +184,11 @@ class RunConfig:
             raise ConfigError("give either --save-plan (analyse) or --plan (render), not both")
         if self.plan and (self.people or self.gallery):
             raise ConfigError("--people and --gallery go with the analysis (--save-plan): a plan's people are already linked")
+        if (self.plan or self.save_plan) and (self.spare or self.only):
+            # A render does exactly what the plan says (--spare on it left faces visible that the plan
+            # anonymizes); the analysis ignored it. The plan's person decisions are where sparing goes.
+            name = "--spare" if self.spare else "--only"
+            raise ConfigError(f"{name} does not go with --plan or --save-plan: mark persons spare in the plan (faceanon-video review)")
         if self.save_plan and (self.vault or self.report):
             raise ConfigError("--save-plan encodes nothing: give --vault and --report to the render (--plan)")
         if self.spare and self.only:
@@ -251,6 +256,11 @@ class RunConfig:
             raise ConfigError(f"--start must be >= 0 seconds (got {self.start_s})")
         if self.end_s is not None and self.end_s <= (self.start_s or 0):
             raise ConfigError(f"--end must be after --start (got {self.end_s})")
+        from faceanon_video.plan import MAX_SPAN_S  # a year: past it, the decoder's seek overflows int64
+
+        for name in ("start_s", "end_s"):
+            if (getattr(self, name) or 0) > MAX_SPAN_S:
+                raise ConfigError(f"{option_name(name)} must be at most {MAX_SPAN_S:g} seconds (got {getattr(self, name)})")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

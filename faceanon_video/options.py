@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 from faceanon_video.config import BACKENDS, MASK_SHAPES, MODES, RunConfig
 from faceanon_video.detect import DETECTORS
@@ -141,7 +141,7 @@ _option(LIVE, False, "--input-option", dest="input_options", action="append", ty
 _option(LIVE, False, "--stats", dest="stats_file", metavar="FILE.json", help="write live statistics (latency, drops, gaps) to this file every 10 s and at the end")
 # fmt: on
 
-_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+_DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fields(RunConfig)}  # lists (default_factory): nothing to state
 _FLAG_ACTIONS = ("store_true", "store_false")
 
 

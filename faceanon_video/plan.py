@@ -92,6 +92,9 @@ DECISIONS = ("anonymize", "spare")
 REGION_MODES = ("interpolate", "hold")
 #: Validation stops listing problems after this many (the first one is what the CLI prints).
 MAX_PROBLEMS = 50
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Seconds a span may start or end at: a year, far beyond any video, well inside a seek's int64 range.
+MAX_SPAN_S = 366 * 86400.0
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -240,7 +243,7 @@ class Plan:
         """Read and validate a plan file; ``InputError`` (one line: the first problem) otherwise."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM, as some editors save UTF-8, is not an error
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not a plan file (not UTF-8 text)") from exc
         except OSError as exc:
@@ -570,7 +573,8 @@ _PLAIN_KINDS = {bool: "true or false", str: "a string", list: "a list", dict: "a
 
 def _typed(value, where: str, kind):
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        # int64 range: frames and ids go into numpy arrays (a bigger one would be an OverflowError there).
+        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
             raise _Bad(f"{where}: must be a whole number (got {value!r:.40})")
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -584,7 +588,10 @@ def _typed(value, where: str, kind):
 def _numbers(value, where: str, n: int) -> list[float]:
     if not isinstance(value, list) or len(value) != n:
         raise _Bad(f"{where}: must be a list of {n} numbers")
-    return [_typed(v, where, float) for v in value]
+    numbers = [_typed(v, where, float) for v in value]
+    if any(abs(v) > FLOAT32_MAX for v in numbers):  # stored as float32: it would become inf (with a numpy warning)
+        raise _Bad(f"{where}: out of range (got {max(numbers, key=abs):g})")
+    return numbers
 
 
 def _parse(data, problems: list[str]) -> Plan | None:
@@ -601,6 +608,9 @@ def _parse(data, problems: list[str]) -> Plan | None:
         return None
     try:
         plan = Plan(input=_parse_input(_get(data, "input", "plan", dict)), settings=_get(data, "settings", "plan", dict, optional=True) or {}, version=version)
+        detect_every = plan.settings.get("detect_every", 1)  # the render reports the analysis's coverage with it
+        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+            raise _Bad(f"settings.detect_every: must be a whole number >= 1 (got {detect_every!r:.40})")
     except _Bad as exc:
         problems.append(str(exc))
         return None
@@ -706,6 +716,8 @@ def _parse_input(obj: dict) -> PlanInput:
         raise _Bad("input.sha256: must be 64 lowercase hex digits")
     if info.frame_count < 0 or info.width <= 0 or info.height <= 0 or info.fps <= 0:
         raise _Bad("input: frame_count must be >= 0, width, height and fps > 0")
+    if any(s is not None and not 0 <= s <= MAX_SPAN_S for s in (info.start_s, info.end_s)):
+        raise _Bad(f"input: start_s and end_s must be between 0 and {MAX_SPAN_S:g} seconds")
     try:
         if Fraction(info.time_base) <= 0:
             raise ValueError

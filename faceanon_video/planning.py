@@ -400,7 +400,8 @@ def render(source: str | Path, destination: str | Path, plan: Plan, config: RunC
     for name in ("start_s", "end_s"):
         given, planned = getattr(config, name), getattr(plan.input, name)
         if given is not None and given != planned:
-            raise ConfigError(f"{option_name(name)} {given}: the plan was made for {option_name(name)} {planned} (leave it out: a render uses the plan's span)")
+            made_for = f"{option_name(name)} {planned}" if planned is not None else f"no {option_name(name)}"
+            raise ConfigError(f"{option_name(name)} {given}: the plan was made with {made_for} (leave it out: a render uses the plan's span)")
     plan.check_source(source)
     config = dataclasses.replace(config, start_s=plan.input.start_s, end_s=plan.input.end_s)
     anonymizer = processor.anonymizer if processor is not None else None

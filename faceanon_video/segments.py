@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -395,7 +396,16 @@ def _run_local(tasks: list[dict], jobs: int, worker: Callable[[dict], dict], don
     # spawn, not fork: the driver may hold onnxruntime and OpenCV threads, which fork would copy half-alive.
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
     try:
-        futures = {pool.submit(worker, task): task for task in tasks}
+        # Ctrl-C reaches the terminal's whole process group; the driver alone handles it (and stops the
+        # workers with SIGTERM). An ignored signal stays ignored across exec, so the workers, spawned
+        # here on submit, start with SIGINT ignored: no KeyboardInterrupt traceback from a worker.
+        main = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            futures = {pool.submit(worker, task): task for task in tasks}
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, sigint)
         while futures:
             finished, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -446,10 +456,10 @@ def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None
         if not failed:
             return
         for task, result in failed:
-            log.warning("segment %d failed (attempt %d of 2): %s", task["segment"]["number"], attempt, result["error"])
-        for task, result in failed:
             if result.get("input_error"):
                 raise InputError(result["error"])  # the input itself (damaged with --strict...): no retry
+        for task, result in failed:
+            log.warning("segment %d failed (attempt %d of 2): %s", task["segment"]["number"], attempt, result["error"])
         if attempt == 2:
             task, result = failed[0]
             raise FaceanonError(f"segment {task['segment']['number']} failed twice: {result['error']}")
@@ -722,11 +732,11 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             success = True
         finally:
             reader.close()
-    except KeyboardInterrupt:
-        log.warning("interrupted: finished segments are kept in %s for --resume", work)
-        raise
-    except FaceanonError:
-        log.warning("finished segments are kept in %s for --resume", work)
+    except (KeyboardInterrupt, FaceanonError) as exc:
+        if not any(work.glob("segment-*.json")):  # nothing finished: nothing to keep for --resume
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log.warning("%sfinished segments are kept in %s for --resume", "interrupted: " if isinstance(exc, KeyboardInterrupt) else "", work)
         raise
     finally:
         progress.close()

@@ -176,3 +176,13 @@ def test_a_command_line_value_equal_to_the_default_still_beats_the_run_file(tmp_
     assert code != 0  # the input does not exist; the effective settings were saved before that
     assert json.loads(saved.read_text())["mode"] == "blur"
     assert json.loads(saved.read_text())["min_face_px"] == 40  # not given: the run file's
+
+
+def test_save_plan_with_an_output_or_a_missing_folder_is_refused(tmp_path, capsys):
+    # --save-plan encodes nothing: a -o given with it was silently ignored (no video where one was asked for).
+    assert main([str(HAMILTON), "--save-plan", str(tmp_path / "p.json"), "-o", str(tmp_path / "out.mp4"), "-q"]) == 2
+    assert "-o" in capsys.readouterr().err
+    # A path ending in "/" names a folder: it was written as a file called "missing".
+    assert main([str(HAMILTON), "--save-plan", str(tmp_path / "missing") + "/", "-q"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

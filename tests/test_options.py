@@ -63,3 +63,18 @@ def test_second_detector_is_on_by_default_and_checked_in_run_files(tmp_path):
     assert config_from_args(parser.parse_args(["in.mp4", "--second-detector"])).second_detector is True
     with pytest.raises(ConfigError, match="--second-detector must be true or false"):  # a run file's value: typed
         RunConfig(second_detector="no")
+
+
+@pytest.mark.parametrize("start, end", [(1e308, None), (None, 1e308), (1e18, None)])
+def test_a_span_beyond_any_video_is_a_settings_error(start, end):
+    # --start 1e308 once reached the decoder's seek and overflowed there (an internal error).
+    from faceanon_video.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seconds"):
+        RunConfig(start_s=start, end_s=end).validate()
+
+
+def test_help_never_shows_a_missing_default():
+    # --report, --spare and --only (list fields) showed "(default: <dataclasses._MISSING_TYPE object at 0x...>)".
+    text = build_parser().format_help()
+    assert "MISSING" not in text and "object at 0x" not in text

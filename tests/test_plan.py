@@ -162,6 +162,15 @@ def test_regions_interpolate_and_hold():
         (lambda d: d["blackouts"].append({"start_frame": 5, "end_frame": 3}), "end_frame is before start_frame"),
         (lambda d: d["regions"].append({"region_id": 1, "keyframes": [{"frame": 3, "xyxy": [0, 0, 1, 1]}], "decision": "spare"}), "regions are always anonymized"),
         (lambda d: d["candidates"][0].update(source="a hunch"), r"candidates\[0\].source: one of low_score, second_detector"),
+        # Hand edits that once escaped as internal errors (OverflowError, ValueError).
+        (lambda d: d["tracks"][0]["frames"][2].update(frame=10**30), r"tracks\[0\].frames\[2\].frame: must be a whole number"),
+        (lambda d: d["candidates"].append({"frame": 10**30, "xyxy": [0, 0, 1, 1], "score": 0.1}), r"candidates\[1\].frame: must be a whole number"),
+        (lambda d: d["regions"].append({"region_id": 10**30, "keyframes": [{"frame": 3, "xyxy": [0, 0, 1, 1]}]}), r"regions\[0\].region_id: must be a whole number"),
+        (lambda d: d["settings"].update(detect_every="x"), r"settings.detect_every: must be a whole number >= 1"),
+        (lambda d: d["settings"].update(detect_every=0), r"settings.detect_every: must be a whole number >= 1"),
+        (lambda d: d["input"].update(start_s=1e308), r"input: start_s and end_s must be between 0 and"),
+        (lambda d: d["input"].update(end_s=-1), r"input: start_s and end_s must be between 0 and"),
+        (lambda d: d["tracks"][0]["frames"][0].update(xyxy=[0, 0, 1e308, 1e308]), r"tracks\[0\].frames\[0\].xyxy: out of range"),
     ],
 )
 def test_each_problem_is_one_line(tmp_path, edit, message):
@@ -180,6 +189,9 @@ def test_truncated_or_binary_plan_is_one_line(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(InputError, match="invalid or truncated JSON"):
         Plan.load(path)
+    Plan.from_dict(literal_plan()).save(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a BOM, as Windows Notepad saves UTF-8
+    assert Plan.load(path).input.sha256 == SHA
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(InputError, match="not UTF-8"):
         Plan.load(path)

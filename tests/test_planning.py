@@ -175,7 +175,7 @@ def test_a_plan_for_another_video_is_refused(saved_plan, tmp_path, capsys):
     # A render takes the plan's span; another one given on the command line is refused.
     code = main([str(CLIP), "-q", "--end", "2", "--plan", str(saved_plan), "-o", str(out)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "--end 2.0: the plan was made for --end 3.0" in err
+    assert code == 2 and "--end 2.0: the plan was made with --end 3.0" in err
     _no_files_but(tmp_path, {"short.json"})
 
 
@@ -355,3 +355,27 @@ def test_a_face_the_first_detector_misses_is_a_second_detector_candidate(saved_p
     assert main([str(CLIP), *SPAN, "-q", "--thresh", "0.99", "--no-second-detector", "--save-plan", str(path)]) == 0
     off = Plan.load(path)
     assert off.settings["second_detector"] is None and set(candidate_sources(off.candidates)) <= {"low_score"}
+
+
+@pytest.mark.parametrize("option", ["--spare", "--only"])
+def test_spare_and_only_are_refused_with_a_plan(saved_plan, tmp_path, capsys, option):
+    """A render does exactly what the plan says: --spare on it once left faces visible that the plan
+    anonymizes (104 of 275 frames of the clip); at the analysis it was silently dropped."""
+    photo = str(DATA / "images" / "identities" / "lin-manuel-miranda.png")
+    for args in (["--plan", str(saved_plan), "-o", str(tmp_path / "out.mp4")], ["--save-plan", str(tmp_path / "p.json")]):
+        code = main([str(CLIP), "-q", *args, option, photo])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0 and option in err, err
+    _no_files_but(tmp_path, set())
+    # The review page renders with the review command's options.
+    code = main(["review", str(CLIP), "--plan", str(saved_plan), "-o", str(tmp_path / "out.mp4"), "--no-browser", option, photo])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and option in err, err
+    _no_files_but(tmp_path, set())
+
+
+def test_a_span_the_plan_does_not_have_is_named_plainly(saved_plan, tmp_path, capsys):
+    code = main([str(CLIP), "-q", "--start", "0", "--plan", str(saved_plan), "-o", str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "None" not in err and "no --start" in err, err  # was "made for --start None"
+    _no_files_but(tmp_path, set())

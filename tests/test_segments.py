@@ -308,3 +308,44 @@ def test_ray_two_node_local_cluster_runs_the_segments(runs, tmp_path, monkeypatc
         cluster.shutdown()
     assert summary.frames == N_FRAMES
     assert video_sha256(tmp_path / "out.mp4") == video_sha256(runs["tmp"] / "out2.mp4")
+
+
+def _sigint_disposition(_task: dict) -> dict:
+    return {"sigint_ignored": signal.getsignal(signal.SIGINT) is signal.SIG_IGN}
+
+
+def test_workers_leave_ctrl_c_to_the_driver():
+    # Ctrl-C reaches the terminal's whole process group: a worker still importing (or idle) printed a
+    # KeyboardInterrupt traceback. The driver handles it and stops its workers with SIGTERM.
+    results = []
+    before = signal.getsignal(signal.SIGINT)
+    failed = segments._run_local([{}], 1, _sigint_disposition, lambda task, result: results.append(result))
+    assert failed == [] and results == [{"sigint_ignored": True}]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_interrupted_before_any_segment_finished_leaves_no_work_folder(tmp_path, monkeypatch):
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segments, "run_segments", interrupted)
+    source = Path(__file__).parent / "data" / "short_hamilton_clip.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        process_file(source, tmp_path / "out.mp4", RunConfig(jobs=2, progress=False))
+    assert list(tmp_path.iterdir()) == []  # nothing was finished: no empty folder "kept for --resume"
+
+
+def test_an_input_error_is_one_line_without_retry_warnings(monkeypatch, caplog):
+    # --strict on a damaged frame: the run printed a "segment N failed (attempt 1 of 2)" warning per
+    # segment before its one error line, though an input error is never retried.
+    task = {"segment": {"number": 0}}
+    calls = []
+
+    def run_local(tasks, jobs, worker, done):
+        calls.append(tasks)
+        return [(task, {"error": "clip.mp4: damaged frame at 4.40 s", "input_error": True})]
+
+    monkeypatch.setattr(segments, "_run_local", run_local)
+    with caplog.at_level(logging.WARNING, logger="faceanon_video.segments"), pytest.raises(FaceanonError, match="damaged frame"):
+        segments.run_segments([task], 2, lambda *_: None)
+    assert len(calls) == 1 and not caplog.records

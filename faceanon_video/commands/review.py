@@ -41,19 +41,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        from faceanon_video.review.server import LOOPBACK, run
+        from faceanon_video.review.server import LOOPBACK, check_address, run
     except ImportError as exc:
         raise ConfigError(f"review needs the 'review' extra (pip install 'faceanon-video[review]'): {exc}") from exc
     from faceanon_video.review.session import ReviewSession
 
+    check_address(args.host, args.port)  # before an analysis that can take minutes
     config = config_from_args(args, progress=False)
     if config.save_plan:
         raise ConfigError("review saves the plan to --plan (no --save-plan)")
+    if config.spare or config.only:  # its render does exactly what the plan says
+        raise ConfigError(f"{'--spare' if config.spare else '--only'}: mark persons spare in the page instead")
     if config.start_s is not None or config.end_s is not None:
         raise ConfigError("review works on whole videos (cut the video first, without --start/--end)")
     source = Path(args.input)
     if not source.is_file():
         raise InputError(f"{source}: no such file")
+    from faceanon_video.inputs import is_image
+
+    if is_image(source):
+        raise InputError(f"{source}: an image; review works on videos (plans are made for videos)")
     plan_path, output, reports = _paths(source, args.output, config)
     plan = _load_or_analyse(source, plan_path, config)
     if args.host != LOOPBACK:

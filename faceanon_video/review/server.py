@@ -6,15 +6,18 @@ requests a second; each request gets a thread, the frame decoder serialises behi
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
+import socket
 import sys
 import threading
 import webbrowser
 
 from werkzeug.serving import make_server
 
+from faceanon_video.errors import ConfigError
 from faceanon_video.review.app import create_app
 from faceanon_video.review.session import ReviewSession
 
@@ -31,6 +34,7 @@ class ReviewServer:
         self.session = session
         self.token = token or secrets.token_urlsafe(32)
         self.app = create_app(session, self.token)
+        check_address(host, port)
         self.server = make_server(host, port, self.app, threaded=True)
         # Werkzeug logs every request (URL and token included) at INFO: only with --debug.
         logging.getLogger("werkzeug").setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
@@ -57,6 +61,20 @@ class ReviewServer:
             self._thread.join(timeout=5)
         self.server.server_close()
         self.session.close()
+
+
+def check_address(host: str, port: int) -> None:
+    """``ConfigError`` (one line) when ``host:port`` cannot be listened on: Werkzeug would print two
+    lines of its own and exit 1 (port in use), or a traceback (unknown host)."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535 (got {port})")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Werkzeug's server does
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "the port is in use by another program" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 
 def open_browser(url: str) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,10 @@ def tracks_path_for(save_tracks: str | Path, source: str | Path, suffix: str = "
     stem = Path(str(source)).stem or "stream"
     if target.is_dir():
         return target / f"{stem}{suffix}"
+    if str(save_tracks).endswith(("/", os.sep)):  # Path drops the "/": a folder would become a file of its name
+        from faceanon_video.errors import ConfigError
+
+        raise ConfigError(f"{save_tracks}: folder does not exist")
     if "{stem}" in target.name:
         return target.with_name(target.name.replace("{stem}", stem))
     return target

@@ -86,3 +86,30 @@ def test_without_a_plan_the_video_is_analysed_and_nothing_is_written_unless_save
         code, err = stop(process)
     assert code == 0 and "analysing carphone.mp4" in err and "unsaved changes were not written" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["carphone.mp4"]
+
+
+def test_a_busy_or_impossible_port_and_an_image_are_one_line(tmp_path, capsys):
+    import socket
+
+    from tests.conftest import DATA
+
+    plan = tmp_path / "carphone.plan.json"
+    carphone_plan().save(plan)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        cases = [
+            (["--port", str(busy.getsockname()[1])], "in use"),  # was Werkzeug's two lines and exit 1
+            (["--port", "99999"], "--port"),  # was served on some other port
+        ]
+        for args, message in cases:
+            assert main(["review", str(CARPHONE), "--plan", str(plan), "-o", str(tmp_path / "o.mp4"), "--no-browser", *args]) == 2
+            err = capsys.readouterr().err
+            assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    finally:
+        busy.close()
+    # An image has no frames to review (the main command refuses plans for images too): it was analysed and served.
+    assert main(["review", str(DATA / "images" / "city.jpg"), "-o", str(tmp_path / "city.jpg"), "--no-browser"]) == 2
+    assert "image" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["carphone.plan.json"]
