@@ -196,6 +196,8 @@ class RunConfig:
         for name in ("people", "gallery"):
             if getattr(self, name) and not self.key_file:
                 raise ConfigError(f"--{name} needs --key-file: person embeddings are stored encrypted with it")
+        if self.vault_quality != "high" and not self.vault:
+            raise ConfigError("--vault-quality needs --vault (it says how the vault keeps the faces)")
         if self.vault and not self.key_file:
             # A per-run random key would be thrown away at exit, leaving a vault nobody can open.
             raise ConfigError("--vault needs --key-file: the vault can only be opened with the key that wrote it")

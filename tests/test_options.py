@@ -78,3 +78,9 @@ def test_help_never_shows_a_missing_default():
     # --report, --spare and --only (list fields) showed "(default: <dataclasses._MISSING_TYPE object at 0x...>)".
     text = build_parser().format_help()
     assert "MISSING" not in text and "object at 0x" not in text
+
+
+def test_vault_quality_without_a_vault_is_refused():
+    # It was accepted and silently ignored: a user asking for an exact vault got no vault at all.
+    with pytest.raises(ConfigError, match="--vault-quality needs --vault"):
+        RunConfig(vault_quality="exact").validate()
