@@ -295,21 +295,25 @@ def _open_gallery(config: RunConfig):
 
 def _write_people(config: RunConfig, source, processor: FrameProcessor, gallery) -> None:
     """--people / --gallery: link the video's tracks into people (the whole video in view), give them
-    their gallery ids, and write the person of each track at the end of --save-tracks.
-
-    Single pass: the frames are already anonymized with per-track seeds by now, so a seeded anonymizer
-    (diffusion) still gives a person one fake face per track, not per person, until a linking pass
-    runs before encoding."""
-    from faceanon_video.keys import load_key
-    from faceanon_video.people.gallery import write_store
+    their gallery ids, and write the person of each track at the end of --save-tracks. (Seeded modes
+    link before encoding instead: ``planning``.)"""
     from faceanon_video.people.people import identify_people
 
     people = identify_people(processor.embeddings.tracks, gallery)
     log.info("%s: %d tracks linked into %d people", source, len(people.person_of_track), len(set(people.person_of_track.values())))
     if processor.track_writer is not None:
         processor.track_writer.write_people(people.person_of_track)
-    if config.people:
-        write_store(people_path_for(config.people, source), load_key(config.key_file), people.sidecar({"tracks": len(people.person_of_track)}))
+    write_people_store(config, source, people, tracks=len(people.person_of_track))
+
+
+def write_people_store(config: RunConfig, source, people, tracks: int) -> None:
+    """``--people``: the person embeddings of one input, encrypted with the key (no face pixels)."""
+    if not config.people:
+        return
+    from faceanon_video.keys import load_key
+    from faceanon_video.people.gallery import write_store
+
+    write_store(people_path_for(config.people, source), load_key(config.key_file), people.sidecar({"tracks": tracks}))
 
 
 def people_path_for(people: str | Path, source) -> Path:

@@ -388,10 +388,11 @@ def _no_detector():
     return None
 
 
-def render(source: str | Path, destination: str | Path, plan: Plan, config: RunConfig, progress: Progress | None = None, processor: FrameProcessor | None = None):
+def render(source: str | Path, destination: str | Path, plan: Plan, config: RunConfig, progress: Progress | None = None, processor: FrameProcessor | None = None, check_source: bool = True):
     """Anonymize ``source`` into ``destination`` exactly as ``plan`` says (no detection); refused
     (``InputError``, nothing written) when ``source`` is not the video the plan was made for.
-    ``processor``: a ``FrameProcessor`` whose anonymizer to reuse (models load once per run)."""
+    ``processor``: a ``FrameProcessor`` whose anonymizer to reuse (models load once per run).
+    ``check_source=False``: the plan was just made from this very file (no second hash of it)."""
     from faceanon_video.pipeline import process_video
 
     problems = plan.validate()
@@ -402,7 +403,8 @@ def render(source: str | Path, destination: str | Path, plan: Plan, config: RunC
         if given is not None and given != planned:
             made_for = f"{option_name(name)} {planned}" if planned is not None else f"no {option_name(name)}"
             raise ConfigError(f"{option_name(name)} {given}: the plan was made with {made_for} (leave it out: a render uses the plan's span)")
-    plan.check_source(source)
+    if check_source:
+        plan.check_source(source)
     config = dataclasses.replace(config, start_s=plan.input.start_s, end_s=plan.input.end_s)
     anonymizer = processor.anonymizer if processor is not None else None
     renderer = PlanProcessor(config, plan, anonymizer=anonymizer)
@@ -416,13 +418,13 @@ def render(source: str | Path, destination: str | Path, plan: Plan, config: RunC
 
 def process_planned(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None):
     """``--save-plan`` (``destination`` is the plan), ``--plan``, or a seeded mode's analyse-then-render."""
-    from faceanon_video.pipeline import RunSummary
+    from faceanon_video.pipeline import RunSummary, write_people_store
 
     if config.save_plan:
         started = time.perf_counter()
         plan, people = _analyse(source, config)
         plan.save(destination, overwrite=config.overwrite)
-        _write_people_store(config, source, plan, people)
+        write_people_store(config, source, people, tracks=len(plan.tracks))
         faces = sum(len(t) for t in plan.tracks.values())
         obscured = sum(s.end_frame - s.start_frame + 1 for s in plan.obscured)
         return RunSummary(str(source), str(destination), plan.input.frame_count, faces, obscured, time.perf_counter() - started)
@@ -432,17 +434,7 @@ def process_planned(source: Path, destination: Path, config: RunConfig, processo
         raise ConfigError(f"mode {config.mode} has no use for a plan")  # process_file only calls this for plans and seeded modes
     started = time.perf_counter()
     plan, people = _analyse(source, dataclasses.replace(config, second_detector=False))  # no reviewer: no hints
-    summary = render(source, destination, plan, config, processor=processor)
-    _write_people_store(config, source, plan, people)
+    summary = render(source, destination, plan, config, processor=processor, check_source=False)  # hashed by _analyse just now
+    write_people_store(config, source, people, tracks=len(plan.tracks))
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _write_people_store(config: RunConfig, source, plan: Plan, people) -> None:
-    """``--people``: the person embeddings of the analysis, encrypted (after the plan or video is written)."""
-    if not config.people:
-        return
-    from faceanon_video.people.gallery import write_store
-    from faceanon_video.pipeline import people_path_for
-
-    write_store(people_path_for(config.people, source), load_key(config.key_file), people.sidecar({"tracks": len(plan.tracks)}))

@@ -77,9 +77,12 @@ def build_selector(config: RunConfig):
     reference photos now, so a missing photo or one without a face fails before any frame is read."""
     if not (config.spare or config.only):
         return None
+    from faceanon_video.people.embed import FaceEmbedder, PhotoEmbedder
     from faceanon_video.people.spare import TrackSelector, load_references
 
-    return TrackSelector(load_references(config.spare or config.only), mode="spare" if config.spare else "only")
+    embedder = FaceEmbedder()  # one SFace for the photos and the tracks (both used on this thread only)
+    references = load_references(config.spare or config.only, PhotoEmbedder(embedder))
+    return TrackSelector(references, mode="spare" if config.spare else "only", embedder=embedder)
 
 
 def detector_factory(config: RunConfig, threshold: float | None = None, min_face_px: float | None = None) -> Callable[[], Detector]:
@@ -219,25 +222,23 @@ class FrameProcessor:
         return out
 
     def _decide(self, frame: Frame, faces: Faces) -> np.ndarray | Exception | None:
-        """The selector's decision (which faces to anonymize) for a frame it has observed; an error is
-        returned so that the frame's release obscures it."""
-        if isinstance(faces, BaseException):
-            return None
-        try:
-            return self.selector.decide(frame.index, faces)
-        except Exception as exc:  # noqa: BLE001 - fail closed on this frame
-            return exc
+        """The selector's decision (which faces to anonymize) for a frame it has observed."""
+        return self._select(self.selector.decide, frame.index, faces)
 
     def _observe(self, frame: Frame, faces: Faces) -> Exception | None:
-        """The selector's checks on a frame's original pixels, as it comes; an error is kept for the
-        frame's release, which obscures it."""
+        """The selector's checks on a frame's original pixels, as it comes."""
+        return self._select(self.selector.observe, frame, faces)
+
+    @staticmethod
+    def _select(step: Callable, frame_key, faces: Faces):
+        """One selector step on a frame's faces; an error is returned, not raised, so that the frame's
+        release obscures it (fail closed on exactly that frame)."""
         if isinstance(faces, BaseException):
             return None
         try:
-            self.selector.observe(frame, faces)
+            return step(frame_key, faces)
         except Exception as exc:  # noqa: BLE001 - fail closed on this frame when it is released
             return exc
-        return None
 
     def process(self, frame: Frame) -> Frame:
         return self.finish(frame, self.detect(frame))
@@ -250,7 +251,7 @@ class FrameProcessor:
         if self.selector is not None:
             self.selector.states.clear()  # track ids start over: no evidence carries to another video
         if self.embeddings is not None:
-            self.embeddings.tracks.clear()
+            self.embeddings.reset()
         if hasattr(self.anonymizer, "reset"):
             self.anonymizer.reset()
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
+from faceanon_video.geometry import box_iou
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC, VideoWriter, from_input
 from faceanon_video.io.metadata import MetadataPolicy
@@ -469,18 +470,6 @@ def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None
 # 4. Stitching track ids across the cuts.
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (N, 4 xyxy) with every box of ``b`` (M, 4)."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def stitch_track_ids(before: dict[int, TrackRecord], after: dict[int, TrackRecord]) -> dict[int, int]:
     """Which track of ``after`` continues which track of ``before`` (two segments' records of the same
     frames, by frame index, each in its own ids): mean IoU over the frames both tracked, assigned one
@@ -493,7 +482,7 @@ def stitch_track_ids(before: dict[int, TrackRecord], after: dict[int, TrackRecor
         previous = before.get(index)
         if previous is None or not len(record.faces) or not len(previous.faces):
             continue
-        ious = _iou(previous.faces.xyxy, record.faces.xyxy)
+        ious = box_iou(previous.faces.xyxy, record.faces.xyxy)
         for i, old in enumerate(previous.faces.track_id.tolist()):
             for j, new in enumerate(record.faces.track_id.tolist()):
                 iou_sum[old, new] += float(ious[i, j])

@@ -250,7 +250,7 @@ class VaultWriter:
 
     def __init__(self, path: str | Path, key: bytes, mask_scale: float = 1.3, info: dict | None = None, quality: str = "high") -> None:
         if quality not in VAULT_QUALITIES:
-            raise ConfigError(f"vault quality must be one of {', '.join(VAULT_QUALITIES)}, not {quality!r}")
+            raise ConfigError(f"--vault-quality must be one of {', '.join(VAULT_QUALITIES)}, not {quality!r}")
         self.path = Path(path)
         self.mask_scale = mask_scale
         self.info = dict(info or {})
@@ -396,8 +396,6 @@ def open_run_vault(
     ``--key-file``; ``mask_scale`` and ``diffusion`` say what the anonymizer paints, the span which
     part of ``source`` the run covers, ``quality`` (``--vault-quality``) how faithfully faces are kept."""
     path = vault_path_for(vault, source)
-    if quality not in VAULT_QUALITIES:
-        raise ConfigError(f"--vault-quality must be one of {', '.join(VAULT_QUALITIES)}, not {quality!r}")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists (use --overwrite to replace it)")
     # Diffusion pastes through a feathered mask of the aligned face crop, which may reach past the

@@ -222,6 +222,10 @@ class TrackEmbeddings:
             track.embeddings = [e.result() if isinstance(e, Future) else e for e in track.embeddings]
         return self._tracks
 
+    def reset(self) -> None:
+        """Forget every track (a new video): runs still pending finish unused."""
+        self._tracks.clear()
+
     def add(self, frame: Frame | np.ndarray, faces: Detections, frame_index: int | None = None) -> list[int]:
         """Record the faces of one frame; returns the track ids embedded in this frame."""
         if faces.track_id is None:

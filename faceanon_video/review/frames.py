@@ -41,11 +41,13 @@ class FrameSource:
     (120, (144, 176, 3))
     """
 
-    def __init__(self, path, cache_bytes: int = CACHE_BYTES) -> None:
+    def __init__(self, path, cache_bytes: int = CACHE_BYTES, index: tuple[list[int], list[int]] | None = None) -> None:
+        """``index``: the (pts, keyframe_pts) of another ``FrameSource`` of the same file, to skip
+        demuxing the whole file again."""
         self.path = str(path)
         self._lock = threading.Lock()
         self._open()
-        self.pts, self.keyframe_pts = self._index()
+        self.pts, self.keyframe_pts = index or self._index()
         if not self.pts:
             self.container.close()
             raise InputError(f"{self.path}: no video frames")

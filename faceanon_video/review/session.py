@@ -169,7 +169,7 @@ class ReviewSession:
             row = rows[min(k, len(rows) - 1)]
             frame_index, box = int(track.frames[row]), track.xyxy[row]
             if self._thumb_frames is None:
-                self._thumb_frames = FrameSource(self.source, cache_bytes=0)
+                self._thumb_frames = FrameSource(self.source, cache_bytes=0, index=(self.frames.pts, self.frames.keyframe_pts))
         image = self._thumb_frames.bgr(frame_index)
         x0, y0, x1, y1 = _padded(box, image.shape, 0.25)
         crop = image[y0:y1, x0:x1]
