@@ -167,11 +167,9 @@ class VideoWriter:
         self.video = None
         self.stream_map: dict[int, av.stream.Stream] = {}
         self.transcoders: dict[int, tuple] = {}
-        try:
-            self._add_copied_streams(templates)
-        except BaseException:
-            self._discard()  # no half-written file left behind
-            raise
+        # The copied streams are added after the video stream (``_open_video``), so that the video
+        # is stream 0 as tools that take "the first stream" expect; their packets wait until then.
+        self._templates = list(templates)
         self._pending_packets: list = []
         self._last_pts: int | None = None
         self.first_pts: int | None = None
@@ -280,6 +278,10 @@ class VideoWriter:
             setattr(stream.codec_context, name, value)
         stream.metadata.update(self._video_tags)
         self.video = stream
+        self._add_copied_after_video()
+
+    def _add_copied_after_video(self) -> None:
+        self._add_copied_streams(self._templates)
         for packet in self._pending_packets:
             self._mux_copied(packet)
         self._pending_packets.clear()
@@ -312,9 +314,7 @@ class VideoWriter:
         stream.metadata.update(self._video_tags)
         self.video = stream
         self._copied_video = True
-        for packet in self._pending_packets:
-            self._mux_copied(packet)
-        self._pending_packets.clear()
+        self._add_copied_after_video()
 
     def write_video_packet(self, packet: av.Packet) -> None:
         """Remux one encoded video packet (after ``copy_video``); its timestamps are kept as they are."""
@@ -328,15 +328,16 @@ class VideoWriter:
 
     def write_packet(self, packet: av.Packet) -> None:
         """Copy a packet of an audio/subtitle/data stream given in ``templates``."""
-        if packet.stream.index not in self.stream_map and packet.stream.index not in self.transcoders:
-            return
         if self.video is None:
-            self._pending_packets.append(packet)  # the header is written with the first video frame
+            if any(packet.stream.index == t.index for t in self._templates):
+                self._pending_packets.append(packet)  # the header is written with the first video frame
             return
         self._mux_copied(packet)
 
     def _mux_copied(self, packet: av.Packet) -> None:
         index = packet.stream.index
+        if index not in self.stream_map and index not in self.transcoders:
+            return  # not kept (policy) or not holdable by this container
         if index in self.transcoders:
             out, resampler = self.transcoders[index]
             for audio in packet.decode():

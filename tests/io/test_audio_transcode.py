@@ -101,3 +101,21 @@ def test_cli_writes_webm_from_an_mp4_with_aac_audio(tmp_path):
     assert [s["codec_name"] for s in ffprobe_audio(out)] == ["opus"]
     _, rate, samples = decoded_audio(out)
     assert abs(len(samples) / rate - SECONDS) < 0.08
+
+
+def test_video_is_stream_0_even_when_the_input_has_audio_first(tmp_path):
+    """Tools that take "the first stream" as the video (many do) need it first in the output,
+    whatever order the input had."""
+    src = tmp_path / "in.mp4"
+    make_clip(src, "aac")
+    audio_first = tmp_path / "audio_first.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-map", "0:a", "-map", "0:v", "-c", "copy", str(audio_first)], check=True)
+    assert [s.type for s in av.open(str(audio_first)).streams] == ["audio", "video"]
+    for suffix in (".mp4", ".mkv"):
+        out = tmp_path / f"out{suffix}"
+        assert main([str(audio_first), "-o", str(out), "-q"]) == 0
+        with av.open(str(out)) as container:
+            assert [s.type for s in container.streams] == ["video", "audio"]
+            assert sum(1 for _ in container.decode(video=0)) == int(SECONDS * FPS)
+        _, rate, samples = decoded_audio(out)
+        assert abs(len(samples) / rate - SECONDS) < 0.08
