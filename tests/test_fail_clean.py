@@ -214,3 +214,27 @@ def test_sigterm_on_a_file_run_removes_every_temp_file(tmp_path):
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "interrupted" in err
     assert files_in(out) == []
+
+
+@pytest.mark.parametrize("role", ["input", "--spare", "verify"])
+def test_truncated_photo_is_one_clear_line_and_nothing_written(tmp_path, capfd, role):
+    """A cut JPEG was half-decoded by OpenCV (grey below the cut) with libjpeg's bare warning on
+    stderr; a reference photo cut below the face even kept working. Now: refused, one line."""
+    whole = (Path(__file__).parent / "data" / "images" / "two_people.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "out"
+    out.mkdir()
+    if role == "input":
+        args = [cut, "-o", out / "x.jpg", "-q"]
+    elif role == "--spare":
+        args = [CARPHONE, "-o", out / "x.mp4", "--spare", cut, "-q"]
+    else:
+        key = tmp_path / "k.key"
+        key.write_bytes(os.urandom(32))
+        args = ["verify", "--people", tmp_path / "none.people", "--key-file", key, "--face", cut]
+    code = main([str(a) for a in args])
+    captured = capfd.readouterr()
+    one_line_user_error(code, captured.err, "cut.jpg", "truncated")
+    assert "Premature end" not in captured.out + captured.err
+    assert files_in(out) == []

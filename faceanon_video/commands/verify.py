@@ -23,11 +23,11 @@ import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 
 from faceanon_video.errors import InputError
 from faceanon_video.io.decode import VideoReader
+from faceanon_video.io.images import read_image
 from faceanon_video.keys import load_key
 from faceanon_video.people.embed import PhotoEmbedder
 from faceanon_video.people.gallery import read_store
@@ -63,9 +63,7 @@ class TrackMatch:
 def main(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise InputError("--every must be >= 1")
-    photo = cv2.imread(args.face, cv2.IMREAD_COLOR)
-    if photo is None:
-        raise InputError(f"{args.face}: not a readable image")
+    photo = read_image(args.face)
     embedder = PhotoEmbedder()
     reference = embedder.embed(photo)
     if reference is None:

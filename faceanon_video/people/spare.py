@@ -41,10 +41,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from faceanon_video.errors import InputError
+from faceanon_video.io.images import read_image
 from faceanon_video.geometry import box_iou
 from faceanon_video.people.embed import MIN_QUALITY, FaceEmbedder, PhotoEmbedder, face_quality
 from faceanon_video.types import Detections, Frame
@@ -92,10 +92,7 @@ def load_references(paths: list[str | Path], photo_embedder: PhotoEmbedder | Non
         else:
             raise InputError(f"{path}: no such photo or folder")
         for photo in photos:
-            bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise InputError(f"{photo}: not a readable image")
-            embedding = photo_embedder.embed(bgr)
+            embedding = photo_embedder.embed(read_image(photo))
             if embedding is None:
                 raise InputError(f"{photo}: no face found in the photo")
             embeddings.append(embedding)
