@@ -309,7 +309,7 @@ class Plan:
         n = self.input.frame_count
 
         def frame_ok(frame: int, where: str) -> None:
-            if frame < 0 or (n and frame >= n):
+            if not 0 <= frame < n:
                 add(f"{where}: frame {frame} is outside the video (0..{n - 1})")
 
         for person in self.persons.values():
@@ -714,8 +714,9 @@ def _parse_input(obj: dict) -> PlanInput:
     )
     if not _SHA256.match(info.sha256):
         raise _Bad("input.sha256: must be 64 lowercase hex digits")
-    if info.frame_count < 0 or info.width <= 0 or info.height <= 0 or info.fps <= 0:
-        raise _Bad("input: frame_count must be >= 0, width, height and fps > 0")
+    if info.frame_count < 1 or info.width <= 0 or info.height <= 0 or info.fps <= 0:
+        # An analysis always decodes a frame; 0 would also switch off every frame-range check.
+        raise _Bad("input: frame_count must be >= 1, width, height and fps > 0")
     if any(s is not None and not 0 <= s <= MAX_SPAN_S for s in (info.start_s, info.end_s)):
         raise _Bad(f"input: start_s and end_s must be between 0 and {MAX_SPAN_S:g} seconds")
     try:

@@ -152,6 +152,7 @@ def test_regions_interpolate_and_hold():
         (lambda d: d.update(version=2), "newer than this faceanon-video reads"),
         (lambda d: d["input"].update(sha256="xyz"), "input.sha256"),
         (lambda d: d["input"].pop("width"), "input.width: missing"),
+        (lambda d: d["input"].update(frame_count=0), "frame_count must be >= 1"),
         (lambda d: d["tracks"][0]["frames"][1].update(xyxy=[1, 2, 3]), r"tracks\[0\].frames\[1\].xyxy: must be a list of 4 numbers"),
         (lambda d: d["tracks"][0]["frames"][1].update(frame=0), "track 1: frames must be strictly increasing"),
         (lambda d: d["tracks"][0]["frames"][0].update(frame=-1), "outside the video"),
