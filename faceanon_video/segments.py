@@ -16,9 +16,19 @@ detection schedule (every ``detect_every``-th frame) is the single run's. Track 
 at each overlap (IoU of the boxes both segments tracked there; unmatched tracks get new ids), so
 ``--save-tracks`` is one file with continuous ids, and ``--report`` counts the file once.
 
-Not segmented (one process, with one INFO line): ``--vault``, ``--people``/``--gallery``,
-``--spare``/``--only``, diffusion, ``--start``/``--end``, a run plan, and files shorter than
-``AUTO_MIN_S`` or machines with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
+People: with ``--people``/``--gallery`` each segment also keeps its tracks' embeddings of its own
+frames (a fragment); the driver links the stitched tracks into people over the whole file
+(``people.people.identify_people``, as one process does at its end). Planned runs go in two phases:
+``--save-plan`` and seeded modes (diffusion) analyse the segments (``planning.AnalysisProcessor``:
+tracks, embeddings, candidates, obscured frames), the driver merges the fragments into one
+``Plan`` of the whole file (tracks stitched, people linked), then ``--plan`` and seeded modes render
+the segments from it (``planning.PlanProcessor``, no detection, one seed key for all of them), so a
+person keeps one id and one seed across the cuts. ``--on-segment-failure black``: a segment that
+failed twice is blacked out (same frames and timestamps) and listed in the report.
+
+Not segmented (one process, with one INFO line): ``--vault``, ``--spare``/``--only``,
+``--start``/``--end`` (and a plan of such a span), and files shorter than ``AUTO_MIN_S`` or machines
+with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
 See README: Segment-parallel runs.
 """
 
@@ -547,8 +557,12 @@ def _run_ray(tasks: list[dict], address: str | None, worker: Callable[[dict], di
     return failed
 
 
-def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None], ray_address: str | None = None, worker: Callable[[dict], dict] = run_segment) -> None:
-    """Run every task; a failed one is retried once, then ``FaceanonError`` (an input error at once)."""
+def run_segments(
+    tasks: list[dict], jobs: int, done: Callable[[dict, dict], None], ray_address: str | None = None, worker: Callable[[dict], dict] = run_segment,
+    on_failure: Callable[[dict, dict], None] | None = None,
+) -> None:
+    """Run every task; a failed one is retried once, then ``FaceanonError`` (an input error at once),
+    or, with ``on_failure``, handed to it (``--on-segment-failure black``)."""
     for attempt in (1, 2):
         if ray_address is not None:
             failed = _run_ray(tasks, None if ray_address == "local" else ray_address, worker, done)
@@ -562,6 +576,10 @@ def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None
         for task, result in failed:
             log.warning("segment %d failed (attempt %d of 2): %s", task["segment"]["number"], attempt, result["error"])
         if attempt == 2:
+            if on_failure is not None:
+                for task, result in failed:
+                    on_failure(task, result)
+                return
             task, result = failed[0]
             raise FaceanonError(f"segment {task['segment']['number']} failed twice: {result['error']}")
         tasks = [t for t, _ in failed]
@@ -690,7 +708,7 @@ def _input_fingerprint(source: Path) -> str:
 
 
 #: Settings that do not change a segment's pixels or tracks (the work folder is shared across them).
-_NOT_IN_WORK_KEY = ("progress", "overwrite", "resume", "jobs", "workers", "report", "save_tracks", "extra")
+_NOT_IN_WORK_KEY = ("progress", "overwrite", "resume", "on_segment_failure", "jobs", "workers", "report", "save_tracks", "extra")
 
 
 def work_dir_for(source: Path, destination: Path, config: RunConfig, plan: SegmentPlan) -> Path:
@@ -877,15 +895,24 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             results[task["segment"]["number"]] = result
             progress.update(result["frames"])
 
+        def black_out(task: dict, result: dict) -> None:
+            segment = Segment(**task["segment"])
+            log.warning("segment %d (frames %d-%d) failed twice: %s; blacked out (--on-segment-failure black)", segment.number, segment.start_index, segment.end_index - 1, result["error"])
+            failed_segments.append({"segment": segment.number, "start_frame": segment.start_index, "end_frame": segment.end_index - 1, "error": result["error"]})
+            done(task, _blacked_out(task, plan, result["error"]))
+
         progress.update(sum(r["frames"] for r in results.values()))
         todo = [t for t in tasks if t["segment"]["number"] not in results]
         if todo:
-            run_segments(todo, jobs, done, ray_address)
+            run_segments(todo, jobs, done, ray_address, on_failure=black_out if config.on_segment_failure == "black" else None)
+        if len(failed_segments) == len(plan.segments):
+            raise FaceanonError(f"every segment failed: {failed_segments[0]['error']}")
         return [results[t["segment"]["number"]] for t in tasks]
 
     tracks = None
     success = False
     people = None
+    failed_segments: list[dict] = []  # --on-segment-failure black: what was blacked out, and why
     try:
         if planned and video_plan is None:
             video_plan, people = _analyse_segments(source, config, plan, work, run_phase, gallery)
@@ -957,10 +984,44 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         reader.frames_decoded = plan.frames
         start = time.perf_counter()
         report = build_report(config, source, destination, summary, reader, writer, counted, summary.seconds)
-        report["segments"] = {"count": len(tasks), "jobs": jobs, "ray": ray_address is not None}
+        report["segments"] = {"count": len(tasks), "jobs": jobs, "ray": ray_address is not None, "blacked_out": failed_segments}
         write_reports(report, report_paths_for(config.report, source))
         summary.report_seconds = time.perf_counter() - start
     return summary
+
+
+def _blacked_out(task: dict, plan: SegmentPlan, error: str) -> dict:
+    """A failed segment replaced by what fail-closed gives a frame nobody checked: black frames with
+    the segment's timestamps (a render), or every frame of it marked obscured in the plan (an
+    analysis: the render then blacks them out). Its result is not written: --resume retries it."""
+    segment = Segment(**task["segment"])
+    config = RunConfig.from_json(task["config"])
+    reason = f"segment failed: {error}"[:200]
+    with TrackWriter(task["tracks"], overwrite=True):
+        pass  # no faces: an empty track file
+    if task["kind"] == "analyse":
+        failed = {str(f): reason for f in range(segment.start_index, segment.end_index)}
+        fragment = {"embeddings": {}, "rows": {}, "candidates": [], "failed": failed, "size": None, "settings": None}
+        write_atomic(task["fragment"], json.dumps(fragment))
+    else:
+        with VideoReader(task["source"]) as reader:
+            all_pts, _ = _video_pts(reader)
+            info = reader.info
+            writer = VideoWriter(task["video"], fps=info.fps, time_base=info.time_base, policy=MetadataPolicy(keep_audio=False), codec=task["codec"], crf=config.crf, preset=config.preset)
+        try:
+            black = np.zeros((info.height, info.width, 3), np.uint8)
+            for pts in all_pts[segment.start_index : segment.end_index]:
+                writer.write(Frame(bgr=black, pts=pts, time_base=info.time_base))
+            writer.close(success=True)
+        except BaseException:
+            writer.close(success=False)
+            raise
+        if "fragment" in task:
+            write_atomic(task["fragment"], json.dumps({"embeddings": {}}))
+    return {
+        "frames": segment.frames, "faces": 0, "obscured_frames": segment.frames, "obscure_reasons": {reason: segment.frames},
+        "detect_every": config.detect_every or 2, "blacked_out_frames": 0, "stage_seconds": {}, "seconds": 0.0,
+    }
 
 
 def _analyse_segments(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, run_phase: Callable[[list[dict]], list[dict]], gallery):
@@ -987,9 +1048,10 @@ def _analyse_segments(source: Path, config: RunConfig, plan: SegmentPlan, work: 
         candidates = [(f, np.asarray(xyxy, np.float32), score, src) for fragment in fragments for f, xyxy, score, src in fragment["candidates"]]
         failed = {int(f): reason for fragment in fragments for f, reason in fragment["failed"].items()}
         size = next((tuple(f["size"]) for f in fragments if f["size"]), None)
+        settings = next(f["settings"] for f in fragments if f["settings"])  # one segment at least was analysed
         with VideoReader(source) as reader:
             info = reader.info
-        video_plan = assemble_plan(source, config, info, digest.result(), plan.frames, size, fragments[0]["settings"], rows, people, candidates, failed)
+        video_plan = assemble_plan(source, config, info, digest.result(), plan.frames, size, settings, rows, people, candidates, failed)
     log.info(
         "%s: analysed %d frames in %d segments: %d tracks, %d people, %d candidates, %d frames obscured",
         source, plan.frames, len(tasks), len(video_plan.tracks), len(video_plan.persons), len(video_plan.candidates), len(failed),
