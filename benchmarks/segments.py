@@ -1,6 +1,6 @@
 """Segment-parallel runs (``--jobs``): fps and CPU per frame against a plain PyAV loop, 720p and 1080p.
 
-    python benchmarks/segments.py [--seconds 20] [--repeats 3] [--json-out FILE]
+    python benchmarks/segments.py [--seconds 20] [--repeats 3] [--kind blur] [--json-out FILE]
 
 Input: tests/data/short_hamilton_clip.mp4 (several real faces) scaled to each height, looped to
 ``--seconds`` and re-encoded with a keyframe every 2 s (so it can be cut) and its audio. Each
@@ -10,6 +10,10 @@ repetition runs, back to back on the same file: the plain PyAV decode -> encode 
 frame loop without threads, overlap or tail), all blur with defaults. Ratios are taken within one repetition
 (the machine may be shared); min/median/max over repetitions. CPU seconds are this process's plus
 its finished children's (``resource.getrusage``), so the workers are counted.
+
+``--kind``: ``blur`` (the default run), ``people`` (``--people``: one phase, people linked by the
+driver), ``save-plan`` (phase 1 of a planned run: analysis only) or ``render`` (phase 2: ``--plan`` of
+a plan made once before the repetitions); a seeded mode (diffusion) runs both phases.
 """
 
 from __future__ import annotations
@@ -64,8 +68,22 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def measure(clip: Path, work: Path, repeats: int, sequential: bool = False) -> dict:
+def _config(kind: str, work: Path, out: Path, **settings) -> RunConfig:
+    if kind == "people":
+        key = work / "key"
+        key.write_bytes(b"k" * 32)
+        return RunConfig(people=str(work / "clip.people"), key_file=str(key), **settings)
+    if kind == "save-plan":
+        return RunConfig(save_plan=str(out), **settings)
+    if kind == "render":
+        return RunConfig(plan=str(work / "clip.plan.json"), **settings)
+    return RunConfig(**settings)
+
+
+def measure(clip: Path, work: Path, repeats: int, sequential: bool = False, kind: str = "blur") -> dict:
     rows = []
+    if kind == "render":
+        process_file(clip, work / "clip.plan.json", RunConfig(jobs=1, save_plan=str(work / "clip.plan.json"), progress=False, overwrite=True))
     with av.open(str(clip)) as c:
         frames = c.streams.video[0].frames
     for r in range(repeats):
@@ -74,9 +92,9 @@ def measure(clip: Path, work: Path, repeats: int, sequential: bool = False) -> d
         row["plain_fps"] = plain_pyav_fps(clip, RunConfig(), frames)
         row["plain_cpu_ms"] = (_cpu_s() - cpu) / frames * 1000
         for jobs in (1, 2):
-            out = work / f"out{jobs}.mp4"
+            out = work / (f"out{jobs}.plan.json" if kind == "save-plan" else f"out{jobs}.mp4")
             cpu, start = _cpu_s(), time.perf_counter()
-            summary = process_file(clip, out, RunConfig(jobs=jobs, progress=False, overwrite=True))
+            summary = process_file(clip, out, _config(kind, work, out, jobs=jobs, progress=False, overwrite=True))
             wall = time.perf_counter() - start
             row[f"jobs{jobs}_fps"] = summary.frames / wall
             row[f"jobs{jobs}_cpu_ms"] = (_cpu_s() - cpu) / summary.frames * 1000
@@ -102,16 +120,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--heights", default="720p,1080p")
     parser.add_argument("--sequential", action="store_true", help="also time one segment on one worker process (no threads)")
+    parser.add_argument("--kind", default="blur", choices=("blur", "people", "save-plan", "render"))
     parser.add_argument("--json-out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     keep_freed_memory()  # as the CLI does
-    results = {"machine": machine_description(), "seconds": args.seconds, "note": "shared 2-core machine: noisy; compare ratios within a repetition"}
+    results = {"machine": machine_description(), "seconds": args.seconds, "kind": args.kind, "note": "shared 2-core machine: noisy; compare ratios within a repetition"}
     with tempfile.TemporaryDirectory(prefix="faceanon-segments-") as tmp:
         work = Path(tmp)
         for label in args.heights.split(","):
             clip = looped_clip(work / f"clip_{label}.mp4", HEIGHTS[label], args.seconds)
-            results[label] = measure(clip, work, args.repeats, args.sequential)
+            results[label] = measure(clip, work, args.repeats, args.sequential, args.kind)
             print(label, json.dumps(results[label]["summary"]), flush=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))

@@ -151,6 +151,7 @@ class RunConfig:
     # Segment-parallel runs of one long file (see faceanon_video.segments).
     jobs: int | None = None  # processes (or Ray tasks) per file; None: auto (one per core for long files)
     resume: bool = False  # reuse the finished segments of an interrupted run
+    on_segment_failure: str = "fail"  # a segment that failed twice: "fail" the run, or "black" it out (reported)
 
     # Behaviour.
     strict: bool = False  # a damaged frame in the input fails the run instead of being obscured
@@ -205,6 +206,8 @@ class RunConfig:
             raise ConfigError("--lost-track-buffer must be >= 0")
         if self.workers < 1:
             raise ConfigError("--workers must be >= 1")
+        if self.on_segment_failure not in ("fail", "black"):
+            raise ConfigError(f"--on-segment-failure must be fail or black (got {self.on_segment_failure!r})")
         if self.jobs is not None and not 1 <= self.jobs <= 256:
             raise ConfigError(f"--jobs must be between 1 and 256 (got {self.jobs})")
         if self.thresh is not None and not 0 < self.thresh < 1:

@@ -386,16 +386,16 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
         if is_image(source):
             raise ConfigError(f"{source}: --report works on videos (images are written without any metadata)")
         check_report_targets(config.report, source, config.overwrite)
-    if planned and not is_image(source):
-        from faceanon_video.planning import process_planned
-
-        return process_planned(source, destination, config, processor)
     if not is_image(source):
         from faceanon_video.segments import process_segmented, segment_jobs
 
         jobs = segment_jobs(source, config, ray_address)
-        if jobs > 1:  # one long file on several cores or nodes: faceanon_video.segments
+        if jobs > 1:  # one long file on several cores or nodes (planned runs too): faceanon_video.segments
             return process_segmented(source, destination, config, jobs, ray_address)
+    if planned and not is_image(source):
+        from faceanon_video.planning import process_planned
+
+        return process_planned(source, destination, config, processor)
     run = process_image if is_image(source) else process_video
     return run(source, destination, config, processor)
 

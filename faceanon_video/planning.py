@@ -181,6 +181,17 @@ class AnalysisProcessor(FrameProcessor):
         super().reset()
         self._raw.clear()
 
+    def reset_recorded(self) -> None:
+        """Forget what was recorded (a worker analysing another segment with the same models)."""
+        self.reset()
+        self.reset_counters()
+        self.recorder.rows.clear()
+        self.recorder.embeddings.reset()
+        self.recorder.size = None
+        self.candidates.clear()
+        self.failed.clear()
+        self.second_s = 0.0
+
 
 def analysis_config(config: RunConfig) -> RunConfig:
     """The settings of an analysis: what decides the faces; nothing that writes or paints."""
@@ -215,38 +226,55 @@ def _analyse(source: str | Path, config: RunConfig, progress: Progress | None = 
     process_video(source, None, processor.config, processor)
     recorder = processor.recorder
     people = identify_people(recorder.embeddings.tracks, gallery)
-    width, height = recorder.size or (info.width, info.height)
-    plan = Plan(
-        input=PlanInput(
-            name=Path(source).name, sha256=sha256_file(source), frame_count=processor.frames, width=width, height=height,
-            fps=float(info.fps), time_base=f"{info.time_base.numerator}/{info.time_base.denominator}",
-            start_s=config.start_s, end_s=config.end_s,
-        ),
-        settings={
-            "faceanon_video": __version__, "detector": config.detector, "thresh": processor.tracking.high_thresh,
-            "low_thresh": processor.tracking.low_thresh, "min_face_px": config.min_face_px,
-            "detect_every": processor.detect_every, "lost_track_buffer": config.lost_track_buffer, "track": config.track,
-            "second_detector": {"detector": SECOND_DETECTOR, "every": SECOND_DETECTOR_EVERY, "thresh": SECOND_DETECTOR_THRESH} if processor.second else None,
-        },
-        obscured=_spans(processor.failed),
+    plan = assemble_plan(
+        source, config, info, sha256_file(source), processor.frames, recorder.size, analysis_settings(processor),
+        recorder.rows, people, processor.candidates, processor.failed,
     )
-    for track_id, rows in sorted(recorder.rows.items()):
-        frames, xyxy, landmarks, score, detected = zip(*rows)
-        plan.tracks[track_id] = PlanTrack(track_id, people.person_of_track[track_id], frames, np.stack(xyxy), np.stack(landmarks), score, detected)
-    for track_id, person_id in sorted(people.person_of_track.items()):
-        if track_id in plan.tracks:
-            person = plan.persons.setdefault(person_id, Person(person_id, gallery_id=people.gallery_ids.get(person_id)))
-            person.track_ids.append(track_id)
-    if processor.candidates:
-        candidates = sorted(processor.candidates, key=lambda c: c[0])
-        frames, xyxy, score, sources = zip(*candidates)
-        plan.candidates = candidates_detections(frames, np.stack(xyxy), score, sources)
     seconds = time.perf_counter() - started
     log.info(
         "%s: analysed %d frames in %.1f s (second detector: %.1f s): %d tracks, %d people, %d candidates, %d frames obscured",
         source, processor.frames, seconds, processor.second_s, len(plan.tracks), len(plan.persons), len(plan.candidates), len(processor.failed),
     )
     return plan, people
+
+
+def analysis_settings(processor: AnalysisProcessor) -> dict:
+    """The plan's ``settings``: what the analysis decided the faces with."""
+    config = processor.config
+    return {
+        "faceanon_video": __version__, "detector": config.detector, "thresh": processor.tracking.high_thresh,
+        "low_thresh": processor.tracking.low_thresh, "min_face_px": config.min_face_px,
+        "detect_every": processor.detect_every, "lost_track_buffer": config.lost_track_buffer, "track": config.track,
+        "second_detector": {"detector": SECOND_DETECTOR, "every": SECOND_DETECTOR_EVERY, "thresh": SECOND_DETECTOR_THRESH} if processor.second else None,
+    }
+
+
+def assemble_plan(source, config: RunConfig, info, sha256: str, frame_count: int, size, settings: dict, rows: dict[int, list[tuple]], people, candidates: list[tuple], failed: dict[int, str]) -> Plan:
+    """A ``Plan`` from what an analysis recorded (one process's, or the segments' merged by
+    ``segments``): ``rows`` track id -> [(frame, xyxy, landmarks, score, detected)] in frame order,
+    ``people`` (``people.people.People``) the tracks' persons, ``candidates`` [(frame, xyxy, score,
+    source)], ``failed`` frame -> why it was obscured."""
+    width, height = size or (info.width, info.height)
+    plan = Plan(
+        input=PlanInput(
+            name=Path(source).name, sha256=sha256, frame_count=frame_count, width=width, height=height,
+            fps=float(info.fps), time_base=f"{info.time_base.numerator}/{info.time_base.denominator}",
+            start_s=config.start_s, end_s=config.end_s,
+        ),
+        settings=settings,
+        obscured=_spans(failed),
+    )
+    for track_id, track_rows in sorted(rows.items()):
+        frames, xyxy, landmarks, score, detected = zip(*track_rows)
+        plan.tracks[track_id] = PlanTrack(track_id, people.person_of_track[track_id], frames, np.stack(xyxy), np.stack(landmarks), score, detected)
+    for track_id, person_id in sorted(people.person_of_track.items()):
+        if track_id in plan.tracks:
+            person = plan.persons.setdefault(person_id, Person(person_id, gallery_id=people.gallery_ids.get(person_id)))
+            person.track_ids.append(track_id)
+    if candidates:
+        frames, xyxy, score, sources = zip(*sorted(candidates, key=lambda c: c[0]))
+        plan.candidates = candidates_detections(frames, np.stack(xyxy), score, sources)
+    return plan
 
 
 def _spans(failed: dict[int, str]) -> list[Span]:
@@ -388,13 +416,9 @@ def _no_detector():
     return None
 
 
-def render(source: str | Path, destination: str | Path, plan: Plan, config: RunConfig, progress: Progress | None = None, processor: FrameProcessor | None = None, check_source: bool = True):
-    """Anonymize ``source`` into ``destination`` exactly as ``plan`` says (no detection); refused
-    (``InputError``, nothing written) when ``source`` is not the video the plan was made for.
-    ``processor``: a ``FrameProcessor`` whose anonymizer to reuse (models load once per run).
-    ``check_source=False``: the plan was just made from this very file (no second hash of it)."""
-    from faceanon_video.pipeline import process_video
-
+def check_plan(source: str | Path, plan: Plan, config: RunConfig, check_source: bool = True) -> None:
+    """Refuse (one line) a plan that is invalid, of another span than ``config`` asks for or, with
+    ``check_source``, made for another video."""
     problems = plan.validate()
     if problems:
         raise InputError(f"plan for {plan.input.name}: {problems[0]}")
@@ -405,6 +429,16 @@ def render(source: str | Path, destination: str | Path, plan: Plan, config: RunC
             raise ConfigError(f"{option_name(name)} {given}: the plan was made with {made_for} (leave it out: a render uses the plan's span)")
     if check_source:
         plan.check_source(source)
+
+
+def render(source: str | Path, destination: str | Path, plan: Plan, config: RunConfig, progress: Progress | None = None, processor: FrameProcessor | None = None, check_source: bool = True):
+    """Anonymize ``source`` into ``destination`` exactly as ``plan`` says (no detection); refused
+    (``InputError``, nothing written) when ``source`` is not the video the plan was made for.
+    ``processor``: a ``FrameProcessor`` whose anonymizer to reuse (models load once per run).
+    ``check_source=False``: the plan was just made from this very file (no second hash of it)."""
+    from faceanon_video.pipeline import process_video
+
+    check_plan(source, plan, config, check_source)
     config = dataclasses.replace(config, start_s=plan.input.start_s, end_s=plan.input.end_s)
     anonymizer = processor.anonymizer if processor is not None else None
     renderer = PlanProcessor(config, plan, anonymizer=anonymizer)

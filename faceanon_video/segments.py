@@ -16,9 +16,19 @@ detection schedule (every ``detect_every``-th frame) is the single run's. Track 
 at each overlap (IoU of the boxes both segments tracked there; unmatched tracks get new ids), so
 ``--save-tracks`` is one file with continuous ids, and ``--report`` counts the file once.
 
-Not segmented (one process, with one INFO line): ``--vault``, ``--people``/``--gallery``,
-``--spare``/``--only``, diffusion, ``--start``/``--end``, a run plan, and files shorter than
-``AUTO_MIN_S`` or machines with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
+People: with ``--people``/``--gallery`` each segment also keeps its tracks' embeddings of its own
+frames (a fragment); the driver links the stitched tracks into people over the whole file
+(``people.people.identify_people``, as one process does at its end). Planned runs go in two phases:
+``--save-plan`` and seeded modes (diffusion) analyse the segments (``planning.AnalysisProcessor``:
+tracks, embeddings, candidates, obscured frames), the driver merges the fragments into one
+``Plan`` of the whole file (tracks stitched, people linked), then ``--plan`` and seeded modes render
+the segments from it (``planning.PlanProcessor``, no detection, one seed key for all of them), so a
+person keeps one id and one seed across the cuts. ``--on-segment-failure black``: a segment that
+failed twice is blacked out (same frames and timestamps) and listed in the report.
+
+Not segmented (one process, with one INFO line): ``--vault``, ``--spare``/``--only``,
+``--start``/``--end`` (and a plan of such a span), and files shorter than ``AUTO_MIN_S`` or machines
+with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
 See README: Segment-parallel runs.
 """
 
@@ -46,7 +56,7 @@ from types import SimpleNamespace
 import av
 import numpy as np
 
-from faceanon_video.config import RunConfig
+from faceanon_video.config import SEEDED_MODES, RunConfig
 from faceanon_video.errors import FaceanonError, InputError, OutputError, describe_os_error
 from faceanon_video.geometry import box_iou
 from faceanon_video.io.decode import VideoReader
@@ -82,6 +92,9 @@ SEGMENT_SUFFIX = ".nut"
 STITCH_WINDOW_FRAMES = 12
 #: ...with boxes overlapping at least this much on average (boxes of different faces rarely do).
 STITCH_MIN_IOU = 0.3
+#: Embeddings kept per track for linking people: ``people.embed.TrackEmbeddings``' ``per_track``
+#: (a track cut into segments has that many from each; the best are kept).
+TRACK_EMBEDDINGS = 4
 
 
 @dataclass(frozen=True)
@@ -184,16 +197,10 @@ def unsupported(config: RunConfig) -> str | None:
     """Why a run with ``config`` cannot be segmented yet (None: it can)."""
     if config.vault:
         return "--vault (one vault bound to the whole encoded video)"
-    if config.people or config.gallery:
-        return "--people/--gallery (tracks are linked into people over the whole video)"
     if config.spare or config.only:
-        return "--spare/--only (per-track evidence is not carried across segments)"
-    if config.mode == "diffusion":
-        return "diffusion (fake identities are not carried across segments)"
+        return "--spare/--only (a track's evidence, and --only's veto, last its whole life: they are decided in order)"
     if config.start_s is not None or config.end_s is not None:
         return "--start/--end"
-    if config.plan or config.save_plan:  # planned runs go to planning before segments are considered
-        return "--plan/--save-plan"
     return None
 
 
@@ -227,8 +234,14 @@ def _cores(ray_address: str | None) -> int:
 
 
 # 2. One segment, in a worker process or a Ray task.
+#
+# Three kinds of task (``task["kind"]``): "run" (detect -> track -> anonymize -> encode, the usual
+# chain), "analyse" (phase 1 of a planned run: detect -> track -> record, ``planning.AnalysisProcessor``,
+# nothing encoded) and "render" (phase 2: the merged plan's faces -> anonymize -> encode, no detection).
 
-_worker_processor: tuple[str, object] | None = None  # (config JSON, FrameProcessor) kept per worker process
+#: (config JSON, FrameProcessor) kept per worker process (("analyse", config JSON) for an AnalysisProcessor).
+_worker_processor: tuple[str | tuple[str, str], object] | None = None
+_worker_anonymizer: tuple[str, object] | None = None  # (config JSON, anonymizer) of render tasks: diffusion loads once
 
 
 def _processor_for(config_json: str):
@@ -240,6 +253,37 @@ def _processor_for(config_json: str):
     processor = _worker_processor[1]
     processor.reset()
     processor.reset_counters()
+    return processor
+
+
+def _analyser_for(config_json: str):
+    global _worker_processor
+    from faceanon_video.planning import AnalysisProcessor
+
+    if _worker_processor is None or _worker_processor[0] != ("analyse", config_json):
+        _worker_processor = (("analyse", config_json), AnalysisProcessor(RunConfig.from_json(config_json)))
+    processor = _worker_processor[1]
+    processor.reset_recorded()
+    return processor
+
+
+def _renderer_for(task: dict, config: RunConfig):
+    """A ``planning.PlanProcessor`` for this segment's slice of the merged plan, seeded with the run's key."""
+    global _worker_anonymizer
+    from faceanon_video.people.seeds import PersonSeeder
+    from faceanon_video.plan import Plan
+    from faceanon_video.planning import PlanProcessor
+    from faceanon_video.processor import build_anonymizer
+
+    if _worker_anonymizer is None or _worker_anonymizer[0] != task["config"]:
+        _worker_anonymizer = (task["config"], build_anonymizer(config))
+    if hasattr(_worker_anonymizer[1], "reset"):
+        _worker_anonymizer[1].reset()
+    processor = PlanProcessor(config, Plan.load(task["plan"]), anonymizer=_worker_anonymizer[1])
+    if task["seed_key"] is not None:
+        # Without --key-file, one random key made by the driver for every segment: a person's seed is
+        # the same on both sides of a cut.
+        processor.seeder = PersonSeeder(bytes.fromhex(task["seed_key"]))
     return processor
 
 
@@ -277,70 +321,103 @@ def run_segment(task: dict) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}", "input_error": False}
 
 
-def _run_segment(task: dict) -> dict:
-    started = time.perf_counter()
-    segment = Segment(**task["segment"])
-    _check_fault(segment)
-    config = RunConfig.from_json(task["config"])
-    processor = _processor_for(task["config"])
-    reader = VideoReader(task["source"], strict=config.strict)
-    writer = tracks = None
-    success = False
-    counts = {"frames": 0, "faces": 0, "obscured_frames": 0}
-    reasons: Counter[str] = Counter()
-    seen = {"faces": 0, "obscured_frames": 0, "reasons": Counter()}
+class _OwnedCounts:
+    """``FrameProcessor.on_release``: keeps each released frame's share of the processor's counters
+    when it is one of the segment's own (warm-up and tail frames are processed, not written)."""
 
-    def count(frame: Frame) -> None:
-        # Called with every released frame, after the processor counted it: keep this frame's share
-        # when it is one of ours (warm-up and tail frames are processed, not written).
+    def __init__(self, processor, segment: Segment) -> None:
+        self.processor, self.segment = processor, segment
+        self.counts = {"frames": 0, "faces": 0, "obscured_frames": 0}
+        self.reasons: Counter[str] = Counter()
+        self._seen = {"faces": 0, "obscured_frames": 0, "reasons": Counter()}
+
+    def __call__(self, frame: Frame) -> None:
+        processor, seen, owns = self.processor, self._seen, self.segment.owns(frame.pts)
         faces, obscured = processor.faces - seen["faces"], processor.obscured_frames - seen["obscured_frames"]
         seen.update(faces=processor.faces, obscured_frames=processor.obscured_frames)
         if obscured:
             now = Counter(processor.obscure_reasons)
-            if segment.owns(frame.pts):
-                reasons.update(now - seen["reasons"])
+            if owns:
+                self.reasons.update(now - seen["reasons"])
             seen["reasons"] = now
-        if segment.owns(frame.pts):
-            counts["frames"] += 1
-            counts["faces"] += faces
-            counts["obscured_frames"] += obscured
+        if owns:
+            self.counts["frames"] += 1
+            self.counts["faces"] += faces
+            self.counts["obscured_frames"] += obscured
 
+
+def _track_frames(reader: VideoReader, segment: Segment, processor, write: Callable[[list[Frame]], None], tail_frames: int) -> None:
+    """Detect and track from the warm-up to ``tail_frames`` past the segment's end, as a single run would."""
+    tail = 0
+    pending: Frame | None = None
+    for frame in _frames_from(reader, segment):
+        if pending is not None:
+            write(processor.finish_held(pending, processor.detect(pending)))
+        pending = frame
+        if segment.end_pts is not None and frame.pts >= segment.end_pts:
+            tail += 1
+            if tail >= tail_frames:
+                break
+    if pending is not None:
+        # The last frame decoded is a full pass, as at the end of a single run (pipeline._close_with_a_pass).
+        write(processor.finish_held(pending, processor.detect(pending, force=True)))
+    write(processor.flush())
+
+
+def _render_frames(reader: VideoReader, segment: Segment, processor, write: Callable[[list[Frame]], None]) -> None:
+    """The segment's own frames through a plan's processor: nothing to warm up (no tracker runs)."""
+    for frame in _frames_from(reader, replace(segment, warm_pts=segment.start_pts)):
+        if not segment.owns(frame.pts):
+            break
+        write([processor.finish(frame)])
+
+
+def _run_segment(task: dict) -> dict:
+    started = time.perf_counter()
+    segment = Segment(**task["segment"])
+    _check_fault(segment)
+    kind = task.get("kind", "run")
+    config = RunConfig.from_json(task["config"])
+    if kind == "analyse":
+        processor = _analyser_for(task["config"])
+    elif kind == "render":
+        processor = _renderer_for(task, config)
+    else:
+        processor = _processor_for(task["config"])
+    reader = VideoReader(task["source"], strict=config.strict)
+    writer = tracks = None
+    success = False
+    counter = _OwnedCounts(processor, segment)
     try:
-        processor.on_release = count
+        processor.on_release = counter
         tracks = processor.track_writer = TrackWriter(task["tracks"], overwrite=True)
-        writer = VideoWriter(
-            task["video"],
-            fps=reader.info.fps,
-            time_base=reader.info.time_base,
-            policy=MetadataPolicy(keep_audio=False),
-            codec=task["codec"],
-            crf=config.crf,
-            preset=config.preset,
-        )
+        if kind != "analyse":
+            writer = VideoWriter(
+                task["video"],
+                fps=reader.info.fps,
+                time_base=reader.info.time_base,
+                policy=MetadataPolicy(keep_audio=False),
+                codec=task["codec"],
+                crf=config.crf,
+                preset=config.preset,
+            )
 
         def write(released: list[Frame]) -> None:
             for frame in released:
-                if segment.owns(frame.pts):
+                if writer is not None and segment.owns(frame.pts):
                     writer.write(frame)
 
-        tail = 0
-        pending: Frame | None = None
-        for frame in _frames_from(reader, segment):
-            if pending is not None:
-                write(processor.finish_held(pending, processor.detect(pending)))
-            pending = frame
-            if segment.end_pts is not None and frame.pts >= segment.end_pts:
-                tail += 1
-                if tail >= task["tail_frames"]:
-                    break
-        if pending is not None:
-            # The last frame decoded is a full pass, as at the end of a single run (pipeline._close_with_a_pass).
-            write(processor.finish_held(pending, processor.detect(pending, force=True)))
-        write(processor.flush())
-        if writer.frames_written != segment.frames:
-            raise FaceanonError(f"segment {segment.number} has {writer.frames_written} frames where the plan counted {segment.frames} (rerun with --jobs 1)")
+        if kind == "render":
+            _render_frames(reader, segment, processor, write)
+        else:
+            _track_frames(reader, segment, processor, write, task["tail_frames"])
+        if counter.counts["frames"] != segment.frames:
+            raise FaceanonError(f"segment {segment.number} has {counter.counts['frames']} frames where the plan counted {segment.frames} (rerun with --jobs 1)")
         processor.failures.check_final()
-        writer.close(success=True)
+        if "fragment" in task:
+            write_atomic(task["fragment"], json.dumps(_fragment(processor, segment, kind)))
+        if writer is not None:
+            writer.close(success=True)
         success = True
     finally:
         processor.on_release = None
@@ -351,14 +428,47 @@ def _run_segment(task: dict) -> dict:
             writer.close(success=False)
         reader.close()
     result = {
-        **counts,
-        "obscure_reasons": dict(reasons),
+        **counter.counts,
+        "obscure_reasons": dict(counter.reasons),
         "detect_every": processor.detect_every,
+        "blacked_out_frames": getattr(processor, "blacked_out_frames", 0),
         "stage_seconds": {k: float(np.sum(v)) for k, v in processor.timings.items()},
         "seconds": time.perf_counter() - started,
     }
     write_atomic(task["result"], json.dumps(result))  # written last: marks the segment finished (--resume)
     return result
+
+
+def _fragment(processor, segment: Segment, kind: str) -> dict:
+    """What the driver needs of a segment to link people over the whole file (and, for an analysis,
+    to build the merged plan): the segment's own frames only, in its own track ids."""
+    owned = range(segment.start_index, segment.end_index)
+    embeddings = processor.recorder.embeddings if kind == "analyse" else processor.embeddings
+    fragment: dict = {"embeddings": {}}
+    for track_id, track in embeddings.tracks.items():
+        keep = [i for i, f in enumerate(track.embedded_frames) if f in owned and track.embeddings[i] is not None]
+        if keep:
+            fragment["embeddings"][str(track_id)] = {
+                "embeddings": [track.embeddings[i].tolist() for i in keep],
+                "weights": [track.weights[i] for i in keep],
+                "frames": [track.embedded_frames[i] for i in keep],
+            }
+    if kind != "analyse":
+        return fragment
+    from faceanon_video.planning import analysis_settings
+
+    # float32 values as float64 (exact): the merged plan has the single run's boxes, not rounded ones.
+    fragment["rows"] = {}
+    for track_id, rows in processor.recorder.rows.items():
+        own = [[f, xyxy.tolist(), landmarks.tolist(), float(score), bool(detected)] for f, xyxy, landmarks, score, detected in rows if f in owned]
+        if own:
+            fragment["rows"][str(track_id)] = own
+    fragment["candidates"] = [[f, xyxy.tolist(), score, source] for f, xyxy, score, source in processor.candidates if f in owned]
+    fragment["failed"] = {str(f): reason for f, reason in processor.failed.items() if f in owned}
+    fragment["size"] = processor.recorder.size
+    fragment["settings"] = analysis_settings(processor)
+    fragment["second_s"] = processor.second_s
+    return fragment
 
 
 # 3. Running the segments: worker processes or Ray tasks, each failed segment retried once.
@@ -447,8 +557,12 @@ def _run_ray(tasks: list[dict], address: str | None, worker: Callable[[dict], di
     return failed
 
 
-def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None], ray_address: str | None = None, worker: Callable[[dict], dict] = run_segment) -> None:
-    """Run every task; a failed one is retried once, then ``FaceanonError`` (an input error at once)."""
+def run_segments(
+    tasks: list[dict], jobs: int, done: Callable[[dict, dict], None], ray_address: str | None = None, worker: Callable[[dict], dict] = run_segment,
+    on_failure: Callable[[dict, dict], None] | None = None,
+) -> None:
+    """Run every task; a failed one is retried once, then ``FaceanonError`` (an input error at once),
+    or, with ``on_failure``, handed to it (``--on-segment-failure black``)."""
     for attempt in (1, 2):
         if ray_address is not None:
             failed = _run_ray(tasks, None if ray_address == "local" else ray_address, worker, done)
@@ -462,6 +576,10 @@ def run_segments(tasks: list[dict], jobs: int, done: Callable[[dict, dict], None
         for task, result in failed:
             log.warning("segment %d failed (attempt %d of 2): %s", task["segment"]["number"], attempt, result["error"])
         if attempt == 2:
+            if on_failure is not None:
+                for task, result in failed:
+                    on_failure(task, result)
+                return
             task, result = failed[0]
             raise FaceanonError(f"segment {task['segment']['number']} failed twice: {result['error']}")
         tasks = [t for t, _ in failed]
@@ -498,17 +616,29 @@ def stitch_track_ids(before: dict[int, TrackRecord], after: dict[int, TrackRecor
     return {news[c]: olds[r] for r, c in zip(rows, cols) if mean[r, c] >= STITCH_MIN_IOU}
 
 
-def _merge_tracks(plan: SegmentPlan, tracks_paths: list[Path], writer: TrackWriter | None) -> set[int]:
-    """Write every segment's own frames to ``writer`` in order with stitched ids; returns the ids seen."""
-    ids: set[int] = set()
+@dataclass
+class _Merged:
+    """The segments' track files read back in order: ids in the output, and what linking needs."""
+
+    track_ids: set[int]
+    mappings: list[dict[int, int]]  # per segment: its track id -> the output's
+    spans: dict[int, list[int]]  # output track id -> [first frame, last frame]
+
+
+def _merge_tracks(plan: SegmentPlan, tracks_paths: list[Path], writer: TrackWriter | None, stitch: bool = True) -> _Merged:
+    """Write every segment's own frames to ``writer`` in order, with ids stitched at each cut
+    (``stitch``; else the segments' ids are already the output's: renders of one plan)."""
+    merged = _Merged(set(), [], {})
     previous: dict[int, TrackRecord] = {}  # the previous segment's records (its own ids), every frame it tracked
     previous_ids: dict[int, int] = {}  # ...and its ids in the output
     next_id = 1
     for segment, path in zip(plan.segments, tracks_paths):
         records = {r.frame_index: r for r in read_tracks(path)}
-        near = range(segment.start_index - STITCH_WINDOW_FRAMES, segment.start_index + STITCH_WINDOW_FRAMES)
-        matched = stitch_track_ids({i: previous[i] for i in near if i in previous}, {i: records[i] for i in near if i in records})
-        mapping = {new: previous_ids[old] for new, old in matched.items() if old in previous_ids}
+        mapping: dict[int, int] = {}
+        if stitch:
+            near = range(segment.start_index - STITCH_WINDOW_FRAMES, segment.start_index + STITCH_WINDOW_FRAMES)
+            matched = stitch_track_ids({i: previous[i] for i in near if i in previous}, {i: records[i] for i in near if i in records})
+            mapping = {new: previous_ids[old] for new, old in matched.items() if old in previous_ids}
         for index in range(segment.start_index, segment.end_index):
             record = records.get(index)
             if record is None:
@@ -516,15 +646,50 @@ def _merge_tracks(plan: SegmentPlan, tracks_paths: list[Path], writer: TrackWrit
             faces = record.faces
             for local in faces.track_id.tolist():
                 if local not in mapping:
-                    mapping[local] = next_id
+                    mapping[local] = next_id if stitch else local
                     next_id += 1
+                span = merged.spans.setdefault(mapping[local], [index, index])
+                span[1] = index
             if len(faces):
-                ids.update(mapping[t] for t in faces.track_id.tolist())
+                merged.track_ids.update(mapping[t] for t in faces.track_id.tolist())
             if writer is not None:
                 out = Detections(xyxy=faces.xyxy, score=faces.score, landmarks=faces.landmarks, track_id=[mapping[t] for t in faces.track_id.tolist()], predicted=faces.predicted)
                 writer.write(record.frame_index, record.pts_s, out)
         previous, previous_ids = records, mapping
-    return ids
+        merged.mappings.append(mapping)
+    return merged
+
+
+def _track_faces(merged: _Merged, fragments: list[dict]) -> dict:
+    """Output track id -> ``people.embed.TrackFaces`` over the whole file: the embeddings the
+    segments kept of their own frames, the ``TRACK_EMBEDDINGS`` best of them (as one process keeps)."""
+    from faceanon_video.people.embed import TrackFaces
+
+    tracks = {t: TrackFaces(t, first, last) for t, (first, last) in merged.spans.items()}
+    for mapping, fragment in zip(merged.mappings, fragments):
+        for local, kept in fragment["embeddings"].items():
+            track = tracks.get(mapping.get(int(local), -1))
+            if track is None:
+                continue  # embedded on a frame without a record (cannot be: the record is written first)
+            track.embeddings += [np.asarray(e, np.float32) for e in kept["embeddings"]]
+            track.weights += kept["weights"]
+            track.embedded_frames += kept["frames"]
+    for track in tracks.values():
+        if len(track.weights) > TRACK_EMBEDDINGS:
+            best = sorted(sorted(range(len(track.weights)), key=lambda i: -track.weights[i])[:TRACK_EMBEDDINGS])
+            track.embeddings = [track.embeddings[i] for i in best]
+            track.weights = [track.weights[i] for i in best]
+            track.embedded_frames = [track.embedded_frames[i] for i in best]
+    return tracks
+
+
+def _link_people(merged: _Merged, tasks: list[dict], gallery):
+    """The persons of the whole file (``people.people.identify_people`` of every track's embeddings)."""
+    from faceanon_video.people.people import identify_people
+
+    fragments = [json.loads(Path(task["fragment"]).read_text(encoding="utf-8")) for task in tasks]
+    return identify_people(_track_faces(merged, fragments), gallery), fragments
+
 
 
 # 5. The driver: plan, run, join.
@@ -543,7 +708,7 @@ def _input_fingerprint(source: Path) -> str:
 
 
 #: Settings that do not change a segment's pixels or tracks (the work folder is shared across them).
-_NOT_IN_WORK_KEY = ("progress", "overwrite", "resume", "jobs", "workers", "report", "save_tracks", "extra")
+_NOT_IN_WORK_KEY = ("progress", "overwrite", "resume", "on_segment_failure", "jobs", "workers", "report", "save_tracks", "extra")
 
 
 def work_dir_for(source: Path, destination: Path, config: RunConfig, plan: SegmentPlan) -> Path:
@@ -552,31 +717,38 @@ def work_dir_for(source: Path, destination: Path, config: RunConfig, plan: Segme
     return destination.with_name(f".{destination.stem}.segments-{key[:16]}")
 
 
-def _tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec: str) -> list[dict]:
+def _tail_frames(config: RunConfig) -> int:
     # Enough frames after a segment's end for its last frames' look-back (track.backfill: 24 frames,
     # a new face's box carried 8 more) and the next scheduled full passes.
     detect_every = config.detect_every or 2
-    tail_frames = max(24, detect_every) + 8 + 2 * detect_every
+    return max(24, detect_every) + 8 + 2 * detect_every
+
+
+def _tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec: str, kind: str = "run", **extra) -> list[dict]:
+    """One task per segment. ``kind`` "run" and "render" write a segment file (a render's names carry
+    ``extra["name"]``: the plan and key it renders); "analyse" a fragment of the plan."""
+    name = {"run": "", "analyse": ".analysis", "render": f".render-{extra.pop('name', '')}"}[kind]
     task_config = replace(config, progress=False, workers=1, jobs=1, save_tracks=None, report=[], overwrite=True).to_json()
-    return [
-        {
-            "source": str(source),
-            "config": task_config,
-            "codec": codec,
-            "segment": asdict(segment),
-            "video": str(work / f"segment-{segment.number:04d}{SEGMENT_SUFFIX}"),
-            "tracks": str(work / f"segment-{segment.number:04d}.tracks.jsonl"),
-            "result": str(work / f"segment-{segment.number:04d}.json"),
-            "tail_frames": tail_frames,
-        }
-        for segment in plan.segments
-    ]
+    tasks = []
+    for segment in plan.segments:
+        stem = str(work / f"segment-{segment.number:04d}{name}")
+        task = {"kind": kind, "source": str(source), "config": task_config, "segment": asdict(segment), "tracks": f"{stem}.tracks.jsonl", "result": f"{stem}.json", **extra}
+        if kind != "analyse":
+            task.update(codec=codec, video=f"{stem}{SEGMENT_SUFFIX}")
+        if kind != "render":
+            task["tail_frames"] = _tail_frames(config)
+        if kind == "analyse" or config.people or config.gallery:
+            task["fragment"] = f"{stem}.fragment.json"
+        if kind == "render":
+            task["plan"] = f"{stem}.plan.json"
+        tasks.append(task)
+    return tasks
 
 
 def _finished(task: dict) -> dict | None:
     """A finished segment's result (``--resume``), or None."""
     result = Path(task["result"])
-    if result.is_file() and Path(task["video"]).is_file() and Path(task["tracks"]).is_file():
+    if result.is_file() and all(Path(task[k]).is_file() for k in ("video", "tracks", "fragment") if k in task):
         try:
             return json.loads(result.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -674,13 +846,29 @@ def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict],
 
 def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: int, ray_address: str | None = None, overlap_s: float | None = None, max_segment_s: float | None = None):
     """Anonymize one video with ``jobs`` worker processes (or Ray tasks: ``ray_address`` "local",
-    "auto" or HOST:PORT) into ``destination``; same result and promises as ``pipeline.process_video``."""
+    "auto" or HOST:PORT) into ``destination``; same result and promises as ``pipeline.process_video``.
+    Planned runs (``--save-plan``, ``--plan``, seeded modes) go in two phases: the segments are
+    analysed, the driver merges their fragments into one plan of the whole file (tracks stitched,
+    people linked over all of it), then renders the segments from it (``--save-plan``: phase 1 only,
+    ``--plan``: phase 2 only)."""
     from tqdm import tqdm
 
-    from faceanon_video.pipeline import RunSummary
+    from faceanon_video.pipeline import RunSummary, _open_gallery, write_people_store
 
     started = time.perf_counter()
     source, destination = Path(source), Path(destination)
+    planned = bool(config.save_plan or config.plan or (config.mode in SEEDED_MODES and config.track))
+    video_plan = None
+    if config.plan:
+        from faceanon_video.plan import Plan
+        from faceanon_video.planning import check_plan, plan_path_for, render
+
+        video_plan = Plan.load(plan_path_for(config.plan, source))
+        if video_plan.input.start_s is not None or video_plan.input.end_s is not None:
+            log.info("%s: not split into segments with a plan of a --start/--end span: one process", source)
+            return render(source, destination, video_plan, config)
+        check_plan(source, video_plan, config)
+    gallery = _open_gallery(config)  # a wrong key or a changed gallery fails here, before any frame
     plan = plan_segments(source, jobs, overlap_s, max_segment_s)
     serial = {"plan": time.perf_counter() - started}  # the parts that do not run in parallel
     work = work_dir_for(source, destination, config, plan)
@@ -691,36 +879,73 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
     except OSError as exc:
         raise OutputError(describe_os_error(exc, work)) from exc
     codec = config.codec or CODEC_BY_EXTENSION.get(destination.suffix.lower(), DEFAULT_CODEC)
-    tasks = _tasks(source, config, plan, work, codec)
-    results: dict[int, dict] = {}
-    for task in tasks:
-        if config.resume and (result := _finished(task)) is not None:
-            results[task["segment"]["number"]] = result
-    if results:
-        log.info("%s: resuming: %d of %d segments already done", source, len(results), len(tasks))
-    progress = tqdm(total=plan.frames, desc=source.name[:30], unit="frame", disable=not config.progress, leave=False)
+    phases = 2 if planned and not config.plan and not config.save_plan else 1
+    progress = tqdm(total=plan.frames * phases, desc=source.name[:30], unit="frame", disable=not config.progress, leave=False)
 
-    def done(task: dict, result: dict) -> None:
-        results[task["segment"]["number"]] = result
-        progress.update(result["frames"])
+    def run_phase(tasks: list[dict]) -> list[dict]:
+        """Every task's result, in segment order (finished ones reused with --resume)."""
+        results: dict[int, dict] = {}
+        for task in tasks:
+            if config.resume and (result := _finished(task)) is not None:
+                results[task["segment"]["number"]] = result
+        if results:
+            log.info("%s: resuming: %d of %d segments already done", source, len(results), len(tasks))
+
+        def done(task: dict, result: dict) -> None:
+            results[task["segment"]["number"]] = result
+            progress.update(result["frames"])
+
+        def black_out(task: dict, result: dict) -> None:
+            segment = Segment(**task["segment"])
+            log.warning("segment %d (frames %d-%d) failed twice: %s; blacked out (--on-segment-failure black)", segment.number, segment.start_index, segment.end_index - 1, result["error"])
+            failed_segments.append({"segment": segment.number, "start_frame": segment.start_index, "end_frame": segment.end_index - 1, "error": result["error"]})
+            done(task, _blacked_out(task, plan, result["error"]))
+
+        progress.update(sum(r["frames"] for r in results.values()))
+        todo = [t for t in tasks if t["segment"]["number"] not in results]
+        if todo:
+            run_segments(todo, jobs, done, ray_address, on_failure=black_out if config.on_segment_failure == "black" else None)
+        if len(failed_segments) == len(plan.segments):
+            raise FaceanonError(f"every segment failed: {failed_segments[0]['error']}")
+        return [results[t["segment"]["number"]] for t in tasks]
 
     tracks = None
     success = False
+    people = None
+    failed_segments: list[dict] = []  # --on-segment-failure black: what was blacked out, and why
     try:
-        todo = [t for t in tasks if t["segment"]["number"] not in results]
-        if todo:
-            run_segments(todo, jobs, done, ray_address)
-        start = time.perf_counter()
-        if config.save_tracks:
-            tracks = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
-        track_ids = _merge_tracks(plan, [Path(t["tracks"]) for t in tasks], tracks)
-        writer, reader = _join(source, destination, config, tasks, plan)
-        serial["join"] = time.perf_counter() - start
-        try:
-            writer.close(success=True)
-            success = True
-        finally:
-            reader.close()
+        if planned and video_plan is None:
+            video_plan, people = _analyse_segments(source, config, plan, work, run_phase, gallery)
+            if config.save_plan:
+                video_plan.save(destination, overwrite=config.overwrite)
+                write_people_store(config, source, people, tracks=len(video_plan.tracks))
+                success = True
+        if success:  # --save-plan: no video
+            ordered = []
+        else:
+            if video_plan is not None:
+                tasks = _render_tasks(source, config, plan, work, codec, video_plan)
+            else:
+                tasks = _tasks(source, config, plan, work, codec)
+            ordered = run_phase(tasks)
+            start = time.perf_counter()
+            if config.save_tracks:
+                tracks = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
+            merged = _merge_tracks(plan, [Path(t["tracks"]) for t in tasks], tracks, stitch=video_plan is None)
+            if video_plan is None and (config.people or config.gallery):
+                people = _link_people(merged, tasks, gallery)[0]
+                log.info("%s: %d tracks linked into %d people", source, len(people.person_of_track), len(set(people.person_of_track.values())))
+            if tracks is not None and (people is not None or video_plan is not None):
+                tracks.write_people({t: track.person_id for t, track in video_plan.tracks.items()} if video_plan is not None else people.person_of_track)
+            writer, reader = _join(source, destination, config, tasks, plan)
+            if people is not None:
+                write_people_store(config, source, people, tracks=len(video_plan.tracks) if video_plan is not None else len(people.person_of_track))
+            serial["join"] = time.perf_counter() - start
+            try:
+                writer.close(success=True)
+                success = True
+            finally:
+                reader.close()
     except (KeyboardInterrupt, FaceanonError) as exc:
         if not any(work.glob("segment-*.json")):  # nothing finished: nothing to keep for --resume
             shutil.rmtree(work, ignore_errors=True)
@@ -732,7 +957,10 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         if tracks is not None:
             tracks.close(success=success)
     shutil.rmtree(work, ignore_errors=True)
-    ordered = [results[t["segment"]["number"]] for t in tasks]
+    if not ordered:  # --save-plan
+        faces = sum(len(t) for t in video_plan.tracks.values())
+        obscured = sum(s.end_frame - s.start_frame + 1 for s in video_plan.obscured)
+        return RunSummary(str(source), str(destination), video_plan.input.frame_count, faces, obscured, time.perf_counter() - started, stage_seconds=serial)
     summary = RunSummary(
         input=str(source),
         output=str(destination),
@@ -747,11 +975,119 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         from faceanon_video.report import build_report, report_paths_for, write_reports
 
         reasons = sum((Counter(r["obscure_reasons"]) for r in ordered), Counter())
-        counted = SimpleNamespace(faces=summary.faces, track_ids=track_ids, obscured_frames=summary.obscured_frames, obscure_reasons=dict(reasons), detect_every=ordered[0]["detect_every"])
+        counted = SimpleNamespace(faces=summary.faces, track_ids=merged.track_ids, obscured_frames=summary.obscured_frames, obscure_reasons=dict(reasons), detect_every=ordered[0]["detect_every"])
+        if video_plan is not None:
+            from faceanon_video.planning import PlanProcessor
+
+            blacked_out = sum(r.get("blacked_out_frames", 0) for r in ordered)
+            counted.report_entry = lambda: PlanProcessor.report_entry(SimpleNamespace(plan=video_plan, blacked_out_frames=blacked_out))
         reader.frames_decoded = plan.frames
         start = time.perf_counter()
         report = build_report(config, source, destination, summary, reader, writer, counted, summary.seconds)
-        report["segments"] = {"count": len(tasks), "jobs": jobs, "ray": ray_address is not None}
+        report["segments"] = {"count": len(tasks), "jobs": jobs, "ray": ray_address is not None, "blacked_out": failed_segments}
         write_reports(report, report_paths_for(config.report, source))
         summary.report_seconds = time.perf_counter() - start
     return summary
+
+
+def _blacked_out(task: dict, plan: SegmentPlan, error: str) -> dict:
+    """A failed segment replaced by what fail-closed gives a frame nobody checked: black frames with
+    the segment's timestamps (a render), or every frame of it marked obscured in the plan (an
+    analysis: the render then blacks them out). Its result is not written: --resume retries it."""
+    segment = Segment(**task["segment"])
+    config = RunConfig.from_json(task["config"])
+    reason = f"segment failed: {error}"[:200]
+    with TrackWriter(task["tracks"], overwrite=True):
+        pass  # no faces: an empty track file
+    if task["kind"] == "analyse":
+        failed = {str(f): reason for f in range(segment.start_index, segment.end_index)}
+        fragment = {"embeddings": {}, "rows": {}, "candidates": [], "failed": failed, "size": None, "settings": None}
+        write_atomic(task["fragment"], json.dumps(fragment))
+    else:
+        with VideoReader(task["source"]) as reader:
+            all_pts, _ = _video_pts(reader)
+            info = reader.info
+            writer = VideoWriter(task["video"], fps=info.fps, time_base=info.time_base, policy=MetadataPolicy(keep_audio=False), codec=task["codec"], crf=config.crf, preset=config.preset)
+        try:
+            black = np.zeros((info.height, info.width, 3), np.uint8)
+            for pts in all_pts[segment.start_index : segment.end_index]:
+                writer.write(Frame(bgr=black, pts=pts, time_base=info.time_base))
+            writer.close(success=True)
+        except BaseException:
+            writer.close(success=False)
+            raise
+        if "fragment" in task:
+            write_atomic(task["fragment"], json.dumps({"embeddings": {}}))
+    return {
+        "frames": segment.frames, "faces": 0, "obscured_frames": segment.frames, "obscure_reasons": {reason: segment.frames},
+        "detect_every": config.detect_every or 2, "blacked_out_frames": 0, "stage_seconds": {}, "seconds": 0.0,
+    }
+
+
+def _analyse_segments(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, run_phase: Callable[[list[dict]], list[dict]], gallery):
+    """Phase 1 of a planned run: (the plan of the whole file, its ``People``) from the segments'
+    analyses, tracks stitched at the cuts and people linked over all of it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceanon_video.planning import analysis_config, assemble_plan
+    from faceanon_video.report import sha256_file
+
+    analysis = analysis_config(config)
+    if not config.save_plan:
+        analysis = replace(analysis, second_detector=False)  # no reviewer: no hints (as planning.process_planned)
+    tasks = _tasks(source, analysis, plan, work, codec="", kind="analyse")
+    with ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher:
+        digest = hasher.submit(sha256_file, source)  # the plan's binding to the file, while the workers run
+        results = run_phase(tasks)
+        merged = _merge_tracks(plan, [Path(t["tracks"]) for t in tasks], None)
+        people, fragments = _link_people(merged, tasks, gallery)
+        rows: dict[int, list[tuple]] = defaultdict(list)
+        for mapping, fragment in zip(merged.mappings, fragments):
+            for local, track_rows in fragment["rows"].items():
+                rows[mapping[int(local)]] += [(f, np.asarray(xyxy, np.float32), np.asarray(lm, np.float32), score, detected) for f, xyxy, lm, score, detected in track_rows]
+        candidates = [(f, np.asarray(xyxy, np.float32), score, src) for fragment in fragments for f, xyxy, score, src in fragment["candidates"]]
+        failed = {int(f): reason for fragment in fragments for f, reason in fragment["failed"].items()}
+        size = next((tuple(f["size"]) for f in fragments if f["size"]), None)
+        settings = next(f["settings"] for f in fragments if f["settings"])  # one segment at least was analysed
+        with VideoReader(source) as reader:
+            info = reader.info
+        video_plan = assemble_plan(source, config, info, digest.result(), plan.frames, size, settings, rows, people, candidates, failed)
+    log.info(
+        "%s: analysed %d frames in %d segments: %d tracks, %d people, %d candidates, %d frames obscured",
+        source, plan.frames, len(tasks), len(video_plan.tracks), len(video_plan.persons), len(video_plan.candidates), len(failed),
+    )
+    del results
+    return video_plan, people
+
+
+def _render_tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec: str, video_plan) -> list[dict]:
+    """Phase 2: each segment rendered from its slice of ``video_plan``, every one with the same seed
+    key (``--key-file``, else one random key for the run: then no render is reused by --resume,
+    since the key is not kept)."""
+    from faceanon_video.keys import random_key
+
+    seed_key = None if config.key_file else random_key().hex()
+    digest = hashlib.sha256(video_plan.to_json().encode())
+    digest.update(b"key-file" if config.key_file else os.urandom(8))
+    render = replace(config, people=None, gallery=None, save_plan=None, plan=None, start_s=None, end_s=None)
+    tasks = _tasks(source, render, plan, work, codec, kind="render", name=digest.hexdigest()[:12], seed_key=seed_key)
+    for segment, task in zip(plan.segments, tasks):
+        if not Path(task["plan"]).is_file():
+            _plan_slice(video_plan, segment).save(task["plan"])
+    return tasks
+
+
+def _plan_slice(video_plan, segment: Segment):
+    """The part of ``video_plan`` a segment's render needs: its frames' track rows and their persons."""
+    from faceanon_video.plan import Person, Plan
+
+    tracks = {}
+    for track_id, track in video_plan.tracks.items():
+        rows = (track.frames >= segment.start_index) & (track.frames < segment.end_index)
+        if rows.any():
+            tracks[track_id] = track.take(rows)
+    persons: dict[int, Person] = {}
+    for track_id, track in sorted(tracks.items()):
+        whole = video_plan.persons[track.person_id]
+        persons.setdefault(track.person_id, Person(whole.person_id, whole.decision, [], whole.gallery_id)).track_ids.append(track_id)
+    return Plan(input=video_plan.input, settings=video_plan.settings, persons=persons, tracks=tracks, regions=video_plan.regions, blackouts=video_plan.blackouts, obscured=video_plan.obscured)

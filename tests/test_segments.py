@@ -210,6 +210,25 @@ def test_failed_segment_is_retried_then_fails_with_nothing_written_and_resume_re
     assert not work.exists()
 
 
+def test_on_segment_failure_black_blacks_out_the_failed_segment_and_reports_it(runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(segments, "MAX_SEGMENT_S", 2.0)
+    monkeypatch.setattr(segments, "OVERLAP_S", 1.0)
+    monkeypatch.setenv("FACEANON_FAULTS", "segment:frames=70-70")  # segment 2 (frames 60..89), on both attempts
+    report = tmp_path / "r.json"
+    config = RunConfig(jobs=2, progress=False, on_segment_failure="black", report=[str(report)])
+    summary = process_file(runs["source"], tmp_path / "out.mp4", config)
+    out, good = _probe(tmp_path / "out.mp4"), runs[2]["probe"]
+    assert len(out["frames"]) == N_FRAMES and out["pts_s"] == good["pts_s"] and out["audio_packets"] == good["audio_packets"]
+    black = [i for i, f in enumerate(out["frames"]) if f.max() <= 2]
+    assert black == list(range(60, 90))
+    assert all(np.array_equal(out["frames"][i], good["frames"][i]) for i in [*range(60), *range(90, N_FRAMES)])  # the others: the same packets
+    entry = json.loads(report.read_text())
+    assert entry["segments"]["blacked_out"] == [{"segment": 2, "start_frame": 60, "end_frame": 89, "error": "InjectedFault: injected segment fault (FACEANON_FAULTS)"}]
+    assert entry["obscured_frames"]["count"] == summary.obscured_frames == 30
+    with pytest.raises(ConfigError, match="--on-segment-failure"):
+        RunConfig(on_segment_failure="skip")
+
+
 def test_b_frames_join_with_the_single_runs_timestamps(runs, tmp_path, monkeypatch):
     """--preset medium encodes B-frames: packets are decoded before they are shown, and the join must
     keep every timestamp at each of the three cuts."""
@@ -253,10 +272,13 @@ def test_unsupported_combinations_run_in_one_process(tmp_path, caplog):
     assert segments.segment_jobs(source, RunConfig(jobs=2)) == 2
     key = tmp_path / "key"
     key.write_text("0" * 64)
-    for config in (RunConfig(jobs=2, vault=str(tmp_path / "v"), key_file=str(key)), RunConfig(jobs=2, mode="diffusion"), RunConfig(jobs=2, start_s=1.0)):
+    for config in (RunConfig(jobs=2, vault=str(tmp_path / "v"), key_file=str(key)), RunConfig(jobs=2, spare=[str(tmp_path)]), RunConfig(jobs=2, start_s=1.0)):
         with caplog.at_level(logging.INFO, logger="faceanon_video.segments"):
             assert segments.segment_jobs(source, config) == 1
     assert sum("not split into segments" in r.getMessage() for r in caplog.records) == 3
+    # Planned and identity runs are segmented (tests/test_segments_people.py).
+    for config in (RunConfig(jobs=2, mode="diffusion"), RunConfig(jobs=2, people=str(tmp_path / "p"), key_file=str(key)), RunConfig(jobs=2, save_plan=str(tmp_path / "plan.json"))):
+        assert segments.segment_jobs(source, config) == 2
 
 
 def test_jobs_is_validated():
