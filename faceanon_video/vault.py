@@ -9,7 +9,7 @@ File format (all integers big-endian)::
 
     b"FAVAULT1"                       magic, 8 bytes
     salt                              16 random bytes, fresh per file
-    {"format": 2, ...}\\n              JSON info line (public: format, algorithm names and quality only)
+    {"format": 3, ...}\\n              JSON info line (public: format, algorithm names, quality and x264 options only)
     record*                           one per frame with faces, frame indices strictly increasing
     trailer                           a record with index -1: {"frames", "records", "source", "width", ...}
 
@@ -21,16 +21,18 @@ of each record is SHA-256(header) + its frame index, so a record cannot be moved
 another vault, and the public header cannot be edited. The trailer counts the records, so cutting
 records off the end or deleting one is detected too. A frame record's plaintext is::
 
-    format 2: u32 length | JSON {"frame", "pts_s", "faces": [{"track_id", "xyxy": [x0, y0, x1, y1]}],
-                                 "picture_bytes"} | one H.264 packet
-    format 1 (and format 2 when a frame cannot join the stream, see ``FaceVideo.fits``):
+    format 2, 3: u32 length | JSON {"frame", "pts_s", "faces": [{"track_id", "xyxy": [x0, y0, x1, y1]}],
+                                    "picture_bytes"} | one H.264 packet
+    format 1 (and format 2, 3 when a frame cannot join the stream, see ``FaceVideo.fits``):
               u32 length | JSON {"frame", "pts_s", "faces": [{"track_id", "xyxy", "png_bytes"}]}
               | the faces' PNG images (original BGR pixels of [y0:y1, x0:x1]), back to back
 
 The packets of a vault are one H.264 stream (``FaceVideo``): picture n is frame n's I420 pixels inside
-its face regions, flat grey elsewhere, predicted from the pictures before it. ``--vault-quality high``
-encodes at CRF ``HIGH_CRF`` (visually lossless), ``exact`` losslessly (QP 0: the regions come back
-bit for bit as the decoder gave them).
+its face regions, flat grey elsewhere, predicted from other pictures. Format 2 had one packet per
+picture at once (no B-frames); format 3 has B-frames and look-ahead, so the k-th record of the stream
+holds its k-th packet in decode order, and the decoder gives the k-th picture (in frame order) a few
+packets later. ``--vault-quality high`` encodes at CRF ``HIGH_CRF`` (visually lossless), ``exact``
+losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
 """
 
 from __future__ import annotations
@@ -75,11 +77,17 @@ FORMAT = 3
 READABLE_FORMATS = (1, 2, 3)
 #: ``--vault-quality``: see ``FaceVideo``.
 VAULT_QUALITIES = ("high", "exact")
-#: x264 CRF of ``--vault-quality high``, chosen by measurement (README, "It is small"): the faces come
-#: back at 45-54 dB PSNR (99.9 % of values within 3-6 levels), the vault ~2-3x the anonymized video of
-#: a scene with several faces (CRF 12: ~15 % larger for +2.5 dB; 18: ~15 % smaller for -1.5 dB).
+#: x264 CRF of ``--vault-quality high``: the largest that keeps the faces visually lossless on all
+#: clips of benchmarks/vault_size.py, by the criterion luma PSNR >= 45 dB and luma SSIM >= 0.99 inside
+#: the regions against the decoded input (luma: the detail the eye resolves; chroma is 4:2:0 in every
+#: output anyway). The binding clip is carphone (sensor noise on every face pixel): 45.2 dB / 0.992 at
+#: 21, 44.5 / 0.991 at 22, 43.1 / 0.988 at 24. Clean sources have margin (short_hamilton_clip: 49.7 dB
+#: at 22), and a close-up portrait would meet the criterion at CRF 26 with the vault 1.75x its video,
+#: where CRF 21 needs ~3x (README, "It is small"): a fixed CRF fixes the quantizer, not the fidelity.
 HIGH_CRF = 21
-#: x264 preset: see HIGH_CRF.
+#: x264 preset, with its B-frames and look-ahead: at equal luma PSNR on portrait_d3.mp4, ``faster`` is
+#: ~45 % smaller than ``veryfast`` without B-frames or look-ahead (format 2's ``zerolatency``) and ~20 %
+#: smaller than ``veryfast`` with them, for ~1.5-2x its encoding time (on the vault's own thread).
 PRESET = "faster"
 SALT_BYTES = 16
 NONCE_BYTES = 12
@@ -153,7 +161,7 @@ FILL_LEVEL = 128
 
 
 class FaceVideo:
-    """The writer side of format 2: each frame's face regions as one H.264 picture.
+    """The writer side of formats 2 and 3: each frame's face regions as one H.264 picture.
 
     Why one video over the masked frames: a face changes little from frame to frame, so inter-frame
     prediction stores it in a fraction of the bytes of one image per frame, and regions that overlap
@@ -161,9 +169,10 @@ class FaceVideo:
     per-track canvases 5.8 MB at CRF 18, one masked picture per frame 2.4 MB at CRF 18. The regions
     are taken from the frame's I420 planes as decoded (widened to even coordinates, so the chroma
     samples are whole), so ``exact`` (QP 0) is bit-exact; outside them the picture is flat grey.
-    ``zerolatency`` (no B-frames, no look-ahead) on one thread gives one packet per picture at once,
-    so each packet is sealed in its own frame's record. ``fits`` says when a frame cannot go in the
-    stream (another size; not held as I420 in exact mode): its faces are stored as PNG.
+    B-frames and look-ahead (format 3) make packets come later and out of frame order: the writer
+    holds each record until its packet comes (``VaultWriter._place``), ~10-15 frames. ``fits`` says when
+    a frame cannot go in the stream (another size; not held as I420 in exact mode): its faces are
+    stored as PNG.
     """
 
     def __init__(self, quality: str = "high") -> None:
