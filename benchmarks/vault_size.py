@@ -5,7 +5,9 @@
 For each clip and quality: anonymize (default settings, blur, CRF 20) with ``--vault``; restore at
 ``--crf 0`` (so what is measured is the vault's loss, not the restore encoder's); compare the restored
 frames with the input's decoded frames inside every vault region (max and mean absolute error per
-BGR value, PSNR). Also the run time with and without the vault (one run each: noisy on shared cores).
+BGR value, PSNR), and the vault's luma with the input's (``luma_fidelity``: PSNR and SSIM of Y, the
+"visually lossless" criterion of ``vault.HIGH_CRF``). Also the run time with and without the vault
+(one run each: noisy on shared cores).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from benchmarks.clips import DATA, HAMILTON, resolution_clip
@@ -42,6 +45,35 @@ def _stats(diffs: list[np.ndarray]) -> dict:
     mse = float(np.mean(d**2))
     return {"max_abs": int(d.max()), "mean_abs": round(float(d.mean()), 3), "p999_abs": int(np.percentile(d, 99.9)),
             "psnr_db": round(10 * np.log10(255**2 / mse), 1) if mse else float("inf")}  # fmt: skip
+
+
+def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of the SSIM map of two luma crops (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return float((((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).sum())
+
+
+def luma_fidelity(source: Path, vault: Path, key: Path) -> dict:
+    """PSNR and SSIM of the vault's Y plane against the input's, over every (even-edged) region."""
+    original = _frames(source)
+    squared, ssim, count = 0.0, 0.0, 0
+    with VaultReader(vault, load_key(key)) as reader:
+        for record in reader:
+            frame = original[record.frame_index]
+            for face in record.faces:
+                if face.planes is None or not frame.is_i420:
+                    continue  # kept as PNG, or cut at an odd edge: no planes to compare
+                x0, y0, x1, y1 = face.xyxy
+                stored, truth = face.planes[0].astype(np.float64), frame.planes()[0][y0:y1, x0:x1]
+                squared += float(((stored - truth) ** 2).sum())
+                ssim += _ssim_sum(stored, truth)
+                count += truth.size
+    psnr = 10 * np.log10(255**2 * count / squared) if squared else float("inf")
+    return {"vault_psnr_y_db": round(float(psnr), 2), "vault_ssim_y": round(ssim / count, 4)}
 
 
 def restore_error(source: Path, restored: Path, vault: Path, key: Path) -> dict:
@@ -78,6 +110,7 @@ def measure(name: str, source: Path, work: Path, key: Path) -> list[dict]:
             "clip": name, "quality": quality, "video_bytes": video.stat().st_size, "vault_bytes": vault.stat().st_size,
             "vault_over_video": round(vault.stat().st_size / video.stat().st_size, 2),
             "run_s": round(run_s, 2), "run_without_vault_s": round(plain_s, 2), **restore_error(source, restored, vault, key),
+            **luma_fidelity(source, vault, key),
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     return rows

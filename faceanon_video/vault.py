@@ -9,7 +9,7 @@ File format (all integers big-endian)::
 
     b"FAVAULT1"                       magic, 8 bytes
     salt                              16 random bytes, fresh per file
-    {"format": 2, ...}\\n              JSON info line (public: format, algorithm names and quality only)
+    {"format": 3, ...}\\n              JSON info line (public: format, algorithm names, quality and x264 options only)
     record*                           one per frame with faces, frame indices strictly increasing
     trailer                           a record with index -1: {"frames", "records", "source", "width", ...}
 
@@ -21,21 +21,22 @@ of each record is SHA-256(header) + its frame index, so a record cannot be moved
 another vault, and the public header cannot be edited. The trailer counts the records, so cutting
 records off the end or deleting one is detected too. A frame record's plaintext is::
 
-    format 2: u32 length | JSON {"frame", "pts_s", "faces": [{"track_id", "xyxy": [x0, y0, x1, y1]}],
-                                 "picture_bytes"} | one H.264 packet
-    format 1 (and format 2 when a frame cannot join the stream, see ``FaceVideo.fits``):
+    format 2, 3: u32 length | JSON {"frame", "pts_s", "faces": [{"track_id", "xyxy": [x0, y0, x1, y1]}],
+                                    "picture_bytes"} | one H.264 packet
+    format 1 (and format 2, 3 when a frame cannot join the stream, see ``FaceVideo.fits``):
               u32 length | JSON {"frame", "pts_s", "faces": [{"track_id", "xyxy", "png_bytes"}]}
               | the faces' PNG images (original BGR pixels of [y0:y1, x0:x1]), back to back
 
 The packets of a vault are one H.264 stream (``FaceVideo``): picture n is frame n's I420 pixels inside
-its face regions, flat grey elsewhere, predicted from the pictures before it. ``--vault-quality high``
-encodes at CRF ``HIGH_CRF`` (visually lossless), ``exact`` losslessly (QP 0: the regions come back
-bit for bit as the decoder gave them).
+its face regions, flat grey elsewhere, predicted from other pictures. Format 2 had one packet per
+picture at once (no B-frames); format 3 has B-frames and look-ahead, so the k-th record of the stream
+holds its k-th packet in decode order, and the decoder gives the k-th picture (in frame order) a few
+packets later. ``--vault-quality high`` encodes at CRF ``HIGH_CRF`` (visually lossless), ``exact``
+losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import logging
@@ -69,15 +70,25 @@ __all__ = ["VAULT_QUALITIES", "VaultFace", "VaultReader", "VaultRecord", "VaultW
 log = logging.getLogger(__name__)
 
 MAGIC = b"FAVAULT1"
-FORMAT = 2
-#: Formats this version reads: 1 (PNG per face) and 2 (the faces as one H.264 stream, ``FaceVideo``).
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+#: Formats this version reads: 1 (PNG per face), 2 (the faces as one H.264 stream, one packet per
+#: picture at once) and 3 (the same stream with B-frames and look-ahead: packets in decode order,
+#: each in the next record that joined the stream, see ``VaultWriter._place``).
+READABLE_FORMATS = (1, 2, 3)
 #: ``--vault-quality``: see ``FaceVideo``.
 VAULT_QUALITIES = ("high", "exact")
-#: x264 CRF of ``--vault-quality high``, chosen by measurement (README, "It is small"): the faces come
-#: back at 45-54 dB PSNR (99.9 % of values within 3-6 levels), the vault ~2-3x the anonymized video of
-#: a scene with several faces (CRF 12: ~15 % larger for +2.5 dB; 18: ~15 % smaller for -1.5 dB).
-HIGH_CRF = 16
+#: x264 CRF of ``--vault-quality high``: the largest that keeps the faces visually lossless on all
+#: clips of benchmarks/vault_size.py, by the criterion luma PSNR >= 45 dB and luma SSIM >= 0.99 inside
+#: the regions against the decoded input (luma: the detail the eye resolves; chroma is 4:2:0 in every
+#: output anyway). The binding clip is carphone (sensor noise on every face pixel): 45.2 dB / 0.992 at
+#: 21, 44.5 / 0.991 at 22, 43.1 / 0.988 at 24. Clean sources have margin (short_hamilton_clip: 49.7 dB
+#: at 22), and a close-up portrait would meet the criterion at CRF 26 with the vault 1.75x its video,
+#: where CRF 21 needs ~3x (README, "It is small"): a fixed CRF fixes the quantizer, not the fidelity.
+HIGH_CRF = 21
+#: x264 preset, with its B-frames and look-ahead: at equal luma PSNR on portrait_d3.mp4, ``faster`` is
+#: ~45 % smaller than ``veryfast`` without B-frames or look-ahead (format 2's ``zerolatency``) and ~20 %
+#: smaller than ``veryfast`` with them, for ~1.5-2x its encoding time (on the vault's own thread).
+PRESET = "faster"
 SALT_BYTES = 16
 NONCE_BYTES = 12
 _HKDF_INFO = b"faceanon-video vault v1"
@@ -150,7 +161,7 @@ FILL_LEVEL = 128
 
 
 class FaceVideo:
-    """The writer side of format 2: each frame's face regions as one H.264 picture.
+    """The writer side of formats 2 and 3: each frame's face regions as one H.264 picture.
 
     Why one video over the masked frames: a face changes little from frame to frame, so inter-frame
     prediction stores it in a fraction of the bytes of one image per frame, and regions that overlap
@@ -158,15 +169,16 @@ class FaceVideo:
     per-track canvases 5.8 MB at CRF 18, one masked picture per frame 2.4 MB at CRF 18. The regions
     are taken from the frame's I420 planes as decoded (widened to even coordinates, so the chroma
     samples are whole), so ``exact`` (QP 0) is bit-exact; outside them the picture is flat grey.
-    ``zerolatency`` (no B-frames, no look-ahead) on one thread gives one packet per picture at once,
-    so each packet is sealed in its own frame's record. ``fits`` says when a frame cannot go in the
-    stream (another size; not held as I420 in exact mode): its faces are stored as PNG.
+    B-frames and look-ahead (format 3) make packets come later and out of frame order: the writer
+    holds each record until its packet comes (``VaultWriter._place``), ~10-15 frames. ``fits`` says when
+    a frame cannot go in the stream (another size; not held as I420 in exact mode): its faces are
+    stored as PNG.
     """
 
     def __init__(self, quality: str = "high") -> None:
         self.quality = quality
         self.options = {"qp": "0"} if quality == "exact" else {"crf": str(HIGH_CRF)}
-        self.options.update(preset="veryfast", tune="zerolatency")
+        self.options.update(preset=PRESET)
         self._codec: av.CodecContext | None = None  # opened and used on the vault writer's thread
         self._size: tuple[int, int] | None = None  # (width, height) of the pictures
         self._count = 0
@@ -190,24 +202,28 @@ class FaceVideo:
             v_out[cy0:cy1, cx0:cx1] = v_in[cy0:cy1, cx0:cx1]
         return picture
 
-    def encode(self, picture: np.ndarray, frame_index: int) -> bytes:
-        """The packet of one ``picture`` (pictures must come in frame order)."""
+    def encode(self, picture: np.ndarray, frame_index: int) -> list[bytes]:
+        """The packets the encoder gives for ``picture`` (pictures must come in frame order): none
+        while it looks ahead, later several, in decode order; ``flush`` gives the rest."""
         if self._codec is None:
             self._codec = av.CodecContext.create("libx264", "w")
             self._codec.width, self._codec.height, self._codec.pix_fmt = picture.shape[1], picture.shape[0] * 2 // 3, "yuv420p"
             self._codec.time_base = Fraction(1, 1)
-            self._codec.thread_count = 1  # frame threads would hold packets back
+            self._codec.thread_count = 1  # the vault's thread: the run's other stages have the other cores
             self._codec.options = dict(self.options)
         av_frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
         av_frame.pts = self._count
         self._count += 1
+        return self._packets(av_frame, frame_index)
+
+    def flush(self) -> list[bytes]:
+        return [] if self._codec is None else self._packets(None, -1)
+
+    def _packets(self, av_frame: av.VideoFrame | None, frame_index: int) -> list[bytes]:
         try:
-            packets = self._codec.encode(av_frame)
+            return [bytes(packet) for packet in self._codec.encode(av_frame)]
         except av.error.FFmpegError as exc:
             raise VaultWriteError(f"frame {frame_index}: encoding the faces failed: {exc}") from exc
-        if len(packets) != 1:
-            raise VaultWriteError(f"frame {frame_index}: the face encoder gave {len(packets)} packets, not 1")
-        return bytes(packets[0])
 
 
 def _even_size(frame: Frame) -> tuple[int, int]:
@@ -219,20 +235,20 @@ def _pad_even(bgr: np.ndarray) -> np.ndarray:
 
 
 class FaceVideoDecoder:
-    """The reader side of ``FaceVideo``: the pictures, decoded in frame order, as I420 ``Frame``s."""
+    """The reader side of ``FaceVideo``: packets in decode order in, I420 ``Frame``s out in frame order
+    (format 3: a few packets later, as B-frames are reordered; format 2: one per packet at once)."""
 
     def __init__(self) -> None:
         self._codec = av.CodecContext.create("h264", "r")
 
-    def decode(self, packet: bytes) -> Frame:
-        """Raises ``ValueError`` for a packet that does not decode (the record is then malformed)."""
+    def decode(self, packet: bytes | None) -> list[Frame]:
+        """The pictures ``packet`` completes (None: the end, all held back). Raises ``ValueError`` for
+        a packet that does not decode (the record is then malformed)."""
         try:
-            pictures = self._codec.decode(av.Packet(packet))
+            pictures = self._codec.decode(None if packet is None else av.Packet(packet))
         except av.error.FFmpegError as exc:
             raise ValueError(f"the face picture does not decode: {exc}") from exc
-        if len(pictures) != 1:
-            raise ValueError(f"{len(pictures)} face pictures for one packet")
-        return Frame(i420=pictures[0].to_ndarray(format="yuv420p"))
+        return [Frame(i420=picture.to_ndarray(format="yuv420p")) for picture in pictures]
 
 
 class VaultWriter:
@@ -257,7 +273,7 @@ class VaultWriter:
         self._video = FaceVideo(quality)
         self._output = AtomicOutput(self.path)
         salt = secrets.token_bytes(SALT_BYTES)
-        public = {"format": FORMAT, "kdf": "HKDF-SHA256", "cipher": "AES-256-GCM", "content": "H.264 face pictures", "quality": quality}
+        public = {"format": FORMAT, "kdf": "HKDF-SHA256", "cipher": "AES-256-GCM", "content": "H.264 face pictures", "quality": quality, "x264": self._video.options}
         self._header = MAGIC + salt + json.dumps(public, sort_keys=True).encode() + b"\n"
         self._digest = hashlib.sha256(self._header).digest()
         self._aead = _record_key(key, salt)
@@ -269,6 +285,8 @@ class VaultWriter:
         self._finished = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault")
         self._pending: deque[Future] = deque()
+        #: Records waiting, in frame order, for their packet (index, head, blobs): used on the worker only.
+        self._unsealed: deque[tuple[int, dict, list[bytes]]] = deque()
         try:
             self._file = open(self._output.temp, "wb")  # noqa: SIM115 - closed in close()
             self._file.write(self._header)
@@ -312,17 +330,43 @@ class VaultWriter:
             self._pending.popleft().result()  # re-raises the worker's error in the caller's thread
 
     def _seal(self, index: int, pts_s: float | None, regions: list, picture: np.ndarray | None, crops: list | None) -> None:
-        meta = [{"track_id": track_id, "xyxy": list(xyxy)} for track_id, xyxy in regions]
-        if picture is not None:
-            blobs = [self._video.encode(picture, index)]
-            head = {"frame": index, "pts_s": pts_s, "faces": meta, "picture_bytes": len(blobs[0])}
-        else:
+        head = {"frame": index, "pts_s": pts_s, "faces": [{"track_id": track_id, "xyxy": list(xyxy)} for track_id, xyxy in regions]}
+        if picture is None:
             blobs = [_png(bgr, index) for bgr in crops]
-            for face, blob in zip(meta, blobs):
+            for face, blob in zip(head["faces"], blobs):
                 face["png_bytes"] = len(blob)
-            head = {"frame": index, "pts_s": pts_s, "faces": meta}
-        head = json.dumps(head).encode()
-        self._append(index, struct.pack(">I", len(head)) + head + b"".join(blobs))
+            self._unsealed.append((index, head, blobs))
+        else:
+            head["picture_bytes"] = None  # its packet comes from the encoder, maybe a few frames later
+            self._unsealed.append((index, head, []))
+            self._place(self._video.encode(picture, index))
+        self._seal_ready()
+
+    def _seal_ready(self) -> None:
+        """Seal the records at the head of the queue that have all their bytes (records go in frame order)."""
+        while self._unsealed and self._unsealed[0][1].get("picture_bytes", 0) is not None:
+            index, head, blobs = self._unsealed.popleft()
+            head = json.dumps(head).encode()
+            self._append(index, struct.pack(">I", len(head)) + head + b"".join(blobs))
+
+    def _place(self, packets: list[bytes]) -> None:
+        """The k-th packet of the stream (in decode order) goes into the k-th record that joined the
+        stream: the counts match, and the reader hands the decoded pictures (which come out in frame
+        order) to those records in that order."""
+        waiting = (entry for entry in self._unsealed if entry[1].get("picture_bytes", 0) is None)
+        for packet in packets:
+            entry = next(waiting, None)
+            if entry is None:
+                raise VaultWriteError("the face encoder gave more packets than pictures")
+            entry[1]["picture_bytes"] = len(packet)
+            entry[2].append(packet)
+
+    def _drain(self) -> None:
+        """On the writer's thread, after the last frame: the encoder's held-back packets, and the rest of the records."""
+        self._place(self._video.flush())
+        self._seal_ready()
+        if self._unsealed:
+            raise VaultWriteError(f"the face encoder gave no picture for frame {self._unsealed[0][0]}")
 
     def _append(self, index: int, plaintext: bytes) -> None:
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -342,6 +386,7 @@ class VaultWriter:
             return
         if video_sha256 is not None:
             self.info["video_sha256"] = video_sha256
+        self._pending.append(self._worker.submit(self._drain))
         while self._pending:
             self._pending.popleft().result()
         self._worker.shutdown(wait=True)
@@ -452,9 +497,17 @@ class VaultReader:
             raise self._damaged("trailer is not JSON") from exc
         if self.info.get("records") != len(self._where):
             raise self._damaged(f"trailer counts {self.info.get('records')} records, the file holds {len(self._where)}")
-        self._pictures = FaceVideoDecoder()
-        self._last_read = _TRAILER_INDEX
         self._order = list(self._where)  # increasing: _scan refuses any other order
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Back to before the first record: the picture stream decodes from its start again."""
+        self._pictures = FaceVideoDecoder()
+        self._next = 0  # position in _order of the next record to decrypt
+        self._last_read = _TRAILER_INDEX
+        self._read_ahead: dict[int, tuple[dict, bytes, int]] = {}  # index -> (head, plaintext, offset of the faces)
+        self._waiting: deque[int] = deque()  # stream records whose picture has not come out yet
+        self._decoded: dict[int, Frame] = {}  # their pictures, once out
 
     def _scan(self) -> tuple[dict[int, tuple[int, int]], tuple[int, int]]:
         """(offset, length) of every record's sealed bytes by frame index, and the trailer's; no decryption."""
@@ -504,52 +557,74 @@ class VaultReader:
 
     def record(self, frame_index: int) -> VaultRecord | None:
         """The faces of one frame, or None when the frame had none. Fastest in increasing frame order
-        (restore, verify): a format 2 picture is predicted from the earlier frames', so reading back
-        or skipping ahead decodes the pictures in between again."""
+        (restore, verify): a format 2/3 picture is predicted from other frames', so reading back or
+        skipping ahead decodes the pictures in between again."""
         if frame_index not in self._where:
             return None
         if frame_index <= self._last_read:
-            self._pictures = FaceVideoDecoder()
-            self._last_read = _TRAILER_INDEX
-        order = self._order
-        for index in order[bisect.bisect_right(order, self._last_read) : bisect.bisect_left(order, frame_index)]:
-            self._read(index, crop=False)
-        return self._read(frame_index)
-
-    def _read(self, frame_index: int, crop: bool = True) -> VaultRecord:
-        self._last_read = frame_index
-        plain = self._decrypt(frame_index, *self._where[frame_index])
+            self._rewind()
         try:
-            (head_len,) = struct.unpack(">I", plain[:4])
-            head = json.loads(plain[4 : 4 + head_len])
-            if head["frame"] != frame_index:
-                raise ValueError(f"it says frame {head['frame']}")
-            offset = 4 + head_len
-            picture = None
-            if "picture_bytes" in head:
-                picture = self._pictures.decode(plain[offset : offset + head["picture_bytes"]])
-                offset += head["picture_bytes"]
-            faces = []
-            for face in head["faces"] if crop else ():
-                x0, y0, x1, y1 = (int(v) for v in face["xyxy"])
-                planes = None
-                if picture is not None:
-                    if x1 > picture.width or y1 > picture.height:
-                        raise ValueError(f"the region of track {face['track_id']} is outside the picture")
-                    bgr = picture.crop_bgr(x0, y0, x1, y1)
-                    if not (x0 % 2 or y0 % 2 or x1 % 2 or y1 % 2):
-                        y, u, v = picture.planes()
-                        planes = (y[y0:y1, x0:x1], u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2], v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2])
-                else:
-                    end = offset + face["png_bytes"]
-                    bgr = cv2.imdecode(np.frombuffer(plain[offset:end], np.uint8), cv2.IMREAD_COLOR)
-                    offset = end
-                if bgr is None or bgr.shape[:2] != (y1 - y0, x1 - x0):
-                    raise ValueError(f"the face image of track {face['track_id']} does not match its region")
-                faces.append(VaultFace(int(face["track_id"]), (x0, y0, x1, y1), bgr, planes))
+            return self._read(frame_index)
         except (KeyError, TypeError, ValueError, struct.error) as exc:
             # Authenticated yet unparsable: written by a buggy or incompatible writer, not tampered with.
             raise InputError(f"{self.path}: the record of frame {frame_index} is malformed ({exc})") from exc
+
+    def _advance(self) -> bool:
+        """Decrypt the next record and feed its packet to the decoder; after the last, flush the
+        decoder. False when there is nothing more to decode."""
+        if self._next > len(self._order):
+            return False
+        if self._next == len(self._order):
+            pictures, self._next = self._pictures.decode(None), self._next + 1
+        else:
+            index = self._order[self._next]
+            self._next += 1
+            plain = self._decrypt(index, *self._where[index])
+            (head_len,) = struct.unpack(">I", plain[:4])
+            head = json.loads(plain[4 : 4 + head_len])
+            if head["frame"] != index:
+                raise ValueError(f"record {index} says frame {head['frame']}")
+            offset = 4 + head_len
+            pictures = []
+            if "picture_bytes" in head:
+                self._waiting.append(index)
+                pictures = self._pictures.decode(plain[offset : offset + head["picture_bytes"]])
+                offset += head["picture_bytes"]
+            self._read_ahead[index] = (head, plain, offset)
+        for picture in pictures:
+            if not self._waiting:
+                raise ValueError("more face pictures than records")
+            self._decoded[self._waiting.popleft()] = picture
+        return True
+
+    def _read(self, frame_index: int) -> VaultRecord:
+        while frame_index not in self._read_ahead or (self._waiting and self._waiting[0] <= frame_index):
+            if not self._advance():
+                raise ValueError("its face picture is missing from the stream")
+            for kept in (self._read_ahead, self._decoded):  # records skipped over: forget them
+                for index in [i for i in kept if i < frame_index]:
+                    del kept[index]
+        self._last_read = frame_index
+        head, plain, offset = self._read_ahead.pop(frame_index)
+        picture = self._decoded.pop(frame_index, None)
+        faces = []
+        for face in head["faces"]:
+            x0, y0, x1, y1 = (int(v) for v in face["xyxy"])
+            planes = None
+            if picture is not None:
+                if x1 > picture.width or y1 > picture.height:
+                    raise ValueError(f"the region of track {face['track_id']} is outside the picture")
+                bgr = picture.crop_bgr(x0, y0, x1, y1)
+                if not (x0 % 2 or y0 % 2 or x1 % 2 or y1 % 2):
+                    y, u, v = picture.planes()
+                    planes = (y[y0:y1, x0:x1], u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2], v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2])
+            else:
+                end = offset + face["png_bytes"]
+                bgr = cv2.imdecode(np.frombuffer(plain[offset:end], np.uint8), cv2.IMREAD_COLOR)
+                offset = end
+            if bgr is None or bgr.shape[:2] != (y1 - y0, x1 - x0):
+                raise ValueError(f"the face image of track {face['track_id']} does not match its region")
+            faces.append(VaultFace(int(face["track_id"]), (x0, y0, x1, y1), bgr, planes))
         return VaultRecord(frame_index, head.get("pts_s"), faces)
 
     def __iter__(self) -> Iterator[VaultRecord]:

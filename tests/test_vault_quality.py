@@ -8,6 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from benchmarks.vault_size import luma_fidelity
 from faceanon_video.cli import main
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.keys import load_key
@@ -16,6 +17,7 @@ from faceanon_video.vault import VaultReader, VaultWriter
 from tests.conftest import CARPHONE, DATA, decode_all
 
 V1 = DATA / "vault_v1"  # a format 1 vault and its video (see tests/data/ATTRIBUTION.md)
+V2 = DATA / "vault_v2"  # a format 2 vault (H.264, one packet per picture, no B-frames) and its video
 
 
 def run_with_vault(tmp_path, quality: str):
@@ -59,15 +61,17 @@ def test_exact_mode_is_bit_exact_in_the_vault_and_after_a_lossless_restore(tmp_p
                 assert np.array_equal(after[record.frame_index].crop_bgr(*face.xyxy), before[record.frame_index].crop_bgr(*face.xyxy))
 
 
-def test_high_mode_error_is_bounded_and_the_vault_small(high):
+def test_high_mode_is_visually_lossless_and_the_vault_small(high):
     video, vault, key = high
     errors, faces = vault_against_input(vault, key)
-    psnr = 10 * np.log10(255**2 / np.mean(errors.astype(np.float64) ** 2))
-    # Measured 44.6 dB and 6 levels at the 99.9th percentile on this noisy 176x144 clip (50 dB on
-    # short_hamilton_clip.mp4): no detail lost to the eye, while a blur leaves ~20 levels on average.
-    assert faces >= 25 and psnr > 42 and np.percentile(errors, 99.9) <= 10 and errors.mean() < 1.5, (psnr, errors.mean())
-    # Format 1 (a PNG per face) was ~16x the video on this clip; format 2 at high quality ~2x.
-    assert vault.stat().st_size < 2.5 * video.stat().st_size
+    luma = luma_fidelity(CARPHONE, vault, key)
+    # vault.HIGH_CRF's bound, on the clip that is hardest to keep (sensor noise on every face pixel):
+    # luma PSNR >= 45 dB and SSIM >= 0.99 inside the faces. Measured 45.1 dB and 0.992 over its first
+    # second (1.8 levels per BGR value on average, most of it chroma), against ~20 for the blur.
+    assert faces >= 25 and luma["vault_psnr_y_db"] >= 45 and luma["vault_ssim_y"] >= 0.99, luma
+    assert errors.mean() < 2.5 and np.percentile(errors, 99.9) <= 15, (errors.mean(), np.percentile(errors, 99.9))
+    # Format 1 (a PNG per face) was ~16x the video on this clip; format 3 at high quality ~1x.
+    assert vault.stat().st_size < 1.5 * video.stat().st_size
 
 
 def test_reading_out_of_order_decodes_the_same_faces(high):
@@ -94,6 +98,22 @@ def test_a_format_1_vault_still_restores(tmp_path):
         for x0, y0, x1, y1 in frame_boxes:
             truth = original[index][y0:y1, x0:x1].astype(np.int16)
             assert np.abs(back[index][y0:y1, x0:x1] - truth).mean() < 1.0 < np.abs(anonymized[index][y0:y1, x0:x1] - truth).mean() / 10
+
+
+def test_a_format_2_vault_still_restores(tmp_path):
+    with VaultReader(V2 / "anon.favault", load_key(V2 / "key")) as reader:
+        assert reader.public["format"] == 2 and reader.quality == "high"
+        boxes = {r.frame_index: [f.xyxy for f in r.faces] for r in reader}
+        assert np.array_equal(reader.record(4).faces[0].bgr, reader.record(4).faces[0].bgr)  # reading back works too
+    restored = tmp_path / "restored.mkv"
+    assert main(["restore", str(V2 / "anon.mp4"), "--vault", str(V2 / "anon.favault"), "--key-file", str(V2 / "key"), "-o", str(restored), "--crf", "0", "-q"]) == 0
+    original, anonymized, back = decode_all(CARPHONE)[0], decode_all(V2 / "anon.mp4")[0], decode_all(restored)[0]
+    assert len(back) == 9 and sorted(boxes) == list(range(9))
+    for index, frame_boxes in boxes.items():
+        for x0, y0, x1, y1 in frame_boxes:
+            truth = original[index][y0:y1, x0:x1].astype(np.int16)
+            # Written at CRF 16: 1-2 levels on average, against ~20 for the blur.
+            assert np.abs(back[index][y0:y1, x0:x1] - truth).mean() < 2.5 < np.abs(anonymized[index][y0:y1, x0:x1] - truth).mean() / 4
 
 
 def test_a_format_1_vault_with_a_wrong_key_is_refused(tmp_path, capsys):
