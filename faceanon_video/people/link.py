@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from faceanon_video.people.embed import TrackFaces
+from faceanon_video.people.embed import MIN_LINK_WEIGHT, TrackFaces
 
 __all__ = ["LINK_SIMILARITY", "complete_linkage", "link_tracks", "OnlineLinker", "TrackSpan"]
 
@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Cosine similarity of two tracks' mean embeddings at or above which they may be one person.
 LINK_SIMILARITY = 0.45
-#: Tracks need at least this total embedding weight (sum of face qualities) to be linked at all.
-MIN_LINK_WEIGHT = 0.3
+# Tracks need at least MIN_LINK_WEIGHT total embedding weight (sum of face qualities) to be linked
+# at all (``embed``: below it their faces are not even embedded).
 _APART = 4.0  # a cosine distance above any cut (cosine distance is at most 2)
 
 
