@@ -59,9 +59,12 @@ def main() -> None:
                     command = [sys.executable, "-m", "faceanon_video.cli", str(clip), "-o", str(out), "--mode", "blur", "--overwrite", "-q", "--report", str(report), *extra]
                     start = time.perf_counter()
                     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": code}, cwd=work)
-                    fps.setdefault((code, name, "command"), []).append(args.frames / (time.perf_counter() - start))
-                    fps.setdefault((code, name, "run"), []).append(args.frames / json.loads(report.read_text())["run_seconds"])
-    print(f"720p blur, {args.frames} frames, {args.rounds} interleaved rounds, {os.cpu_count()} cores; fps min / median / max")
+                    seconds = time.perf_counter() - start
+                    result = json.loads(report.read_text())
+                    frames = result["frames"]["in"]  # the clip may be shorter than --frames
+                    fps.setdefault((code, name, "command"), []).append(frames / seconds)
+                    fps.setdefault((code, name, "run"), []).append(frames / result["run_seconds"])
+    print(f"720p blur, {frames} frames, {args.rounds} interleaved rounds, {os.cpu_count()} cores, load average {os.getloadavg()}; fps min / median / max")
     for span in ("command", "run"):
         for code in codes:
             base = float(np.median(fps[(code, "none", span)]))
