@@ -7,7 +7,9 @@ in ``--rounds`` interleaved rounds so every variant shares the machine's load; p
 median / max per variant and the slowdown of each median against "none" of the same code, twice:
 over the whole command (start-up and model loading included, as a user sees it) and over the
 video's own run (the report's ``run_seconds``: decode to the last byte written, people linked and
-stored included; the throughput a long video gets). ``--code`` runs the variants with other checkouts too
+stored included; the throughput a long video gets), and per CPU second of the whole command (user +
+system: what the variant costs on cores that are saturated anyway, and the least noisy of the three
+on a shared machine). ``--code`` runs the variants with other checkouts too
 (e.g. ``--code /work/main`` to compare before and after a change in one run).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import subprocess
 import sys
@@ -31,6 +34,11 @@ sys.path.insert(0, str(HERE))
 import clips  # noqa: E402
 
 MIRANDA = clips.DATA / "images" / "identities" / "lin-manuel-miranda.png"
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -57,15 +65,16 @@ def main() -> None:
                     out = work / "out.mp4"
                     report = work / "report.json"
                     command = [sys.executable, "-m", "faceanon_video.cli", str(clip), "-o", str(out), "--mode", "blur", "--overwrite", "-q", "--report", str(report), *extra]
-                    start = time.perf_counter()
+                    start, cpu_start = time.perf_counter(), _children_cpu_s()
                     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": code}, cwd=work)
-                    seconds = time.perf_counter() - start
+                    seconds, cpu_s = time.perf_counter() - start, _children_cpu_s() - cpu_start
                     result = json.loads(report.read_text())
                     frames = result["frames"]["in"]  # the clip may be shorter than --frames
                     fps.setdefault((code, name, "command"), []).append(frames / seconds)
                     fps.setdefault((code, name, "run"), []).append(frames / result["run_seconds"])
+                    fps.setdefault((code, name, "cpu"), []).append(frames / cpu_s)  # frames per CPU second
     print(f"720p blur, {frames} frames, {args.rounds} interleaved rounds, {os.cpu_count()} cores, load average {os.getloadavg()}; fps min / median / max")
-    for span in ("command", "run"):
+    for span in ("command", "run", "cpu"):
         for code in codes:
             base = float(np.median(fps[(code, "none", span)]))
             for name in variants:
