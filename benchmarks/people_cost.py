@@ -1,6 +1,6 @@
 """What ``--people`` and ``--spare`` cost at 720p blur, against the same run without them.
 
-    python benchmarks/people_cost.py [--rounds 3] [--frames 120] [--code DIR ...]
+    python benchmarks/people_cost.py [--rounds 3] [--frames 120] [--code DIR ...] [--skip-spare]
 
 Whole CLI runs on tests/data/short_hamilton_clip.mp4 scaled to 720p (``--frames`` frames), blur,
 in ``--rounds`` interleaved rounds so every variant shares the machine's load; prints fps min /
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--code", nargs="*", default=[], help="other checkouts to run as well")
+    parser.add_argument("--skip-spare", action="store_true", help="run none and --people only (more rounds in the same time)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -57,6 +58,8 @@ def main() -> None:
             "--people": ["--key-file", str(key), "--people", str(work / "out.people")],
             "--spare": ["--spare", str(MIRANDA)],
         }
+        if args.skip_spare:
+            variants.pop("--spare")
         codes = [str(HERE.parent)] + [str(Path(c).resolve()) for c in args.code]
         fps: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):
