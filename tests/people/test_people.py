@@ -60,6 +60,10 @@ def test_complete_linkage_does_not_chain_two_people_through_a_middle_track():
     assert person[1] != person[3]
 
 
+def _same_cluster_pairs(labels) -> set[tuple[int, int]]:
+    return {(a, b) for a in range(len(labels)) for b in range(a + 1, len(labels)) if labels[a] == labels[b]}
+
+
 def test_complete_linkage_gives_scipys_clusters():
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
@@ -76,8 +80,7 @@ def test_complete_linkage_gives_scipys_clusters():
         cut = float(rng.uniform(0.2, 0.8))
         ours = complete_linkage(distance, cut)
         theirs = fcluster(linkage(squareform(distance, checks=False), method="complete"), t=cut, criterion="distance")
-        pairs = lambda labels: {(a, b) for a in range(n) for b in range(a + 1, n) if labels[a] == labels[b]}  # noqa: E731
-        assert pairs(ours) == pairs(theirs)
+        assert _same_cluster_pairs(ours) == _same_cluster_pairs(theirs)
     assert complete_linkage(np.zeros((1, 1)), 0.5).tolist() == [0] and len(complete_linkage(np.zeros((0, 0)), 0.5)) == 0
 
 
