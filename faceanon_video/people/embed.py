@@ -12,12 +12,21 @@ through ``cv2.FaceRecognizerSF``, aligned on the detector's 5 landmarks); this m
   and sharpness (variance of the Laplacian: a motion-blurred face gives a noisy embedding).
 - ``TrackEmbeddings``: fed every frame's tracked faces, embeds at most ``per_track`` faces of a
   track, spaced at least ``min_gap`` frames apart, and afterwards only a face clearly better than the
-  worst one kept (so a long track costs a bounded number of embeddings, ``max_embeds``).
+  worst one kept (so a long track costs a bounded number of embeddings, ``max_embeds``). A track's
+  faces are embedded only once their weights add up to ``MIN_LINK_WEIGHT``, the evidence linking
+  needs: a track that never gets there (short, small, dark or turned faces) costs no SFace run and
+  keeps no embedding (it would stay alone anyway). 3 faces and 4 runs per track: on the 6 synthetic
+  linking clips (tests/people) 1, 2, 3 or 4 faces per track all link 15/15 same-person pairs with
+  0/121 wrong merges (same-person pair similarity >= 0.49 with 2-4, different people <= 0.26), so
+  more buys margin, not links; on the 720p concert clip (people_cost.py) 25 SFace runs in place of
+  46 (4 faces/6 runs, every track embedded), 16 with 2/3 but then one more weak track stays alone.
 
 Per frame this costs one ~112x112 crop conversion and alignment for the few faces selected, not for
 every face; the SFace run itself (30-60 ms here) is skipped for a face that would not be kept (too
-dark or flat, or no better than the track's kept ones) and otherwise runs on a worker thread, off the
-frame-order path: the cost target of the person layer is < 10 % of 720p blur throughput.
+dark or flat, no better than the track's kept ones, or in a track too weak to link) and otherwise
+runs on a worker thread, off the frame-order path, which also loads the model while the video's
+first frames are decoded and detected: the cost target of the person layer is < 10 % of 720p blur
+throughput.
 Measured alternative, not kept: the float32 SFace (dequantised from the bundled int8 file the way
 ``weights/derive.py`` does for YuNet) in onnxruntime on one thread gives the same embeddings (cosine
 1.0000) for 29 ms CPU per face against 33-38 ms in OpenCV: not worth a 39 MB file or 1 s to derive it.
@@ -25,6 +34,7 @@ Measured alternative, not kept: the float32 SFace (dequantised from the bundled 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +52,7 @@ __all__ = [
     "TrackFaces",
     "face_quality",
     "MIN_QUALITY",
+    "MIN_LINK_WEIGHT",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +69,9 @@ SHARP_LAPLACIAN_VAR = 100.0
 #: or flat to identify, and at which it counts as fully contrasted.
 MIN_CONTRAST = 12.0
 FULL_CONTRAST = 30.0
+#: A track's faces are embedded (and the track linked) only once their weights (quality 0..1 each)
+#: add up to this: one good face, or several mediocre ones.
+MIN_LINK_WEIGHT = 0.3
 #: Context kept around a face box when cropping it out of a frame for alignment (fraction of its size).
 CROP_MARGIN = 0.35
 
@@ -102,8 +116,15 @@ class FaceEmbedder:
     """Unit SFace embeddings of tracked faces in frames (``eval.identity.SFaceIdentity``), plus a
     sharpness weight of the aligned crop."""
 
-    def __init__(self, model: SFaceIdentity | None = None) -> None:
-        self.model = model or SFaceIdentity()
+    def __init__(self, model: SFaceIdentity | Future | None = None) -> None:
+        self._model = model or SFaceIdentity()
+
+    @property
+    def model(self) -> SFaceIdentity:
+        """The SFace model (waits for it when it is being loaded on another thread)."""
+        if isinstance(self._model, Future):
+            self._model = self._model.result()
+        return self._model
 
     def embed(self, frame: Frame | np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, *, gate: bool = True) -> tuple[np.ndarray | None, float]:
         """(unit embedding (d,), image quality 0..1) of one face with known landmarks; quality 0
@@ -201,30 +222,40 @@ class TrackEmbeddings:
     """
 
     def __init__(
-        self, embedder: FaceEmbedder | None = None, per_track: int = 4, min_gap: int = 8, max_embeds: int = 6, min_quality: float = MIN_QUALITY, background: bool = True
+        self, embedder: FaceEmbedder | None = None, per_track: int = 3, min_gap: int = 8, max_embeds: int = 4, min_quality: float = MIN_QUALITY, background: bool = True
     ) -> None:
-        self.embedder = embedder or FaceEmbedder()
         self.per_track = per_track
         self.min_gap = min_gap
         self.max_embeds = max_embeds
         self.min_quality = min_quality
         self._tracks: dict[int, TrackFaces] = {}
+        self._embedding: set[int] = set()  # tracks whose faces reached MIN_LINK_WEIGHT: embedded
         # SFace runs off the frame-order thread (``add`` only crops and aligns, < 1 ms): the caller
         # goes on with anonymizing and encoding while a face is embedded. Which faces are kept never
         # depends on the embedding itself (only on qualities known at once), so the result is the
         # same as embedding in line; ``tracks`` waits for the runs still pending.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sface") if background else None
+        # The model (~0.3 s CPU) loads on that thread too, while the video's first frames are
+        # decoded and detected; the first alignment waits for it.
+        self.embedder = embedder or FaceEmbedder(self._executor.submit(SFaceIdentity) if self._executor else None)
 
     @property
     def tracks(self) -> dict[int, TrackFaces]:
-        """Track id -> ``TrackFaces``, with every embedding requested so far computed."""
-        for track in self._tracks.values():
-            track.embeddings = [e.result() if isinstance(e, Future) else e for e in track.embeddings]
-        return self._tracks
+        """Track id -> ``TrackFaces``, with every embedding requested so far computed; a track whose
+        faces do not reach ``MIN_LINK_WEIGHT`` (yet) has none."""
+        tracks = {}
+        for track_id, track in self._tracks.items():
+            if track_id in self._embedding:
+                track.embeddings = [e.result() if isinstance(e, Future) else e for e in track.embeddings]
+                tracks[track_id] = track
+            else:  # its kept faces are aligned crops waiting for more evidence, not embeddings
+                tracks[track_id] = dataclasses.replace(track, embeddings=[], weights=[], embedded_frames=[])
+        return tracks
 
     def reset(self) -> None:
         """Forget every track (a new video): runs still pending finish unused."""
         self._tracks.clear()
+        self._embedding.clear()
 
     def add(self, frame: Frame | np.ndarray, faces: Detections, frame_index: int | None = None) -> list[int]:
         """Record the faces of one frame; returns the track ids embedded in this frame."""
@@ -243,10 +274,19 @@ class TrackEmbeddings:
             if self._wanted(track, float(quality[i]), index):
                 aligned = self.embedder.align(frame, faces.xyxy[i], faces.landmarks[i])
                 if self._keep(track, float(quality[i]) * image_quality(aligned), index):
-                    # Appended last by _keep; the SFace run fills it in (now or on the worker thread).
-                    track.embeddings[-1] = self._executor.submit(self.embedder.feature, aligned) if self._executor else self.embedder.feature(aligned)
+                    # Appended last by _keep: the aligned crop, until the track is worth embedding.
+                    track.embeddings[-1] = aligned
+                    if track_id in self._embedding:
+                        track.embeddings[-1] = self._feature(aligned)
+                    elif track.weight >= MIN_LINK_WEIGHT:
+                        self._embedding.add(track_id)
+                        track.embeddings = [self._feature(a) for a in track.embeddings]
                 embedded.append(track_id)
         return embedded
+
+    def _feature(self, aligned: np.ndarray) -> np.ndarray | Future:
+        """The SFace run of an aligned face: now, or on the worker thread."""
+        return self._executor.submit(self.embedder.feature, aligned) if self._executor else self.embedder.feature(aligned)
 
     def _wanted(self, track: TrackFaces, quality: float, index: int) -> bool:
         if quality < self.min_quality or index - track.last_embed_frame < self.min_gap or track.embeds_run >= self.max_embeds:

@@ -1,7 +1,9 @@
 """Linking tracks into people: track id -> person id.
 
 Offline (files, the whole video in view): complete-linkage agglomerative clustering of the tracks'
-quality-weighted mean embeddings (``scipy.cluster.hierarchy``), cut at ``LINK_SIMILARITY``. Two
+quality-weighted mean embeddings, cut at ``LINK_SIMILARITY`` (``complete_linkage``: hand-written
+because importing ``scipy.cluster.hierarchy`` alone costs ~0.4 s CPU, more than clustering a
+video's tracks and ~5 % of a short 720p ``--people`` run; it gives scipy's clusters, see its test). Two
 tracks that are on screen in the same frame are never one person: their distance is set above any
 cut, and since complete linkage scores a group by its *farthest* pair, no group can ever contain
 them. Complete linkage is also "when in doubt keep apart": a group holds only tracks that are all
@@ -30,19 +32,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
+from faceanon_video.people.embed import MIN_LINK_WEIGHT, TrackFaces
 
-from faceanon_video.people.embed import TrackFaces
-
-__all__ = ["LINK_SIMILARITY", "link_tracks", "OnlineLinker", "TrackSpan"]
+__all__ = ["LINK_SIMILARITY", "complete_linkage", "link_tracks", "OnlineLinker", "TrackSpan"]
 
 log = logging.getLogger(__name__)
 
 #: Cosine similarity of two tracks' mean embeddings at or above which they may be one person.
 LINK_SIMILARITY = 0.45
-#: Tracks need at least this total embedding weight (sum of face qualities) to be linked at all.
-MIN_LINK_WEIGHT = 0.3
+# Tracks need at least MIN_LINK_WEIGHT total embedding weight (sum of face qualities) to be linked
+# at all (``embed``: below it their faces are not even embedded).
 _APART = 4.0  # a cosine distance above any cut (cosine distance is at most 2)
 
 
@@ -82,8 +81,7 @@ def link_tracks(tracks: list[TrackSpan] | dict[int, TrackFaces], min_similarity:
             for j in range(i + 1, len(linkable)):
                 if _overlap(linkable[i], linkable[j]):
                     distance[i, j] = distance[j, i] = _APART
-        np.fill_diagonal(distance, 0.0)
-        labels = fcluster(linkage(squareform(distance, checks=False), method="complete"), t=1.0 - min_similarity, criterion="distance")
+        labels = complete_linkage(distance, 1.0 - min_similarity)
         cluster_of = {t.track_id: int(label) for t, label in zip(linkable, labels)}
     person_of_cluster: dict[int, int] = {}
     result: dict[int, int] = {}
@@ -97,6 +95,37 @@ def link_tracks(tracks: list[TrackSpan] | dict[int, TrackFaces], min_similarity:
     people = len(set(result.values()))
     log.info("linked %d tracks into %d people", len(result), people)
     return result
+
+
+def complete_linkage(distance: np.ndarray, max_distance: float) -> np.ndarray:
+    """A cluster label per row of a symmetric distance matrix: clusters merged closest pair first
+    while their complete-linkage distance (that of their farthest members) is <= ``max_distance``;
+    what ``fcluster(linkage(..., "complete"), max_distance, "distance")`` gives, up to label names.
+
+    Each row caches its nearest cluster; a merge only moves clusters apart (complete linkage keeps
+    the larger distance), so only the rows whose nearest was one of the two merged are rescanned.
+    """
+    n = len(distance)
+    d = np.array(distance, np.float64)
+    np.fill_diagonal(d, np.inf)
+    labels = np.arange(n)
+    nearest = d.argmin(axis=1) if n else np.zeros(0, int)
+    nearest_d = d[np.arange(n), nearest] if n else np.zeros(0)
+    while n > 1:
+        i = int(np.argmin(nearest_d))
+        j = int(nearest[i])
+        if nearest_d[i] > max_distance:
+            break
+        d[i] = d[:, i] = np.maximum(d[i], d[j])  # cluster j joins cluster i
+        d[i, i] = np.inf
+        d[j] = d[:, j] = np.inf
+        nearest_d[j] = np.inf
+        labels[labels == j] = i
+        for k in np.flatnonzero((nearest == i) | (nearest == j) | (np.arange(n) == i)):
+            if k != j:
+                nearest[k] = int(np.argmin(d[k]))
+                nearest_d[k] = d[k, nearest[k]]
+    return labels
 
 
 @dataclass

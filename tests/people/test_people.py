@@ -12,7 +12,7 @@ import pytest
 from faceanon_video.errors import ConfigError
 from faceanon_video.people.embed import TrackEmbeddings, TrackFaces
 from faceanon_video.people.gallery import IdentityGallery, read_store, write_store
-from faceanon_video.people.link import OnlineLinker, TrackSpan, link_tracks
+from faceanon_video.people.link import OnlineLinker, TrackSpan, complete_linkage, link_tracks
 from faceanon_video.people.people import identify_people
 from faceanon_video.people.seeds import PersonSeeder
 from faceanon_video.people.spare import TrackSelector, load_references
@@ -58,6 +58,30 @@ def test_complete_linkage_does_not_chain_two_people_through_a_middle_track():
     c = _unit([0.0, 1, 0])  # b.c = 0.8, a.c = 0: single linkage would chain a-b-c
     person = link_tracks([TrackSpan(1, 0, 1, a, 1.0), TrackSpan(2, 2, 3, b, 1.0), TrackSpan(3, 4, 5, c, 1.0)])
     assert person[1] != person[3]
+
+
+def _same_cluster_pairs(labels) -> set[tuple[int, int]]:
+    return {(a, b) for a in range(len(labels)) for b in range(a + 1, len(labels)) if labels[a] == labels[b]}
+
+
+def test_complete_linkage_gives_scipys_clusters():
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n, k = int(rng.integers(2, 40)), int(rng.integers(1, 8))
+        x = rng.normal(size=(k, 16))[rng.integers(0, k, n)] + rng.normal(scale=rng.uniform(0.2, 1.0), size=(n, 16))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        distance = np.clip(1.0 - x @ x.T, 0.0, 2.0)
+        apart = np.triu(rng.random((n, n)) < 0.05, 1)
+        distance[apart | apart.T] = 4.0  # tracks on screen together
+        np.fill_diagonal(distance, 0.0)
+        cut = float(rng.uniform(0.2, 0.8))
+        ours = complete_linkage(distance, cut)
+        theirs = fcluster(linkage(squareform(distance, checks=False), method="complete"), t=cut, criterion="distance")
+        assert _same_cluster_pairs(ours) == _same_cluster_pairs(theirs)
+    assert complete_linkage(np.zeros((1, 1)), 0.5).tolist() == [0] and len(complete_linkage(np.zeros((0, 0)), 0.5)) == 0
 
 
 @pytest.mark.parametrize("seed", [0, 1])
