@@ -92,9 +92,6 @@ SEGMENT_SUFFIX = ".nut"
 STITCH_WINDOW_FRAMES = 12
 #: ...with boxes overlapping at least this much on average (boxes of different faces rarely do).
 STITCH_MIN_IOU = 0.3
-#: Embeddings kept per track for linking people: ``people.embed.TrackEmbeddings``' ``per_track``
-#: (a track cut into segments has that many from each; the best are kept).
-TRACK_EMBEDDINGS = 4
 
 
 @dataclass(frozen=True)
@@ -662,8 +659,9 @@ def _merge_tracks(plan: SegmentPlan, tracks_paths: list[Path], writer: TrackWrit
 
 def _track_faces(merged: _Merged, fragments: list[dict]) -> dict:
     """Output track id -> ``people.embed.TrackFaces`` over the whole file: the embeddings the
-    segments kept of their own frames, the ``TRACK_EMBEDDINGS`` best of them (as one process keeps)."""
-    from faceanon_video.people.embed import TrackFaces
+    segments kept of their own frames, the ``FACES_PER_TRACK`` best of them (as one process keeps;
+    a track cut into segments has that many from each)."""
+    from faceanon_video.people.embed import FACES_PER_TRACK, TrackFaces
 
     tracks = {t: TrackFaces(t, first, last) for t, (first, last) in merged.spans.items()}
     for mapping, fragment in zip(merged.mappings, fragments):
@@ -675,8 +673,8 @@ def _track_faces(merged: _Merged, fragments: list[dict]) -> dict:
             track.weights += kept["weights"]
             track.embedded_frames += kept["frames"]
     for track in tracks.values():
-        if len(track.weights) > TRACK_EMBEDDINGS:
-            best = sorted(sorted(range(len(track.weights)), key=lambda i: -track.weights[i])[:TRACK_EMBEDDINGS])
+        if len(track.weights) > FACES_PER_TRACK:
+            best = sorted(sorted(range(len(track.weights)), key=lambda i: -track.weights[i])[:FACES_PER_TRACK])
             track.embeddings = [track.embeddings[i] for i in best]
             track.weights = [track.weights[i] for i in best]
             track.embedded_frames = [track.embedded_frames[i] for i in best]

@@ -214,6 +214,10 @@ class TrackFaces:
         return float(np.sum(self.weights))
 
 
+#: Faces kept per track for linking people (``TrackEmbeddings``' ``per_track``; see the module doc).
+FACES_PER_TRACK = 3
+
+
 class TrackEmbeddings:
     """Accumulates a bounded sample of good, embedded faces per track over a video or stream.
 
@@ -222,7 +226,7 @@ class TrackEmbeddings:
     """
 
     def __init__(
-        self, embedder: FaceEmbedder | None = None, per_track: int = 3, min_gap: int = 8, max_embeds: int = 4, min_quality: float = MIN_QUALITY, background: bool = True
+        self, embedder: FaceEmbedder | None = None, per_track: int = FACES_PER_TRACK, min_gap: int = 8, max_embeds: int = 4, min_quality: float = MIN_QUALITY, background: bool = True
     ) -> None:
         self.per_track = per_track
         self.min_gap = min_gap
