@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -28,9 +27,10 @@ def keep_freed_memory() -> bool:
     run is its peak anyway. A library must not change its host's allocator, so only the CLI calls
     this. Returns False where the C library is not glibc (nothing changed).
     """
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        # The symbols already loaded into this process (libc among them), not ctypes.util.find_library:
+        # that runs ldconfig in a subprocess on every start (~6 ms).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
