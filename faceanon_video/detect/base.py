@@ -54,7 +54,7 @@ class NetworkInput:
         return blob
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def onnx_session(path, threads: int = 1):
     """A CPU onnxruntime session for a small model called from the pipeline's worker threads.
 
