@@ -65,8 +65,8 @@ def main() -> None:
         "H.264 CRF 30": lambda k, img, box: encoded[30][k],
         "Blur() (sigma 0.125 x width)": lambda k, img, box: filtered(Blur(), img, box),
         "Mosaic() (8 blocks)": lambda k, img, box: filtered(Mosaic(), img, box),
-        "light blur (sigma 0.05 x width)": lambda k, img, box: filtered(Blur(strength=0.05), img, box),
-        "light mosaic (16 blocks)": lambda k, img, box: filtered(Mosaic(blocks=16), img, box),
+        "light blur (sigma 0.05 x width)": lambda k, img, box: filtered(Blur(strength=0.05, min_sigma_px=0.0), img, box),
+        "light mosaic (16 blocks)": lambda k, img, box: filtered(Mosaic(blocks=16, min_cell_px=0.0), img, box),
         "left half black": lambda k, img, box: half_black(img, box, "left"),
         "top half black": lambda k, img, box: half_black(img, box, "top"),
     }

@@ -261,6 +261,8 @@ class RunConfig:
             raise ConfigError(f"--start must be >= 0 seconds (got {self.start_s})")
         if self.end_s is not None and self.end_s <= (self.start_s or 0):
             raise ConfigError(f"--end must be after --start (got {self.end_s})")
+        if self.start_s is None and self.end_s is None:
+            return  # no span: no need to import the plan module (start-up time)
         from faceanon_video.plan import MAX_SPAN_S  # a year: past it, the decoder's seek overflows int64
 
         for name in ("start_s", "end_s"):

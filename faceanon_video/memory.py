@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -25,12 +24,16 @@ def keep_freed_memory() -> bool:
     frame's arrays are page-faulted in afresh: measured on a 1280x720 clip on this project's 2-core
     machine, 440k page faults and 31-33 ms CPU per frame, against 70k and 25-29 ms with these
     settings. The price: the process keeps its peak heap until it exits, which for a command-line
-    run is its peak anyway. A library must not change its host's allocator, so only the CLI calls
+    run is its peak anyway. Since the detectors share one onnxruntime session
+    (``detect.base.onnx_session``), the defaults fault about half as often as they did (~200 per
+    720p frame against ~405) and these settings gain little more there (~195; tests/test_memory.py).
+    A library must not change its host's allocator, so only the CLI calls
     this. Returns False where the C library is not glibc (nothing changed).
     """
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        # The symbols already loaded into this process (libc among them), not ctypes.util.find_library:
+        # that runs ldconfig in a subprocess on every start (~6 ms).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from faceanon_video.config import SEEDED_MODES, RunConfig
 from faceanon_video.errors import ConfigError, FaceanonError, InputError
@@ -361,8 +360,22 @@ def _summary(source, destination, processor: FrameProcessor, seconds: float) -> 
     )
 
 
+class _NoProgress:
+    """The progress bar of a quiet run (-q, segments, benchmarks): it never imports tqdm (start-up time)."""
+
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, **kwargs) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def _progress_bar(total: int, name: str, enabled: bool):
-    return tqdm(total=total or None, desc=Path(name).name[:30], unit="frame", disable=not enabled, dynamic_ncols=True, leave=False)
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, desc=Path(name).name[:30], unit="frame", dynamic_ncols=True, leave=False)
 
 
 def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None, ray_address: str | None = None) -> RunSummary:

@@ -33,5 +33,9 @@ def test_a_running_pipeline_reuses_freed_memory_instead_of_faulting_it_in_again(
         return float(run.stdout)
 
     default, kept = faults_per_frame("default"), faults_per_frame("keep")
-    # Measured at 720p: ~195 page faults per frame with glibc's defaults, ~110 kept.
-    assert kept < 0.75 * default, (kept, default)
+    # Measured at 720p: ~405 page faults per frame with glibc's defaults and one onnxruntime session
+    # per detector, ~200-230 kept; since the detectors share one session (detect.base.onnx_session),
+    # ~200 with the defaults and ~195 kept: the shared arena already reuses what the kept heap did.
+    # So: the setting never costs faults, and the pipeline as the CLI runs it stays near 200.
+    assert kept < 1.1 * default, (kept, default)
+    assert kept < 300, (kept, default)

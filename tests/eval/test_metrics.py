@@ -154,3 +154,20 @@ def test_match_boxes_ignored_faces_are_neither_found_nor_missed():
     assert (total.true_positives, total.false_negatives) == (2, 1)
     empty, _ = match_boxes(np.zeros((0, 4)), np.zeros((0, 4)))
     assert np.isnan(empty.recall) and np.isnan(empty.precision)
+
+
+def test_bright_box_corner_does_not_hide_a_dim_face(faces):
+    # A face in shadow (grey levels 0-40) whose box corners hold something bright (a white collar,
+    # the head of someone in front) outside the scored oval: the contrast stretch must come from the
+    # face, so a blurred face counts as covered and an untouched one as leaked. With the stretch taken
+    # from the whole box, the white corners left the dim features uninformative and the blurred face
+    # scored ~0.7 altered (a 36 px face on the recall clip).
+    image, xyxy = faces[0]
+    dim = (image.astype(np.float32) * (40 / 255)).astype(np.uint8)
+    for x0, y0, x1, y1 in np.round(xyxy).astype(int):
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        outside = ((xx + 0.5 - (x0 + x1) / 2) / ((x1 - x0) / 2)) ** 2 + ((yy + 0.5 - (y0 + y1) / 2) / ((y1 - y0) / 2)) ** 2 > 1.05
+        dim[y0:y1, x0:x1][outside & (yy > (y0 + y1) / 2)] = 255
+    blurred = face_altered_fraction(dim, _filtered(Blur(), dim, xyxy), xyxy)
+    assert (blurred >= COVERED).all(), blurred
+    assert (face_altered_fraction(dim, dim.copy(), xyxy) == 0).all()
