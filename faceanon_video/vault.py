@@ -94,7 +94,7 @@ TARGET_SSIM = 0.992
 DB_PER_CRF = 0.6
 SSIM_DB_PER_CRF = 0.3
 #: The SSIM is measured on every SSIM_EVERY-th picture (it costs more than the encoding of a small face).
-SSIM_EVERY = 2
+SSIM_EVERY = 4
 #: At most this many CRF steps from one stretch to the next: a stretch's content may not be the next's.
 MAX_CRF_STEP = 4
 #: Stretch lengths in pictures: short at first, to settle fast, then long (each starts a new encoder,
