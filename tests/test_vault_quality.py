@@ -205,5 +205,5 @@ def test_the_adaptive_crf_keeps_the_bar_and_spends_no_more_than_it_needs(tmp_pat
             count += truth.size
     psnr_db = 10 * np.log10(255**2 * count / squared)
     assert len(crfs) >= 3 and psnr_db >= 45 and ssim / count >= 0.99, (crfs, psnr_db, ssim / count)
-    if noise_sigma == 0:
-        assert crfs[-1] > FIRST_CRF + 2, crfs
+    if noise_sigma == 0:  # the CRF rises one step a stretch while the measures leave room
+        assert crfs == sorted(crfs) and crfs[-1] > FIRST_CRF, crfs
