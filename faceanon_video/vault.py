@@ -31,8 +31,9 @@ The packets of a vault are one H.264 stream (``FaceVideo``): picture n is frame 
 its face regions, flat grey elsewhere, predicted from other pictures. Format 2 had one packet per
 picture at once (no B-frames); format 3 has B-frames and look-ahead, so the k-th record of the stream
 holds its k-th packet in decode order, and the decoder gives the k-th picture (in frame order) a few
-packets later. ``--vault-quality high`` encodes at CRF ``HIGH_CRF`` (visually lossless), ``exact``
-losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
+packets later. ``--vault-quality high`` keeps the faces visually lossless at the largest CRF that
+allows, chosen per stretch of the stream (each stretch a fresh encoder, from a keyframe: the stream
+stays one stream to the decoder, so format 3 readers read it as before); ``exact`` encodes losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
 """
 
 from __future__ import annotations
@@ -77,14 +78,30 @@ FORMAT = 3
 READABLE_FORMATS = (1, 2, 3)
 #: ``--vault-quality``: see ``FaceVideo``.
 VAULT_QUALITIES = ("high", "exact")
-#: x264 CRF of ``--vault-quality high``: the largest that keeps the faces visually lossless on all
-#: clips of benchmarks/vault_size.py, by the criterion luma PSNR >= 45 dB and luma SSIM >= 0.99 inside
-#: the regions against the decoded input (luma: the detail the eye resolves; chroma is 4:2:0 in every
-#: output anyway). The binding clip is carphone (sensor noise on every face pixel): 45.2 dB / 0.992 at
-#: 21, 44.5 / 0.991 at 22, 43.1 / 0.988 at 24. Clean sources have margin (short_hamilton_clip: 49.7 dB
-#: at 22), and a close-up portrait would meet the criterion at CRF 26 with the vault 1.75x its video,
-#: where CRF 21 needs ~3x (README, "It is small"): a fixed CRF fixes the quantizer, not the fidelity.
-HIGH_CRF = 21
+#: ``--vault-quality high`` is "visually lossless" by the criterion luma PSNR >= 45 dB and luma SSIM
+#: >= 0.99 inside the regions against the decoded input (luma: the detail the eye resolves; chroma is
+#: 4:2:0 in every output anyway). A fixed CRF fixes the quantizer, not the fidelity: CRF 21 met it
+#: with no margin on carphone (sensor noise on every face pixel: 45.2 dB / 0.992; 44.5 / 0.991 at 22)
+#: and kept a clean close-up portrait at 51 dB, 3.25x its video. So the CRF is chosen per stretch of
+#: the stream from the fidelity x264 measured on the stretch before (``FaceVideo._adapt``), aiming at
+#: ``TARGET_PSNR_DB``; the first stretch uses ``FIRST_CRF``, which met the criterion on every clip.
+TARGET_PSNR_DB = 46.5
+FIRST_CRF = 21
+CRF_RANGE = (12, 36)
+TARGET_SSIM = 0.992
+#: Lost per CRF step (the controller's gains): luma PSNR 0.5-0.7 dB (portrait, carphone), SSIM in
+#: decibels ~0.3 (portrait: 0.9926 at CRF 25, 0.9921 at 26, ~0.990 at 29).
+DB_PER_CRF = 0.6
+SSIM_DB_PER_CRF = 0.3
+#: The SSIM is measured on every SSIM_EVERY-th picture (it costs more than the encoding of a small face).
+SSIM_EVERY = 4
+#: At most this many CRF steps down / up from one stretch to the next: a stretch's content may not be
+#: the next's, so the CRF rises slowly (on the Hamilton clip, +2 after a 48.5 dB stretch met harder
+#: faces: 43.9 dB for 120 pictures) and falls fast.
+MAX_CRF_STEP = (4, 1)
+#: Stretch lengths in pictures: short at first, to settle fast, then long (each starts a new encoder,
+#: hence a keyframe; x264's own keyframe interval is 250).
+STRETCH_PICTURES = (15, 30, 60, 120)
 #: x264 preset, with its B-frames and look-ahead: at equal luma PSNR on portrait_d3.mp4, ``faster`` is
 #: ~45 % smaller than ``veryfast`` without B-frames or look-ahead (format 2's ``zerolatency``) and ~20 %
 #: smaller than ``veryfast`` with them, for ~1.5-2x its encoding time (on the vault's own thread).
@@ -177,11 +194,16 @@ class FaceVideo:
 
     def __init__(self, quality: str = "high") -> None:
         self.quality = quality
-        self.options = {"qp": "0"} if quality == "exact" else {"crf": str(HIGH_CRF)}
+        #: Public (the vault's header): what x264 was told. ``high``: the CRF changes per stretch.
+        self.options = {"qp": "0"} if quality == "exact" else {"crf": f"adaptive from {FIRST_CRF}", "target_psnr_y_db": str(TARGET_PSNR_DB)}
         self.options.update(preset=PRESET)
         self._codec: av.CodecContext | None = None  # opened and used on the vault writer's thread
         self._size: tuple[int, int] | None = None  # (width, height) of the pictures
         self._count = 0
+        self._crf = FIRST_CRF
+        self._meter: _StretchMeter | None = None  # ``high``: the fidelity of the stretch being encoded
+        #: (pictures, CRF, luma PSNR in dB, luma SSIM) of every finished stretch, for the log and the tests.
+        self.stretches: list[tuple[int, int, float, float]] = []
 
     def fits(self, frame: Frame) -> bool:
         if self.quality == "exact" and not frame.is_i420:
@@ -202,28 +224,141 @@ class FaceVideo:
             v_out[cy0:cy1, cx0:cx1] = v_in[cy0:cy1, cx0:cx1]
         return picture
 
-    def encode(self, picture: np.ndarray, frame_index: int) -> list[bytes]:
-        """The packets the encoder gives for ``picture`` (pictures must come in frame order): none
-        while it looks ahead, later several, in decode order; ``flush`` gives the rest."""
+    def encode(self, picture: np.ndarray, frame_index: int, regions_xyxy: list[tuple[int, int, int, int]]) -> list[bytes]:
+        """The packets the encoder gives for ``picture`` (pictures must come in frame order; its
+        ``regions_xyxy`` as given to ``picture``): none while it looks ahead, later several, in decode
+        order; ``flush`` gives the rest. In ``high`` quality a full stretch is flushed first and the
+        encoder restarted at the CRF its fidelity calls for: the decoder takes the new keyframe (and
+        its new parameter sets) in stride, so the reader sees one stream."""
+        packets = []
+        if self._meter is not None and self._meter.pictures >= STRETCH_PICTURES[min(len(self.stretches), len(STRETCH_PICTURES) - 1)]:
+            packets = self.flush()
         if self._codec is None:
-            self._codec = av.CodecContext.create("libx264", "w")
-            self._codec.width, self._codec.height, self._codec.pix_fmt = picture.shape[1], picture.shape[0] * 2 // 3, "yuv420p"
-            self._codec.time_base = Fraction(1, 1)
-            self._codec.thread_count = 1  # the vault's thread: the run's other stages have the other cores
-            self._codec.options = dict(self.options)
+            self._codec = self._open(picture.shape[1], picture.shape[0] * 2 // 3)
         av_frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
         av_frame.pts = self._count
         self._count += 1
-        return self._packets(av_frame, frame_index)
+        if self._meter is not None:
+            self._meter.add(picture, regions_xyxy)
+        return packets + self._packets(av_frame, frame_index)
+
+    def _open(self, width: int, height: int) -> av.CodecContext:
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.time_base = Fraction(1, 1)
+        codec.thread_count = 1  # the vault's thread: the run's other stages have the other cores
+        if self.quality == "exact":
+            codec.options = dict(self.options)
+        else:
+            # x264 measures each picture's error against its input as it encodes (FFmpeg hands it out
+            # as the packet's quality stats): the PSNR of every picture at no cost.
+            codec.flags |= av.codec.context.Flags.psnr
+            codec.options = {"crf": str(self._crf), "preset": PRESET}
+            self._meter = _StretchMeter()
+        return codec
 
     def flush(self) -> list[bytes]:
-        return [] if self._codec is None else self._packets(None, -1)
+        """The packets held back; ends the stretch (the next picture opens a new encoder)."""
+        if self._codec is None:
+            return []
+        packets = self._packets(None, -1)
+        self._codec = None
+        if self._meter is not None:
+            self._adapt(*self._meter.finish())
+            self._meter = None
+        return packets
+
+    def _adapt(self, pictures: int, psnr_db: float, ssim: float) -> None:
+        """Choose the next stretch's CRF from this one's fidelity: the fewest steps either measure
+        allows. SSIM as decibels (-10 log10(1 - SSIM)) moves with the CRF about as PSNR does."""
+        self.stretches.append((pictures, self._crf, round(psnr_db, 2), round(ssim, 4)))
+        steps = min((psnr_db - TARGET_PSNR_DB) / DB_PER_CRF, (_ssim_db(ssim) - _ssim_db(TARGET_SSIM)) / SSIM_DB_PER_CRF)
+        self._crf = int(np.clip(self._crf + np.clip(round(steps), -MAX_CRF_STEP[0], MAX_CRF_STEP[1]), *CRF_RANGE))
+        log.debug("vault stretch of %d pictures at CRF %d: luma PSNR %.2f dB, SSIM %.4f in the faces; next CRF %d", *self.stretches[-1], self._crf)
 
     def _packets(self, av_frame: av.VideoFrame | None, frame_index: int) -> list[bytes]:
         try:
-            return [bytes(packet) for packet in self._codec.encode(av_frame)]
+            packets = self._codec.encode(av_frame)
+            if self._meter is not None:
+                self._meter.measure(packets, final=av_frame is None)
         except av.error.FFmpegError as exc:
             raise VaultWriteError(f"frame {frame_index}: encoding the faces failed: {exc}") from exc
+        return [bytes(packet) for packet in packets]
+
+
+def _ssim_db(ssim: float) -> float:
+    return -10 * float(np.log10(max(1 - ssim, 1e-9)))
+
+
+def ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of the SSIM map of two luma crops (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5).
+    Hand-written: OpenCV has no SSIM outside its contrib modules, and scikit-image is not a dependency."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return float((((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).sum())
+
+
+class _StretchMeter:
+    """How faithful one stretch of ``high`` pictures came out, in their regions: luma PSNR from x264's
+    SSE of every picture, luma SSIM from decoding the packets (the reader's decoder) and comparing
+    every ``SSIM_EVERY``-th picture with its input, which waits here until its picture decodes."""
+
+    def __init__(self) -> None:
+        self.pictures = 0
+        self._region_px = self._sse_y = 0
+        self._ssim_sum, self._ssim_px = 0.0, 0
+        self._decoder = FaceVideoDecoder()
+        self._inputs: deque[tuple[np.ndarray, list] | None] = deque()  # per picture not yet decoded: (Y, regions) or None
+
+    def add(self, picture: np.ndarray, regions_xyxy: list[tuple[int, int, int, int]]) -> None:
+        height = picture.shape[0] * 2 // 3
+        inside = np.zeros((height, picture.shape[1]), bool)  # the regions' union: overlaps count once
+        for x0, y0, x1, y1 in regions_xyxy:
+            inside[y0:y1, x0:x1] = True
+        self._region_px += int(np.count_nonzero(inside))
+        self._inputs.append((picture[:height], regions_xyxy) if self.pictures % SSIM_EVERY == 0 else None)
+        self.pictures += 1
+
+    def measure(self, packets: list[av.Packet], final: bool) -> None:
+        """x264 reports the SSE of the whole picture: the grey outside the regions adds a little
+        (ringing at their edges), so dividing by the regions' pixels errs on the safe side."""
+        decoded = []
+        for packet in packets:
+            self._sse_y += _luma_sse(packet)
+            decoded += self._decoder.decode(bytes(packet))
+        if final:
+            decoded += self._decoder.decode(None)
+        for picture in decoded:
+            held = self._inputs.popleft()
+            if held is not None:
+                y_in, y_out = held[0], picture.planes()[0]
+                for x0, y0, x1, y1 in held[1]:
+                    self._ssim_sum += ssim_sum(y_out[y0:y1, x0:x1], y_in[y0:y1, x0:x1])
+                    self._ssim_px += (x1 - x0) * (y1 - y0)
+
+    def finish(self) -> tuple[int, float, float]:
+        """(pictures, luma PSNR in dB, luma SSIM) of the stretch, once its packets are all measured."""
+        mse = self._sse_y / max(self._region_px, 1)
+        psnr_db = 10 * float(np.log10(255**2 / mse)) if mse else float("inf")
+        return self.pictures, psnr_db, self._ssim_sum / self._ssim_px if self._ssim_px else 1.0
+
+
+#: AVPacket quality stats (libavcodec/packet.h, AV_PKT_DATA_QUALITY_STATS): u32 quality, u8 picture
+#: type, u8 error count, 2 reserved bytes, then u64 SSE per plane (native byte order).
+_QUALITY_STATS = struct.Struct("=IBBxxQ")
+
+
+def _luma_sse(packet: av.Packet) -> int:
+    """The luma SSE of the picture ``packet`` encodes, as x264 measured it (``Flags.psnr``)."""
+    if not packet.has_sidedata("quality_stats"):
+        raise VaultWriteError("the face encoder gave no quality stats")
+    _, _, planes, sse_y = _QUALITY_STATS.unpack_from(bytes(packet.get_sidedata("quality_stats")))
+    if planes < 1:
+        raise VaultWriteError("the face encoder gave no luma error")
+    return sse_y
 
 
 def _even_size(frame: Frame) -> tuple[int, int]:
@@ -339,7 +474,7 @@ class VaultWriter:
         else:
             head["picture_bytes"] = None  # its packet comes from the encoder, maybe a few frames later
             self._unsealed.append((index, head, []))
-            self._place(self._video.encode(picture, index))
+            self._place(self._video.encode(picture, index, [xyxy for _, xyxy in regions]))
         self._seal_ready()
 
     def _seal_ready(self) -> None:
