@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from faceanon_video.anonymize.regions import face_regions
 from faceanon_video.cli import main
 from faceanon_video.config import RunConfig
 from faceanon_video.pipeline import process_file
@@ -69,11 +70,11 @@ def test_plan_render_gives_the_pixels_of_a_normal_run(saved_plan, tmp_path, key_
 
 
 def _box_mask(shape, xyxy, scale=1.3) -> np.ndarray:
-    """Pixels within the (scaled) box of a face, rounded outwards: where a mask may paint."""
+    """Pixels within the paint area of a face (``anonymize.regions.face_regions``: the scaled box, a
+    box cut by the frame edge first extended to a whole face), rounded outwards by 2 px."""
     mask = np.zeros(shape, bool)
-    x0, y0, x1, y1 = xyxy
-    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
-    mask[max(int(cy - hh) - 2, 0) : int(cy + hh) + 3, max(int(cx - hw) - 2, 0) : int(cx + hw) + 3] = True
+    region = face_regions(Detections(xyxy=np.asarray([xyxy], np.float32), score=np.ones(1, np.float32)), shape, mask_scale=scale)[0]
+    mask[max(region.y0 - 2, 0) : region.y1 + 2, max(region.x0 - 2, 0) : region.x1 + 2] = True
     return mask
 
 
