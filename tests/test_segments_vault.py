@@ -1,0 +1,126 @@
+"""``--vault`` in segment-parallel runs (``faceanon_video.segments``): each segment writes a vault part of
+its own frames, the driver merges them into one vault bound to the joined video, which restores
+exactly like a single run's; nothing at the destination when a segment fails; blacked-out segments
+are listed in the vault as missing."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from faceanon_video import segments
+from faceanon_video.cli import main
+from faceanon_video.config import RunConfig
+from faceanon_video.errors import FaceanonError
+from faceanon_video.io.decode import VideoReader, video_sha256
+from faceanon_video.keys import load_key
+from faceanon_video.pipeline import process_file
+from faceanon_video.track.tracks_io import read_tracks
+from faceanon_video.vault import VaultReader
+from tests.conftest import CARPHONE
+
+GOP = 15  # 0.5 s: the 4 s clip is cut into 4 segments (MAX_SEGMENT_S patched to 1 s)
+FRAMES = 120
+
+
+def _with_keyframes(source: Path, path: Path) -> Path:
+    """The clip re-encoded near-lossless with a keyframe every GOP frames (the cuts need keyframes)."""
+    with av.open(str(source)) as container:
+        rate = container.streams.video[0].average_rate
+        frames = [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "16", "preset": "veryfast", "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"}
+        for i420 in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(i420, format="yuv420p")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture
+def short_segments(monkeypatch):
+    monkeypatch.setattr(segments, "MAX_SEGMENT_S", 1.0)
+    monkeypatch.setattr(segments, "OVERLAP_S", 0.5)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("segments_vault")
+    key = tmp / "key"
+    key.write_bytes(b"k" * 32)
+    return _with_keyframes(CARPHONE, tmp / "carphone-gop.mp4"), key
+
+
+def _config(tmp: Path, key: Path, **extra) -> RunConfig:
+    return RunConfig(jobs=2, progress=False, vault=str(tmp / "out.favault"), key_file=str(key), vault_quality="exact", **extra)
+
+
+def _restore(video: Path, vault: Path, key: Path, out: Path) -> None:
+    assert main(["restore", str(video), "--vault", str(vault), "--key-file", str(key), "-o", str(out), "--crf", "0", "-q"]) == 0
+
+
+def test_segmented_exact_vault_restores_bit_for_bit(clip, tmp_path, short_segments):
+    source, key = clip
+    plan = segments.plan_segments(source, 2)
+    assert len(plan.segments) == 4
+    video = tmp_path / "out.mp4"
+    summary = process_file(source, video, _config(tmp_path, key, save_tracks=str(tmp_path / "tracks.jsonl")))
+    assert summary.frames == FRAMES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.favault", "out.mp4", "tracks.jsonl"]  # no parts or work folder left
+    vault = tmp_path / "out.favault"
+    with VaultReader(vault, load_key(key)) as stored, VideoReader(source) as reader:
+        assert stored.frames == FRAMES and stored.info["video_sha256"] == video_sha256(video) and stored.missing == []
+        before = list(reader)
+        records = list(stored)
+    # Every segment contributed records: the merged stream restarts at each part's keyframe.
+    assert all(any(s.start_index <= r.frame_index < s.end_index for r in records) for s in plan.segments)
+    # Track ids are the joined video's (the track file's), not each segment's own.
+    tracks = {r.frame_index: sorted(r.faces.track_id.tolist()) for r in read_tracks(tmp_path / "tracks.jsonl") if len(r.faces)}
+    assert {r.frame_index: sorted(f.track_id for f in r.faces) for r in records} == tracks
+    faces = [(r.frame_index, f) for r in records for f in r.faces]
+    assert len(faces) >= 100
+    for index, face in faces:
+        assert np.array_equal(face.bgr, before[index].crop_bgr(*face.xyxy))
+    restored = tmp_path / "restored.mkv"
+    _restore(video, vault, key, restored)
+    with VideoReader(restored) as back:
+        after = list(back)
+    assert len(after) == FRAMES
+    for index, face in faces:
+        assert np.array_equal(after[index].crop_bgr(*face.xyxy), before[index].crop_bgr(*face.xyxy))
+
+
+def test_failed_segment_leaves_no_vault_and_resume_reuses_the_parts(clip, tmp_path, short_segments, monkeypatch):
+    source, key = clip
+    config = _config(tmp_path, key)
+    monkeypatch.setenv("FACEANON_FAULTS", "segment:frames=70-70")  # segment 2 (frames 60..89)
+    with pytest.raises(FaceanonError, match="segment 2 failed twice"):
+        process_file(source, tmp_path / "out.mp4", config)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".segments") and not p.name.startswith(".out.segments")] == []
+    work = next(tmp_path.glob(".out.segments-*"))
+    assert sorted(p.name for p in work.glob("*.favault")) == ["segment-0000.favault", "segment-0001.favault", "segment-0003.favault"]
+    monkeypatch.delenv("FACEANON_FAULTS")
+    process_file(source, tmp_path / "out.mp4", RunConfig(**{**vars(config), "resume": True}))
+    _restore(tmp_path / "out.mp4", tmp_path / "out.favault", key, tmp_path / "restored.mkv")
+    assert not work.exists()
+
+
+def test_blacked_out_segment_is_listed_as_missing_in_the_vault(clip, tmp_path, short_segments, monkeypatch, caplog):
+    source, key = clip
+    monkeypatch.setenv("FACEANON_FAULTS", "segment:frames=70-70")  # segment 2 (frames 60..89), on both attempts
+    process_file(source, tmp_path / "out.mp4", _config(tmp_path, key, on_segment_failure="black"))
+    with VaultReader(tmp_path / "out.favault", load_key(key)) as stored:
+        assert stored.frames == FRAMES and stored.missing == [(60, 89)]
+        indices = stored.frame_indices
+    assert not any(60 <= i <= 89 for i in indices) and any(i < 60 for i in indices) and any(i > 89 for i in indices)
+    with caplog.at_level(logging.WARNING, logger="faceanon_video.commands.restore"):
+        _restore(tmp_path / "out.mp4", tmp_path / "out.favault", key, tmp_path / "restored.mkv")
+    assert any("frames 60-89 were blacked out" in r.getMessage() for r in caplog.records)
+    with VideoReader(tmp_path / "restored.mkv") as back:
+        assert sum(1 for _ in back) == FRAMES
