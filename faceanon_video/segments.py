@@ -26,7 +26,13 @@ the segments from it (``planning.PlanProcessor``, no detection, one seed key for
 person keeps one id and one seed across the cuts. ``--on-segment-failure black``: a segment that
 failed twice is blacked out (same frames and timestamps) and listed in the report.
 
-Not segmented (one process, with one INFO line): ``--vault``, ``--spare``/``--only``,
+Vault: with ``--vault`` each run or render task also writes a vault part of its own frames
+(``_OwnFrames``: not the warm-up or tail) into the work folder; the driver appends the parts in order
+to one vault at the destination (``vault.VaultWriter.append_part``: records re-sealed under its
+header, track ids renumbered to the stitched ones) and binds it to the joined video, as a single run
+binds its vault. A blacked-out segment has no part: its frames are listed as missing in the trailer.
+
+Not segmented (one process, with one INFO line): ``--spare``/``--only``,
 ``--start``/``--end`` (and a plan of such a span), and files shorter than ``AUTO_MIN_S`` or machines
 with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
 See README: Segment-parallel runs.

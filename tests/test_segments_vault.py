@@ -102,8 +102,8 @@ def test_failed_segment_leaves_no_vault_and_resume_reuses_the_parts(clip, tmp_pa
     monkeypatch.setenv("FACEANON_FAULTS", "segment:frames=70-70")  # segment 2 (frames 60..89)
     with pytest.raises(FaceanonError, match="segment 2 failed twice"):
         process_file(source, tmp_path / "out.mp4", config)
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".segments") and not p.name.startswith(".out.segments")] == []
     work = next(tmp_path.glob(".out.segments-*"))
+    assert [p.name for p in tmp_path.iterdir() if p != work] == []  # no video, vault or temporary file
     assert sorted(p.name for p in work.glob("*.favault")) == ["segment-0000.favault", "segment-0001.favault", "segment-0003.favault"]
     monkeypatch.delenv("FACEANON_FAULTS")
     process_file(source, tmp_path / "out.mp4", RunConfig(**{**vars(config), "resume": True}))
@@ -124,3 +124,19 @@ def test_blacked_out_segment_is_listed_as_missing_in_the_vault(clip, tmp_path, s
     assert any("frames 60-89 were blacked out" in r.getMessage() for r in caplog.records)
     with VideoReader(tmp_path / "restored.mkv") as back:
         assert sum(1 for _ in back) == FRAMES
+
+
+def test_plan_render_in_segments_writes_one_vault(clip, tmp_path, short_segments):
+    """Phase 2 (``--plan``): the render tasks write the parts; ids are the plan's."""
+    source, key = clip
+    plan = tmp_path / "plan.json"
+    process_file(source, plan, RunConfig(jobs=2, progress=False, save_plan=str(plan)))
+    video = tmp_path / "out.mp4"
+    process_file(source, video, _config(tmp_path, key, plan=str(plan), save_tracks=str(tmp_path / "tracks.jsonl")))
+    tracks = {r.frame_index: sorted(r.faces.track_id.tolist()) for r in read_tracks(tmp_path / "tracks.jsonl") if len(r.faces)}
+    with VaultReader(tmp_path / "out.favault", load_key(key)) as stored, VideoReader(source) as reader:
+        before = list(reader)
+        records = list(stored)
+        assert stored.frames == FRAMES and stored.info["video_sha256"] == video_sha256(video)
+    assert {r.frame_index: sorted(f.track_id for f in r.faces) for r in records} == tracks and len(records) >= 100
+    assert all(np.array_equal(f.bgr, before[r.frame_index].crop_bgr(*f.xyxy)) for r in records for f in r.faces)
