@@ -395,7 +395,7 @@ def _run_segment(task: dict) -> dict:
         processor.on_release = counter
         tracks = processor.track_writer = TrackWriter(task["tracks"], overwrite=True)
         if "vault" in task:
-            vault = _open_vault_part(task["vault"], config)
+            vault = _open_vault_part(task, config)
             processor.vault_writer = _OwnFrames(vault, segment)
         if kind != "analyse":
             writer = VideoWriter(
@@ -450,10 +450,10 @@ def _run_segment(task: dict) -> dict:
     return result
 
 
-def _open_vault_part(path: str, config: RunConfig):
-    """A segment's vault part (``--vault``): the run's key (read from ``--key-file``, which must be
-    reachable from every worker, like the input), region scale and quality, under the work folder."""
-    return open_run_vault(path, path, key_file=config.key_file, mask_scale=config.mask_scale, diffusion=config.mode == "diffusion", overwrite=True, quality=config.vault_quality)
+def _open_vault_part(task: dict, config: RunConfig):
+    """A segment's vault part (``--vault``) in the work folder: the run's key (read from ``--key-file``,
+    which must be reachable from every worker, like the input), region scale and quality."""
+    return open_run_vault(task["vault"], task["source"], key_file=config.key_file, mask_scale=config.mask_scale, diffusion=config.mode == "diffusion", overwrite=True, quality=config.vault_quality)
 
 
 class _OwnFrames:

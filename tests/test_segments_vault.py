@@ -6,9 +6,9 @@ are listed in the vault as missing."""
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -20,32 +20,17 @@ from faceanon_video.io.decode import VideoReader, video_sha256
 from faceanon_video.keys import load_key
 from faceanon_video.pipeline import process_file
 from faceanon_video.track.tracks_io import read_tracks
-from faceanon_video.vault import VaultReader
+from faceanon_video.types import Detections, Frame
+from faceanon_video.vault import VaultReader, VaultWriteError, VaultWriter
 from tests.conftest import CARPHONE
+from tests.test_segments_people import _with_keyframes
 
-GOP = 15  # 0.5 s: the 4 s clip is cut into 4 segments (MAX_SEGMENT_S patched to 1 s)
-FRAMES = 120
-
-
-def _with_keyframes(source: Path, path: Path) -> Path:
-    """The clip re-encoded near-lossless with a keyframe every GOP frames (the cuts need keyframes)."""
-    with av.open(str(source)) as container:
-        rate = container.streams.video[0].average_rate
-        frames = [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.height, stream.width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "16", "preset": "veryfast", "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"}
-        for i420 in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(i420, format="yuv420p")))
-        container.mux(stream.encode())
-    return path
+FRAMES = 120  # 4.8 s at 25 fps, a keyframe every 0.6 s: cut into 4 segments of 30 frames (MAX_SEGMENT_S patched)
 
 
 @pytest.fixture
 def short_segments(monkeypatch):
-    monkeypatch.setattr(segments, "MAX_SEGMENT_S", 1.0)
+    monkeypatch.setattr(segments, "MAX_SEGMENT_S", 1.2)
     monkeypatch.setattr(segments, "OVERLAP_S", 0.5)
 
 
@@ -68,7 +53,7 @@ def _restore(video: Path, vault: Path, key: Path, out: Path) -> None:
 def test_segmented_exact_vault_restores_bit_for_bit(clip, tmp_path, short_segments):
     source, key = clip
     plan = segments.plan_segments(source, 2)
-    assert len(plan.segments) == 4
+    assert [(s.start_index, s.end_index) for s in plan.segments] == [(0, 30), (30, 60), (60, 90), (90, 120)]
     video = tmp_path / "out.mp4"
     summary = process_file(source, video, _config(tmp_path, key, save_tracks=str(tmp_path / "tracks.jsonl")))
     assert summary.frames == FRAMES
@@ -140,3 +125,41 @@ def test_plan_render_in_segments_writes_one_vault(clip, tmp_path, short_segments
         assert stored.frames == FRAMES and stored.info["video_sha256"] == video_sha256(video)
     assert {r.frame_index: sorted(f.track_id for f in r.faces) for r in records} == tracks and len(records) >= 100
     assert all(np.array_equal(f.bgr, before[r.frame_index].crop_bgr(*f.xyxy)) for r in records for f in r.faces)
+
+
+def test_append_part_reseals_renumbers_and_decodes_across_the_parts(tmp_path):
+    """Unit: two parts (each its own H.264 stream with B-frames) merged with a missing span between
+    them; the merged vault gives every face back bit for bit, track ids mapped, frames counted."""
+    key = b"k" * 32
+    rng = np.random.default_rng(0)
+    i420 = [rng.integers(0, 256, (96, 64), np.uint8) for _ in range(30)]  # 64x64 frames
+    faces = Detections(xyxy=np.array([[8.0, 8.0, 40.0, 48.0]]), score=np.array([0.9]), track_id=np.array([1]))
+    parts = []
+    for number, frames in enumerate((range(12), range(12, 20), range(20, 30))):
+        parts.append(tmp_path / f"part{number}.favault")
+        writer = VaultWriter(parts[-1], key, mask_scale=1.0, quality="exact")
+        for index in frames:
+            writer.write(Frame(i420=i420[index], index=index, pts=index, time_base=Fraction(1, 25)), faces)
+        writer.close()
+    merged = VaultWriter(tmp_path / "merged.favault", key, mask_scale=1.0, quality="exact")
+    with VaultReader(parts[0], key) as part:
+        merged.append_part(part, {1: 5})
+    merged.add_missing(12, 19)
+    with VaultReader(parts[2], key) as part:
+        merged.append_part(part, {1: 7})
+        with pytest.raises(VaultWriteError, match="comes after"):
+            merged.append_part(part, {})  # its frames again: out of order
+    merged.close()
+    with VaultReader(tmp_path / "merged.favault", key) as stored:
+        assert stored.frames == 30 and stored.missing == [(12, 19)] and stored.info["first_pts_s"] == 0.0
+        records = list(stored)
+    assert [r.frame_index for r in records] == [*range(12), *range(20, 30)]
+    assert [r.faces[0].track_id for r in records] == [5] * 12 + [7] * 10
+    for record in records:
+        assert np.array_equal(record.faces[0].bgr, Frame(i420=i420[record.frame_index]).crop_bgr(8, 8, 40, 48))
+    with VaultReader(parts[1], key) as part:
+        other = VaultWriter(tmp_path / "other.favault", key, mask_scale=1.0, quality="high")
+        with pytest.raises(VaultWriteError, match="other settings"):
+            other.append_part(part, {})  # an exact part in a high vault
+        other.close(success=False)
+    assert not (tmp_path / "other.favault").exists()
