@@ -26,7 +26,13 @@ the segments from it (``planning.PlanProcessor``, no detection, one seed key for
 person keeps one id and one seed across the cuts. ``--on-segment-failure black``: a segment that
 failed twice is blacked out (same frames and timestamps) and listed in the report.
 
-Not segmented (one process, with one INFO line): ``--vault``, ``--spare``/``--only``,
+Vault: with ``--vault`` each run or render task also writes a vault part of its own frames
+(``_OwnFrames``: not the warm-up or tail) into the work folder; the driver appends the parts in order
+to one vault at the destination (``vault.VaultWriter.append_part``: records re-sealed under its
+header, track ids renumbered to the stitched ones) and binds it to the joined video, as a single run
+binds its vault. A blacked-out segment has no part: its frames are listed as missing in the trailer.
+
+Not segmented (one process, with one INFO line): ``--spare``/``--only``,
 ``--start``/``--end`` (and a plan of such a span), and files shorter than ``AUTO_MIN_S`` or machines
 with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
 See README: Segment-parallel runs.
@@ -65,6 +71,8 @@ from faceanon_video.io.metadata import MetadataPolicy
 from faceanon_video.io.outputs import write_atomic
 from faceanon_video.track.tracks_io import TrackRecord, TrackWriter, read_tracks, tracks_path_for
 from faceanon_video.types import Detections, Frame
+from faceanon_video.keys import load_key
+from faceanon_video.vault import VaultReader, open_run_vault
 
 __all__ = ["Segment", "SegmentPlan", "plan_segments", "process_segmented", "run_segment", "segment_jobs", "stitch_track_ids"]
 
@@ -192,8 +200,6 @@ def plan_segments(source: str | Path, parts: int, overlap_s: float | None = None
 
 def unsupported(config: RunConfig) -> str | None:
     """Why a run with ``config`` cannot be segmented yet (None: it can)."""
-    if config.vault:
-        return "--vault (one vault bound to the whole encoded video)"
     if config.spare or config.only:
         return "--spare/--only (a track's evidence, and --only's veto, last its whole life: they are decided in order)"
     if config.start_s is not None or config.end_s is not None:
@@ -382,12 +388,15 @@ def _run_segment(task: dict) -> dict:
     else:
         processor = _processor_for(task["config"])
     reader = VideoReader(task["source"], strict=config.strict)
-    writer = tracks = None
+    writer = tracks = vault = None
     success = False
     counter = _OwnedCounts(processor, segment)
     try:
         processor.on_release = counter
         tracks = processor.track_writer = TrackWriter(task["tracks"], overwrite=True)
+        if "vault" in task:
+            vault = _open_vault_part(task, config)
+            processor.vault_writer = _OwnFrames(vault, segment)
         if kind != "analyse":
             writer = VideoWriter(
                 task["video"],
@@ -413,14 +422,19 @@ def _run_segment(task: dict) -> dict:
         processor.failures.check_final()
         if "fragment" in task:
             write_atomic(task["fragment"], json.dumps(_fragment(processor, segment, kind)))
+        if vault is not None:
+            vault.close(success=True)  # its own frames, its own trailer: merged by the driver (_merge_vault)
         if writer is not None:
             writer.close(success=True)
         success = True
     finally:
         processor.on_release = None
         processor.track_writer = None
+        processor.vault_writer = None
         if tracks is not None:
             tracks.close(success=success)
+        if vault is not None and not success:
+            vault.close(success=False)
         if writer is not None and not success:
             writer.close(success=False)
         reader.close()
@@ -434,6 +448,24 @@ def _run_segment(task: dict) -> dict:
     }
     write_atomic(task["result"], json.dumps(result))  # written last: marks the segment finished (--resume)
     return result
+
+
+def _open_vault_part(task: dict, config: RunConfig):
+    """A segment's vault part (``--vault``) in the work folder: the run's key (read from ``--key-file``,
+    which must be reachable from every worker, like the input), region scale and quality."""
+    return open_run_vault(task["vault"], task["source"], key_file=config.key_file, mask_scale=config.mask_scale, diffusion=config.mode == "diffusion", overwrite=True, quality=config.vault_quality)
+
+
+class _OwnFrames:
+    """The processor's vault writer in a segment: the segment's own frames go to its vault part,
+    warm-up and tail frames (written by the neighbouring segments) do not."""
+
+    def __init__(self, vault, segment: Segment) -> None:
+        self.vault, self.segment = vault, segment
+
+    def write(self, frame: Frame, faces: Detections) -> None:
+        if self.segment.owns(frame.pts):
+            self.vault.write(frame, faces)
 
 
 def _fragment(processor, segment: Segment, kind: str) -> dict:
@@ -733,6 +765,8 @@ def _tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec
         task = {"kind": kind, "source": str(source), "config": task_config, "segment": asdict(segment), "tracks": f"{stem}.tracks.jsonl", "result": f"{stem}.json", **extra}
         if kind != "analyse":
             task.update(codec=codec, video=f"{stem}{SEGMENT_SUFFIX}")
+            if config.vault:
+                task["vault"] = f"{stem}.favault"
         if kind != "render":
             task["tail_frames"] = _tail_frames(config)
         if kind == "analyse" or config.people or config.gallery:
@@ -746,7 +780,7 @@ def _tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec
 def _finished(task: dict) -> dict | None:
     """A finished segment's result (``--resume``), or None."""
     result = Path(task["result"])
-    if result.is_file() and all(Path(task[k]).is_file() for k in ("video", "tracks", "fragment") if k in task):
+    if result.is_file() and all(Path(task[k]).is_file() for k in ("video", "tracks", "fragment", "vault") if k in task):
         try:
             return json.loads(result.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -907,11 +941,17 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             raise FaceanonError(f"every segment failed: {failed_segments[0]['error']}")
         return [results[t["segment"]["number"]] for t in tasks]
 
-    tracks = None
+    tracks = vault = None
     success = False
     people = None
     failed_segments: list[dict] = []  # --on-segment-failure black: what was blacked out, and why
     try:
+        if config.vault:
+            # Opened first, like a single run's: an existing vault fails before any segment runs.
+            vault = open_run_vault(
+                config.vault, source, key_file=config.key_file, mask_scale=config.mask_scale, diffusion=config.mode == "diffusion",
+                overwrite=config.overwrite, quality=config.vault_quality,
+            )
         if planned and video_plan is None:
             video_plan, people = _analyse_segments(source, config, plan, work, run_phase, gallery)
             if config.save_plan:
@@ -936,6 +976,9 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             if tracks is not None and (people is not None or video_plan is not None):
                 tracks.write_people({t: track.person_id for t, track in video_plan.tracks.items()} if video_plan is not None else people.person_of_track)
             writer, reader = _join(source, destination, config, tasks, plan)
+            if vault is not None:
+                _merge_vault(vault, tasks, merged.mappings, {t["segment"]["number"] for t, r in zip(tasks, ordered) if r.get("blacked_out")}, plan)
+                vault.finish(video_sha256=writer.video_sha256())  # bound to the joined video, as a single run's
             if people is not None:
                 write_people_store(config, source, people, tracks=len(video_plan.tracks) if video_plan is not None else len(people.person_of_track))
             serial["join"] = time.perf_counter() - start
@@ -954,6 +997,8 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         progress.close()
         if tracks is not None:
             tracks.close(success=success)
+        if vault is not None:
+            vault.close(success=success)
     shutil.rmtree(work, ignore_errors=True)
     if not ordered:  # --save-plan
         faces = sum(len(t) for t in video_plan.tracks.values())
@@ -988,6 +1033,23 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
     return summary
 
 
+def _merge_vault(vault, tasks: list[dict], mappings: list[dict[int, int]], blacked_out: set[int], plan: SegmentPlan) -> None:
+    """Append the segments' vault parts to ``vault`` in order, their track ids those of the joined
+    video (``mappings``: the track stitching's); a blacked-out segment has no part: its frames are
+    listed as missing (they are black in the video: nothing to restore)."""
+    key = None
+    for task, mapping in zip(tasks, mappings):
+        segment = Segment(**task["segment"])
+        if segment.number in blacked_out:
+            vault.add_missing(segment.start_index, segment.end_index - 1, float(plan.first_pts_of(segment) * plan.time_base))
+            continue
+        key = key or load_key(RunConfig.from_json(task["config"]).key_file)
+        with VaultReader(task["vault"], key) as part:
+            if part.frames != segment.frames:
+                raise FaceanonError(f"vault part of segment {segment.number} has {part.frames} frames where the plan counted {segment.frames}")
+            vault.append_part(part, mapping)
+
+
 def _blacked_out(task: dict, plan: SegmentPlan, error: str) -> dict:
     """A failed segment replaced by what fail-closed gives a frame nobody checked: black frames with
     the segment's timestamps (a render), or every frame of it marked obscured in the plan (an
@@ -1019,6 +1081,7 @@ def _blacked_out(task: dict, plan: SegmentPlan, error: str) -> dict:
     return {
         "frames": segment.frames, "faces": 0, "obscured_frames": segment.frames, "obscure_reasons": {reason: segment.frames},
         "detect_every": config.detect_every or 2, "blacked_out_frames": 0, "stage_seconds": {}, "seconds": 0.0,
+        "blacked_out": task["kind"] != "analyse",  # its video is black: no vault part (_merge_vault)
     }
 
 

@@ -11,7 +11,8 @@ File format (all integers big-endian)::
     salt                              16 random bytes, fresh per file
     {"format": 3, ...}\\n              JSON info line (public: format, algorithm names, quality and x264 options only)
     record*                           one per frame with faces, frame indices strictly increasing
-    trailer                           a record with index -1: {"frames", "records", "source", "width", ...}
+    trailer                           a record with index -1: {"frames", "records", "source", "width", ...
+                                      [, "missing": [[first, last], ...]]}
 
     record = u32 length | i64 frame index | 12-byte nonce | AES-256-GCM ciphertext + 16-byte tag
              (length counts everything after itself)
@@ -34,6 +35,13 @@ holds its k-th packet in decode order, and the decoder gives the k-th picture (i
 packets later. ``--vault-quality high`` keeps the faces visually lossless at the largest CRF that
 allows, chosen per stretch of the stream (each stretch a fresh encoder, from a keyframe: the stream
 stays one stream to the decoder, so format 3 readers read it as before); ``exact`` encodes losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
+
+A segment-parallel run (``faceanon_video.segments``) writes one vault part per segment and merges them
+(``VaultWriter.append_part``): the parts' records re-sealed under the merged header, in frame order,
+their track ids renumbered to the joined video's. The picture stream is then the parts' streams one
+after the other, each starting with its own keyframe (and SPS/PPS): one decoder reads through. The
+trailer of a run whose segment was blacked out (``--on-segment-failure black``) lists those frames
+under ``"missing"``: they have no faces to restore.
 """
 
 from __future__ import annotations
@@ -511,6 +519,45 @@ class VaultWriter:
         except OSError as exc:
             raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
 
+    def append_part(self, part: VaultReader, track_ids: dict[int, int]) -> None:
+        """Append every record of ``part`` (a vault of the frames after those written so far, same key
+        and settings), re-sealed under this vault's header, with its track ids renumbered by
+        ``track_ids`` (others kept). Used instead of ``write``: the part's picture stream starts with
+        a keyframe, so the merged stream decodes through. Re-sealed rather than copied: the associated
+        data binds each record to its vault's header, and verify groups faces by track id."""
+        if part.public != json.loads(self._header[len(MAGIC) + SALT_BYTES :]):
+            raise VaultWriteError(f"vault part {part.path} was written with other settings ({part.public}); rerun with --jobs 1")
+        if self.frames == 0:
+            self._first_pts_s = part.info.get("first_pts_s")
+        for name in ("width", "height"):
+            if part.info.get(name) is not None:
+                self.info.setdefault(name, part.info[name])
+        for index, plain in part.plaintexts():
+            if index <= self._last_index:
+                raise VaultWriteError(f"vault part {part.path}: frame {index} comes after frame {self._last_index}")
+            (head_len,) = struct.unpack(">I", plain[:4])
+            head = json.loads(plain[4 : 4 + head_len])
+            for face in head["faces"]:
+                face["track_id"] = track_ids.get(face["track_id"], face["track_id"])
+            encoded = json.dumps(head).encode()
+            self._append(index, struct.pack(">I", len(encoded)) + encoded + plain[4 + head_len :])
+            self._last_index = index
+            self.records += 1
+            self.faces += len(head["faces"])
+        self.frames += part.frames
+
+    def add_missing(self, first_frame: int, last_frame: int, first_pts_s: float | None = None) -> None:
+        """Count frames ``first_frame..last_frame`` (after those written so far) as frames of the run
+        with no faces kept, listed in the trailer's ``"missing"`` (a segment blacked out after it
+        failed). ``first_pts_s``: the first frame's time, when these are the run's first frames."""
+        if first_frame <= self._last_index:
+            raise VaultWriteError(f"vault frames must come in order: got {first_frame} after {self._last_index}")
+        if self.frames == 0:
+            self._first_pts_s = first_pts_s
+        self.info.setdefault("missing", []).append([first_frame, last_frame])
+        self.frames += last_frame - first_frame + 1
+        self._last_index = last_frame
+
     def finish(self, video_sha256: str | None = None) -> None:
         """Write the trailer and flush it to disk (the file keeps its temporary name until ``close``).
         Called before the video is committed, so a vault that cannot be completed fails the run.
@@ -703,6 +750,17 @@ class VaultReader:
         except (KeyError, TypeError, ValueError, struct.error) as exc:
             # Authenticated yet unparsable: written by a buggy or incompatible writer, not tampered with.
             raise InputError(f"{self.path}: the record of frame {frame_index} is malformed ({exc})") from exc
+
+    def plaintexts(self) -> Iterator[tuple[int, bytes]]:
+        """(frame index, decrypted record) of every record in order, unparsed (``VaultWriter.append_part``)."""
+        for index, where in self._where.items():
+            yield index, self._decrypt(index, *where)
+
+    @property
+    def missing(self) -> list[tuple[int, int]]:
+        """(first, last) frames of the run whose faces the vault does not hold: segments blacked out
+        after they failed (``--on-segment-failure black``); those frames are black in the video."""
+        return [(int(first), int(last)) for first, last in self.info.get("missing", [])]
 
     def _advance(self) -> bool:
         """Decrypt the next record and feed its packet to the decoder; after the last, flush the

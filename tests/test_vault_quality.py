@@ -66,7 +66,7 @@ def test_high_mode_is_visually_lossless_and_the_vault_small(high):
     video, vault, key = high
     errors, faces = vault_against_input(vault, key)
     luma = luma_fidelity(CARPHONE, vault, key)
-    # vault.HIGH_CRF's bound, on the clip that is hardest to keep (sensor noise on every face pixel):
+    # the high vault's bound, on the clip that is hardest to keep (sensor noise on every face pixel):
     # luma PSNR >= 45 dB and SSIM >= 0.99 inside the faces. Measured 45.1 dB and 0.992 over its first
     # second (1.8 levels per BGR value on average, most of it chroma), against ~20 for the blur.
     assert faces >= 25 and luma["vault_psnr_y_db"] >= 45 and luma["vault_ssim_y"] >= 0.99, luma

@@ -10,6 +10,7 @@ into the frame with the same index; frames without faces pass through. The video
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from faceanon_video.io.encode import VideoWriter, from_input
 from faceanon_video.keys import load_key
 from faceanon_video.types import Frame
 from faceanon_video.vault import VaultReader, check_bound, check_video
+
+log = logging.getLogger(__name__)
 
 
 def add_vault_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +84,8 @@ def restore(reader: VideoReader, vault: VaultReader, destination: Path, crf: int
         preset=preset,
         **from_input(reader),  # under the default metadata policy, like every output
     )
+    for first, last in vault.missing:
+        log.warning("frames %d-%d were blacked out in the run (a segment failed): the vault has no faces for them", first, last)
     frame_s = 1.0 / float(reader.info.fps)
     vault_start_s = vault.info.get("first_pts_s")
     video_start_s = None
