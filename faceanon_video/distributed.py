@@ -39,8 +39,23 @@ def init_ray(address: str | None):
     except ImportError as exc:
         raise ConfigError('--ray needs Ray: pip install "faceanon-video[distributed]"') from exc
     if not ray.is_initialized():
+        _check_reachable(address)
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     return ray
+
+
+def _check_reachable(address: str | None) -> None:
+    """``ConfigError`` when nothing listens at a HOST:PORT address: ray.init would retry for minutes,
+    printing its own log lines and deaf to SIGTERM (its wait is in C++)."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--ray {address}: no Ray cluster answers there (start one with 'ray start --head', or give its address)") from exc
 
 
 def run_distributed(
