@@ -40,8 +40,14 @@ def init_ray(address: str | None):
         raise ConfigError('--ray needs Ray: pip install "faceanon-video[distributed]"') from exc
     if not ray.is_initialized():
         _check_reachable(address)
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except ConnectionError as exc:  # "auto" with no cluster running
+            raise ConfigError(_NO_CLUSTER.format(address=address)) from exc
     return ray
+
+
+_NO_CLUSTER = "--ray {address}: no Ray cluster answers there (start one with 'ray start --head', or give its address)"
 
 
 def _check_reachable(address: str | None) -> None:
@@ -55,7 +61,7 @@ def _check_reachable(address: str | None) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"--ray {address}: no Ray cluster answers there (start one with 'ray start --head', or give its address)") from exc
+        raise ConfigError(_NO_CLUSTER.format(address=address)) from exc
 
 
 def run_distributed(

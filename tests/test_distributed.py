@@ -58,3 +58,19 @@ def test_an_unreachable_cluster_is_one_clear_error_within_seconds(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [f"faceanon-video: error: --ray 127.0.0.1:{port}: no Ray cluster answers there (start one with 'ray start --head', or give its address)"]
     assert not list(tmp_path.iterdir())
+
+
+def test_ray_auto_without_a_cluster_is_a_user_error_not_an_internal_one(monkeypatch):
+    from faceanon_video.distributed import init_ray
+    from faceanon_video.errors import ConfigError
+
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def no_cluster(**_):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(ConfigError, match=r"^--ray auto: no Ray cluster answers there"):
+        init_ray("auto")
