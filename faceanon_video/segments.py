@@ -534,10 +534,17 @@ def _settle(task: dict, result: dict, failed: list, done: Callable[[dict, dict],
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    # Taken before shutdown, which drops them (no public way before Python 3.14).
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before Python 3.14
+    for process in processes:
         if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + 5.0  # to unwind (writers remove their files); then the queue's next
+    for process in processes:  # segment would start in it: killed
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
 
 
 def _run_local(tasks: list[dict], jobs: int, worker: Callable[[dict], dict], done: Callable[[dict, dict], None]) -> list[tuple[dict, dict]]:

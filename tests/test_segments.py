@@ -371,3 +371,27 @@ def test_an_input_error_is_one_line_without_retry_warnings(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="faceanon_video.segments"), pytest.raises(FaceanonError, match="damaged frame"):
         segments.run_segments([task], 2, lambda *_: None)
     assert len(calls) == 1 and not caplog.records
+
+
+def _sleepy(task: dict) -> dict:
+    time.sleep(task["sleep_s"])
+    return {"frames": 0}
+
+
+def test_an_interrupted_driver_stops_its_busy_workers_at_once():
+    """The driver interrupted (SIGTERM, Ctrl-C) while workers run long segments and more wait in the
+    queue: the workers are stopped, not left to finish every queued segment while the driver waits
+    for them at exit (``ProcessPoolExecutor.shutdown`` forgets its processes: they were never signalled)."""
+    import multiprocessing
+
+    def interrupt(_task, _result):
+        raise KeyboardInterrupt
+
+    tasks = [{"sleep_s": 0.0}] + [{"sleep_s": 60.0}] * 4
+    with pytest.raises(KeyboardInterrupt):
+        segments._run_local(tasks, 2, _sleepy, interrupt)
+    stopped = time.monotonic()
+    while multiprocessing.active_children() and time.monotonic() - stopped < 15:
+        time.sleep(0.1)
+    assert not multiprocessing.active_children()
+    assert time.monotonic() - stopped < 15
