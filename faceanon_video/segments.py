@@ -1117,11 +1117,12 @@ def _render_tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path
     """Phase 2: each segment rendered from its slice of ``video_plan``, every one with the same seed
     key (``--key-file``, else one random key for the run: then no render is reused by --resume,
     since the key is not kept)."""
-    from faceanon_video.keys import random_key
+    from faceanon_video.keys import load_key, random_key
 
     seed_key = None if config.key_file else random_key().hex()
     digest = hashlib.sha256(video_plan.to_json().encode())
-    digest.update(b"key-file" if config.key_file else os.urandom(8))
+    # The key itself (hashed), not its path: a key file rewritten in place starts new renders.
+    digest.update(hashlib.sha256(load_key(config.key_file)).digest() if config.key_file else os.urandom(8))
     render = replace(config, people=None, gallery=None, save_plan=None, plan=None, start_s=None, end_s=None)
     tasks = _tasks(source, render, plan, work, codec, kind="render", name=digest.hexdigest()[:12], seed_key=seed_key)
     for segment, task in zip(plan.segments, tasks):

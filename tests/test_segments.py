@@ -395,3 +395,23 @@ def test_an_interrupted_driver_stops_its_busy_workers_at_once():
         time.sleep(0.1)
     assert not multiprocessing.active_children()
     assert time.monotonic() - stopped < 15
+
+
+def test_resume_does_not_reuse_renders_of_another_key_at_the_same_path(tmp_path, monkeypatch):
+    """The render segments' names bind the seed key: a key file rewritten in place (same path) must
+    not let --resume join segments seeded with the old key to ones seeded with the new."""
+
+    class _Slice:
+        def save(self, path):
+            Path(path).write_text("{}")
+
+    monkeypatch.setattr(segments, "_plan_slice", lambda _plan, _segment: _Slice())
+    video_plan = type("P", (), {"to_json": lambda self: "{}"})()
+    plan = segments.SegmentPlan((segments.Segment(0, None, 0, None, None, None, 0, 10),), 10, 1.0, Fraction(1, 25), 0)
+    key = tmp_path / "key"
+    names = []
+    for content in (b"a" * 32, b"b" * 32, b"a" * 32):
+        key.write_bytes(content)
+        config = RunConfig(mode="diffusion", key_file=str(key), jobs=2)
+        names.append(segments._render_tasks(tmp_path / "in.mp4", config, plan, tmp_path, "libx264", video_plan)[0]["video"])
+    assert names[0] != names[1] and names[0] == names[2]
