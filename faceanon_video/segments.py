@@ -517,6 +517,8 @@ def _init_worker() -> None:
     from faceanon_video.memory import keep_freed_memory
 
     keep_freed_memory()
+    if not logging.getLogger().handlers:  # a spawned process: its warnings read like the driver's
+        logging.basicConfig(level=logging.WARNING, format="faceanon-video: %(levelname)s: %(message)s")
     # SIGTERM (the driver stopping its workers) unwinds like Ctrl-C, so the segment's writers remove
     # their temporary files.
     signal.signal(signal.SIGTERM, _interrupt)

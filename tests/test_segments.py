@@ -415,3 +415,15 @@ def test_resume_does_not_reuse_renders_of_another_key_at_the_same_path(tmp_path,
         config = RunConfig(mode="diffusion", key_file=str(key), jobs=2)
         names.append(segments._render_tasks(tmp_path / "in.mp4", config, plan, tmp_path, "libx264", video_plan)[0]["video"])
     assert names[0] != names[1] and names[0] == names[2]
+
+
+def _warns(_task: dict) -> dict:
+    logging.getLogger("faceanon_video.processor").warning("frame 3 obscured: boom")
+    return {"frames": 0}
+
+
+def test_worker_warnings_read_like_the_drivers(capfd):
+    """A worker's warnings (frames obscured...) carry the CLI's 'faceanon-video: WARNING:' prefix,
+    not bare lines among the driver's."""
+    segments._run_local([{}], 1, _warns, lambda task, result: None)
+    assert "faceanon-video: WARNING: frame 3 obscured: boom" in capfd.readouterr().err
