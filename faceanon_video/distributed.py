@@ -39,8 +39,29 @@ def init_ray(address: str | None):
     except ImportError as exc:
         raise ConfigError('--ray needs Ray: pip install "faceanon-video[distributed]"') from exc
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except ConnectionError as exc:  # "auto" with no cluster running
+            raise ConfigError(_NO_CLUSTER.format(address=address)) from exc
     return ray
+
+
+_NO_CLUSTER = "--ray {address}: no Ray cluster answers there (start one with 'ray start --head', or give its address)"
+
+
+def _check_reachable(address: str | None) -> None:
+    """``ConfigError`` when nothing listens at a HOST:PORT address: ray.init would retry for minutes,
+    printing its own log lines and deaf to SIGTERM (its wait is in C++)."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(_NO_CLUSTER.format(address=address)) from exc
 
 
 def run_distributed(

@@ -70,5 +70,6 @@ def describe_os_error(exc: OSError, path) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied: cannot write in {folder}"
     if exc.errno == errno.ENOENT:
-        return f"{folder}: folder does not exist"
+        # An existing folder that takes no files (/proc, some FUSE mounts) also answers ENOENT.
+        return f"cannot create files in {folder}" if folder.is_dir() else f"{folder}: folder does not exist"
     return f"cannot write {path}: {exc.strerror or exc}"

@@ -37,13 +37,16 @@ class FailureWatch:
     def reset(self) -> None:
         self.frames = 0
         self.kinds: Counter[str] = Counter()
+        self.first_of_kind: dict[str, str] = {}  # the message users see: the first one, digits intact
 
     def record(self, exc: BaseException | None) -> None:
         """One frame done: ``exc`` is what obscured it (None: it went through normally)."""
         self.frames += 1
         if exc is not None and not isinstance(exc, DamagedFrame):
             # Numbers (frame indices, sizes) vary between frames; the kind of failure does not.
-            self.kinds[f"{type(exc).__name__}: {re.sub(r'[0-9]+', 'N', str(exc))[:200]}"] += 1
+            kind = f"{type(exc).__name__}: {re.sub(r'[0-9]+', 'N', str(exc))[:200]}"
+            self.kinds[kind] += 1
+            self.first_of_kind.setdefault(kind, f"{type(exc).__name__}: {str(exc)[:200]}")
         if self.frames == self.early_frames:
             self._raise_if(lambda count: count == self.frames)
 
@@ -55,4 +58,4 @@ class FailureWatch:
             return
         kind, count = self.kinds.most_common(1)[0]
         if too_many(count):
-            raise ModelError(f"{count} of {self.frames} frames failed the same way, so the run stops instead of blacking them all out: {kind}")
+            raise ModelError(f"{count} of {self.frames} frames failed the same way, so the run stops instead of blacking them all out: {self.first_of_kind[kind]}")

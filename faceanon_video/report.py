@@ -18,14 +18,15 @@ import hashlib
 import html
 import json
 import logging
+import tempfile
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from faceanon_video import __version__
-from faceanon_video.errors import ConfigError, InputError
-from faceanon_video.io.encode import AtomicOutput
+from faceanon_video.errors import ConfigError, InputError, OutputError, describe_os_error
+from faceanon_video.io.outputs import write_atomic
 from faceanon_video.io.metadata import MetadataPolicy, output_tags
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ def check_report_targets(reports: list[str], source: str | Path, overwrite: bool
             raise InputError(f"{path}: report folder does not exist")
         if path.exists() and not overwrite:
             raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+        try:  # a folder that takes no files (read-only, /proc) fails now, not after the video is written
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".faceanon-report-check-"):
+                pass
+        except OSError as exc:
+            raise OutputError(describe_os_error(exc, path)) from exc
     return paths
 
 
@@ -146,14 +152,7 @@ def write_reports(report: dict, paths: list[Path]) -> float:
     """Write ``report`` to each path (format from its extension), atomically. Returns seconds spent."""
     start = time.perf_counter()
     for path in paths:
-        text = {".json": to_json, ".html": to_html, ".md": to_markdown}[path.suffix.lower()](report)
-        output = AtomicOutput(path)
-        try:
-            output.temp.write_text(text, encoding="utf-8")
-            output.commit()
-        except BaseException:
-            output.discard()
-            raise
+        write_atomic(path, {".json": to_json, ".html": to_html, ".md": to_markdown}[path.suffix.lower()](report))
     return time.perf_counter() - start
 
 

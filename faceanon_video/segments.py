@@ -421,7 +421,7 @@ def _run_segment(task: dict) -> dict:
             raise FaceanonError(f"segment {segment.number} has {counter.counts['frames']} frames where the plan counted {segment.frames} (rerun with --jobs 1)")
         processor.failures.check_final()
         if "fragment" in task:
-            write_atomic(task["fragment"], json.dumps(_fragment(processor, segment, kind)))
+            write_atomic(task["fragment"], json.dumps(_sealed(_fragment(processor, segment, kind), task)))
         if vault is not None:
             vault.close(success=True)  # its own frames, its own trailer: merged by the driver (_merge_vault)
         if writer is not None:
@@ -468,6 +468,48 @@ class _OwnFrames:
             self.vault.write(frame, faces)
 
 
+#: HKDF label of the key that encrypts a fragment's face embeddings (derived from --key-file).
+_FRAGMENT_HKDF_INFO = b"faceanon-video/segment-fragment/v1"
+
+
+def _fragment_key(config: RunConfig) -> str:
+    """The AES key (hex) of a run's fragments: from ``--key-file`` (so --resume can read them), else
+    random for this run (--resume then analyses again: the fragments of an earlier run stay sealed)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from faceanon_video.keys import load_key, random_key
+
+    if not config.key_file:
+        return random_key().hex()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FRAGMENT_HKDF_INFO).derive(load_key(config.key_file)).hex()
+
+
+def _sealed(fragment: dict, task: dict) -> dict:
+    """``fragment`` with its SFace embeddings encrypted (AES-GCM): they identify people, and a
+    fragment outlives a failed or interrupted run in the work folder (kept for --resume) and crosses
+    shared storage to Ray nodes, so it holds them only as the ``.people`` sidecar does."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not fragment["embeddings"]:
+        return fragment
+    nonce = os.urandom(12)
+    sealed = AESGCM(bytes.fromhex(task["fragment_key"])).encrypt(nonce, json.dumps(fragment["embeddings"]).encode(), None)
+    return {**fragment, "embeddings": {}, "sealed": (nonce + sealed).hex()}
+
+
+def _open_fragment(task: dict) -> dict:
+    """A segment's fragment with its embeddings decrypted (``cryptography.exceptions.InvalidTag``:
+    sealed with another run's key)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    fragment = json.loads(Path(task["fragment"]).read_text(encoding="utf-8"))
+    if "sealed" in fragment:
+        sealed = bytes.fromhex(fragment.pop("sealed"))
+        fragment["embeddings"] = json.loads(AESGCM(bytes.fromhex(task["fragment_key"])).decrypt(sealed[:12], sealed[12:], None))
+    return fragment
+
+
 def _fragment(processor, segment: Segment, kind: str) -> dict:
     """What the driver needs of a segment to link people over the whole file (and, for an analysis,
     to build the merged plan): the segment's own frames only, in its own track ids."""
@@ -507,6 +549,8 @@ def _init_worker() -> None:
     from faceanon_video.memory import keep_freed_memory
 
     keep_freed_memory()
+    if not logging.getLogger().handlers:  # a spawned process: its warnings read like the driver's
+        logging.basicConfig(level=logging.WARNING, format="faceanon-video: %(levelname)s: %(message)s")
     # SIGTERM (the driver stopping its workers) unwinds like Ctrl-C, so the segment's writers remove
     # their temporary files.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -524,10 +568,17 @@ def _settle(task: dict, result: dict, failed: list, done: Callable[[dict, dict],
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    # Taken before shutdown, which drops them (no public way before Python 3.14).
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before Python 3.14
+    for process in processes:
         if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + 5.0  # to unwind (writers remove their files); then the queue's next
+    for process in processes:  # segment would start in it: killed
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
 
 
 def _run_local(tasks: list[dict], jobs: int, worker: Callable[[dict], dict], done: Callable[[dict, dict], None]) -> list[tuple[dict, dict]]:
@@ -717,7 +768,7 @@ def _link_people(merged: _Merged, tasks: list[dict], gallery):
     """The persons of the whole file (``people.people.identify_people`` of every track's embeddings)."""
     from faceanon_video.people.people import identify_people
 
-    fragments = [json.loads(Path(task["fragment"]).read_text(encoding="utf-8")) for task in tasks]
+    fragments = [_open_fragment(task) for task in tasks]
     return identify_people(_track_faces(merged, fragments), gallery), fragments
 
 
@@ -759,6 +810,7 @@ def _tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec
     ``extra["name"]``: the plan and key it renders); "analyse" a fragment of the plan."""
     name = {"run": "", "analyse": ".analysis", "render": f".render-{extra.pop('name', '')}"}[kind]
     task_config = replace(config, progress=False, workers=1, jobs=1, save_tracks=None, report=[], overwrite=True).to_json()
+    fragment_key = _fragment_key(config) if kind == "analyse" or config.people or config.gallery else None
     tasks = []
     for segment in plan.segments:
         stem = str(work / f"segment-{segment.number:04d}{name}")
@@ -771,6 +823,7 @@ def _tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path, codec
             task["tail_frames"] = _tail_frames(config)
         if kind == "analyse" or config.people or config.gallery:
             task["fragment"] = f"{stem}.fragment.json"
+            task["fragment_key"] = fragment_key
         if kind == "render":
             task["plan"] = f"{stem}.plan.json"
         tasks.append(task)
@@ -781,9 +834,13 @@ def _finished(task: dict) -> dict | None:
     """A finished segment's result (``--resume``), or None."""
     result = Path(task["result"])
     if result.is_file() and all(Path(task[k]).is_file() for k in ("video", "tracks", "fragment", "vault") if k in task):
+        from cryptography.exceptions import InvalidTag
+
         try:
+            if "fragment" in task:
+                _open_fragment(task)  # sealed with this run's key (a run without --key-file: never)
             return json.loads(result.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, InvalidTag):
             return None
     return None
 
@@ -1125,11 +1182,12 @@ def _render_tasks(source: Path, config: RunConfig, plan: SegmentPlan, work: Path
     """Phase 2: each segment rendered from its slice of ``video_plan``, every one with the same seed
     key (``--key-file``, else one random key for the run: then no render is reused by --resume,
     since the key is not kept)."""
-    from faceanon_video.keys import random_key
+    from faceanon_video.keys import load_key, random_key
 
     seed_key = None if config.key_file else random_key().hex()
     digest = hashlib.sha256(video_plan.to_json().encode())
-    digest.update(b"key-file" if config.key_file else os.urandom(8))
+    # The key itself (hashed), not its path: a key file rewritten in place starts new renders.
+    digest.update(hashlib.sha256(load_key(config.key_file)).digest() if config.key_file else os.urandom(8))
     render = replace(config, people=None, gallery=None, save_plan=None, plan=None, start_s=None, end_s=None)
     tasks = _tasks(source, render, plan, work, codec, kind="render", name=digest.hexdigest()[:12], seed_key=seed_key)
     for segment, task in zip(plan.segments, tasks):

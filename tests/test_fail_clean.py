@@ -238,3 +238,15 @@ def test_truncated_photo_is_one_clear_line_and_nothing_written(tmp_path, capfd, 
     one_line_user_error(code, captured.err, "cut.jpg", "truncated")
     assert "Premature end" not in captured.out + captured.err
     assert files_in(out) == []
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder nobody can create files in (Linux /proc)")
+def test_report_into_a_folder_that_takes_no_files_fails_before_any_work(tmp_path, capsys):
+    """The report was written after the video was committed: an unwritable report folder gave an
+    'internal error: FileNotFoundError' and left the video behind."""
+    out = tmp_path / "out.mp4"
+    code = main([str(CARPHONE), "-o", str(out), "--report", "/proc/faceanon-report.json", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code not in (0, 70) and len(err) == 1 and err[0].startswith("faceanon-video: error: ") and "/proc" in err[0], err
+    assert "does not exist" not in err[0]  # /proc exists: it takes no files
+    assert not out.exists() and not list(tmp_path.iterdir())

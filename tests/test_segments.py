@@ -372,3 +372,59 @@ def test_an_input_error_is_one_line_without_retry_warnings(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="faceanon_video.segments"), pytest.raises(FaceanonError, match="damaged frame"):
         segments.run_segments([task], 2, lambda *_: None)
     assert len(calls) == 1 and not caplog.records
+
+
+def _sleepy(task: dict) -> dict:
+    time.sleep(task["sleep_s"])
+    return {"frames": 0}
+
+
+def test_an_interrupted_driver_stops_its_busy_workers_at_once():
+    """The driver interrupted (SIGTERM, Ctrl-C) while workers run long segments and more wait in the
+    queue: the workers are stopped, not left to finish every queued segment while the driver waits
+    for them at exit (``ProcessPoolExecutor.shutdown`` forgets its processes: they were never signalled)."""
+    import multiprocessing
+
+    def interrupt(_task, _result):
+        raise KeyboardInterrupt
+
+    tasks = [{"sleep_s": 0.0}] + [{"sleep_s": 60.0}] * 4
+    with pytest.raises(KeyboardInterrupt):
+        segments._run_local(tasks, 2, _sleepy, interrupt)
+    stopped = time.monotonic()
+    while multiprocessing.active_children() and time.monotonic() - stopped < 15:
+        time.sleep(0.1)
+    assert not multiprocessing.active_children()
+    assert time.monotonic() - stopped < 15
+
+
+def test_resume_does_not_reuse_renders_of_another_key_at_the_same_path(tmp_path, monkeypatch):
+    """The render segments' names bind the seed key: a key file rewritten in place (same path) must
+    not let --resume join segments seeded with the old key to ones seeded with the new."""
+
+    class _Slice:
+        def save(self, path):
+            Path(path).write_text("{}")
+
+    monkeypatch.setattr(segments, "_plan_slice", lambda _plan, _segment: _Slice())
+    video_plan = type("P", (), {"to_json": lambda self: "{}"})()
+    plan = segments.SegmentPlan((segments.Segment(0, None, 0, None, None, None, 0, 10),), 10, 1.0, Fraction(1, 25), 0)
+    key = tmp_path / "key"
+    names = []
+    for content in (b"a" * 32, b"b" * 32, b"a" * 32):
+        key.write_bytes(content)
+        config = RunConfig(mode="diffusion", key_file=str(key), jobs=2)
+        names.append(segments._render_tasks(tmp_path / "in.mp4", config, plan, tmp_path, "libx264", video_plan)[0]["video"])
+    assert names[0] != names[1] and names[0] == names[2]
+
+
+def _warns(_task: dict) -> dict:
+    logging.getLogger("faceanon_video.processor").warning("frame 3 obscured: boom")
+    return {"frames": 0}
+
+
+def test_worker_warnings_read_like_the_drivers(capfd):
+    """A worker's warnings (frames obscured...) carry the CLI's 'faceanon-video: WARNING:' prefix,
+    not bare lines among the driver's."""
+    segments._run_local([{}], 1, _warns, lambda task, result: None)
+    assert "faceanon-video: WARNING: frame 3 obscured: boom" in capfd.readouterr().err

@@ -164,3 +164,28 @@ def test_people_in_segments_links_the_single_runs_people(tmp_path, short_segment
         people[jobs] = sorted(sorted((min(spans[t]), max(spans[t])) for t in spans if person_of_track[t] == p) for p in set(person_of_track.values()))
         assert (tmp_path / f"p{jobs}.people").is_file()
     assert people[2] == people[1]
+
+
+def test_kept_fragments_hold_no_plaintext_face_embeddings_and_resume_still_links(tmp_path, short_segments, key_file, monkeypatch):
+    """A failed run keeps its finished segments for --resume: their fragments sit next to the output
+    (and travel to Ray nodes), so the SFace embeddings in them are encrypted like the .people sidecar."""
+    from faceanon_video.errors import FaceanonError
+
+    _in_process(monkeypatch)
+    source, _ = _synthetic(tmp_path, "reentry")
+    video = _with_keyframes(source, tmp_path / "gop.mp4")
+    config = RunConfig(jobs=2, progress=False, key_file=str(key_file), people=str(tmp_path / "p.people"))
+    monkeypatch.setenv("FACEANON_FAULTS", "segment:frames=80-80")  # the second segment fails twice
+    with pytest.raises(FaceanonError):
+        process_file(video, tmp_path / "out.mp4", config)
+    fragments = list(tmp_path.glob(".out.segments-*/*.fragment.json"))
+    assert fragments, "the finished first segment is kept for --resume"
+    for fragment in fragments:
+        text = fragment.read_text()
+        stored = json.loads(text)
+        assert not stored["embeddings"], "embeddings in the clear"
+        assert "sealed" in stored and len(stored["sealed"]) > 1000  # the first segment embedded faces
+    monkeypatch.delenv("FACEANON_FAULTS")
+    process_file(video, tmp_path / "out.mp4", RunConfig(**{**config.__dict__, "resume": True}))
+    assert (tmp_path / "p.people").is_file() and (tmp_path / "out.mp4").is_file()
+    assert not list(tmp_path.glob(".out.segments-*"))

@@ -210,6 +210,11 @@ class VideoWriter:
         # Data streams (bin_data) are muxed by their codec tag ('gpmd' in MP4), which only the same
         # kind of container is sure to accept: another one would fail at its header, after the work.
         same_container = Path(str(stream.container.name)).suffix.lower() == self.suffix
+        if stream.type == "data" and "timecode" in stream.metadata:
+            # A QuickTime timecode track (tmcd, in camera MOVs): FFmpeg's MOV muxer fails at the
+            # trailer on a copied one ("Invalid argument"), after the work.
+            log.warning("data stream %d (timecode track) dropped: it cannot be copied", stream.index)
+            return None, "a timecode track cannot be copied"
         if self._holds(name) or (stream.type == "data" and same_container):
             try:
                 out = self.stream_map[stream.index] = self.container.add_stream_from_template(stream)

@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from faceanon_video.eval.identity import SFaceIdentity
+from faceanon_video.eval.identity import SFACE_MODEL, SFaceIdentity
 from faceanon_video.types import Detections, Frame
+from faceanon_video.weights import model_path
 
 __all__ = [
     "FaceEmbedder",
@@ -240,7 +241,10 @@ class TrackEmbeddings:
         # same as embedding in line; ``tracks`` waits for the runs still pending.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sface") if background else None
         # The model (~0.3 s CPU) loads on that thread too, while the video's first frames are
-        # decoded and detected; the first alignment waits for it.
+        # decoded and detected; the first alignment waits for it. Its file is checked here first: a
+        # missing or damaged model fails the run now, not at the first face (every frame obscured).
+        if embedder is None:
+            model_path(SFACE_MODEL)
         self.embedder = embedder or FaceEmbedder(self._executor.submit(SFaceIdentity) if self._executor else None)
 
     @property

@@ -186,3 +186,26 @@ def test_policy_matches_spellings_of_a_kept_key():
     assert record.removed_tags == {"stream 1": ["com.apple.quicktime.location.ISO6709", "title", "xmp"]}
     assert ScrubRecord().filter_tags(MetadataPolicy(), tags, "format") == {}  # not even language at file level
     assert ScrubRecord().filter_tags(MetadataPolicy(keep_keys=("all",)), tags, "format") == tags
+
+
+def test_keep_data_streams_on_a_mov_with_a_timecode_track(tmp_path):
+    """Camera MOVs carry a QuickTime timecode track (tmcd): FFmpeg's MOV muxer cannot take it as a
+    copied data stream and failed the run at its end ("writing ... failed: Invalid argument"); it is
+    dropped (and said so) and the run succeeds."""
+    import shutil
+    import subprocess
+
+    import av
+
+    from tests.conftest import CARPHONE
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs the ffmpeg command to write a timecode track")
+    source = tmp_path / "camera.mov"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(CARPHONE), "-frames:v", "10", "-c", "copy", "-timecode", "01:00:00:00", str(source)], check=True)
+    with av.open(str(source)) as container:
+        assert [s.type for s in container.streams] == ["video", "data"]
+    assert main([str(source), "-o", str(tmp_path / "out.mov"), "--keep-streams", "data", "-q"]) == 0
+    with av.open(str(tmp_path / "out.mov")) as container:
+        assert [s.type for s in container.streams] == ["video"]
+        assert container.streams.video[0].frames == 10
