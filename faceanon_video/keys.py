@@ -12,7 +12,7 @@ from pathlib import Path
 
 from faceanon_video.errors import ConfigError
 
-__all__ = ["MIN_KEY_BYTES", "load_key", "random_key"]
+__all__ = ["MIN_KEY_BYTES", "derive_key", "load_key", "random_key"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,15 @@ MIN_KEY_BYTES = 16
 def random_key() -> bytes:
     """A fresh 256-bit key: seeds then differ from run to run (used when no ``--key-file`` is given)."""
     return secrets.token_bytes(32)
+
+
+def derive_key(key: bytes, info: bytes, salt: bytes | None = None) -> bytes:
+    """A 256-bit subkey of ``key`` for one purpose (HKDF-SHA256, RFC 5869): ``info`` keeps the
+    derivations of one user key apart (seeds, vault records, gallery, segment fragments)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
 
 
 def load_key(path: str | Path) -> bytes:

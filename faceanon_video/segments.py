@@ -475,14 +475,11 @@ _FRAGMENT_HKDF_INFO = b"faceanon-video/segment-fragment/v1"
 def _fragment_key(config: RunConfig) -> str:
     """The AES key (hex) of a run's fragments: from ``--key-file`` (so --resume can read them), else
     random for this run (--resume then analyses again: the fragments of an earlier run stay sealed)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    from faceanon_video.keys import load_key, random_key
+    from faceanon_video.keys import derive_key, load_key, random_key
 
     if not config.key_file:
         return random_key().hex()
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FRAGMENT_HKDF_INFO).derive(load_key(config.key_file)).hex()
+    return derive_key(load_key(config.key_file), _FRAGMENT_HKDF_INFO).hex()
 
 
 def _sealed(fragment: dict, task: dict) -> dict:

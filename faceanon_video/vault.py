@@ -64,14 +64,12 @@ import av.error
 import cv2
 import numpy as np
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from faceanon_video.anonymize.regions import face_regions
 from faceanon_video.errors import ConfigError, FaceanonError, InputError, describe_os_error
 from faceanon_video.io.outputs import AtomicOutput
-from faceanon_video.keys import load_key
+from faceanon_video.keys import derive_key, load_key
 from faceanon_video.types import Detections, Frame, bgr_to_i420, i420_planes
 
 __all__ = ["VAULT_QUALITIES", "VaultFace", "VaultReader", "VaultRecord", "VaultWriteError", "VaultWriter", "check_bound", "check_video", "open_run_vault", "vault_path_for"]
@@ -153,7 +151,7 @@ class VaultRecord:
 
 
 def _record_key(key: bytes, salt: bytes) -> AESGCM:
-    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_HKDF_INFO).derive(key))
+    return AESGCM(derive_key(key, _HKDF_INFO, salt))
 
 
 def _associated_data(header_digest: bytes, frame_index: int) -> bytes:

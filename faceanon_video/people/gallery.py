@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.keys import derive_key
 from faceanon_video.people.link import LINK_SIMILARITY
 
 __all__ = ["IdentityGallery", "PersonStore", "StoredPerson", "read_store", "write_store", "GALLERY_SIMILARITY"]
@@ -75,7 +74,7 @@ class PersonStore:
 
 
 def _aead(key: bytes, salt: bytes) -> AESGCM:
-    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_HKDF_INFO).derive(key))
+    return AESGCM(derive_key(key, _HKDF_INFO, salt))
 
 
 def _encode(store: PersonStore) -> bytes:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from faceanon_video.errors import ConfigError
-from faceanon_video.keys import MIN_KEY_BYTES, load_key, random_key  # re-exported: keys used to live here
+from faceanon_video.keys import MIN_KEY_BYTES, derive_key, load_key, random_key  # re-exported: keys used to live here
 
 __all__ = ["TrackSeeder", "load_key", "random_key", "MIN_KEY_BYTES"]
 
@@ -37,7 +36,7 @@ class TrackSeeder:
         if len(key) < MIN_KEY_BYTES:
             raise ConfigError(f"track key is {len(key)} bytes; need at least {MIN_KEY_BYTES}")
         # ``info`` separates derivations from one key (track seeds, person seeds: ``people.seeds``).
-        self._subkey = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+        self._subkey = derive_key(key, info)
         self._cache: dict[int, int] = {}
 
     def seed_for_label(self, label: bytes) -> int:
