@@ -155,7 +155,7 @@ def write_reports(report: dict, paths: list[Path], outputs: OutputSet | None = N
     """Write ``report`` to each path (format from its extension), atomically (with ``outputs``: renamed
     with the run's other outputs). Returns seconds spent."""
     start = time.perf_counter()
-    for path in paths:
+    for path in dict.fromkeys(paths):  # the same file given twice is written once
         write_atomic(path, {".json": to_json, ".html": to_html, ".md": to_markdown}[path.suffix.lower()](report), outputs=outputs)
     return time.perf_counter() - start
 
