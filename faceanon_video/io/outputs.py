@@ -90,9 +90,10 @@ class OutputSet:
     one of them was written in full.
 
     ``add`` an ``AtomicOutput`` or a writer (``VideoWriter``, ``VaultWriter``, ``TrackWriter``: each
-    owns one as ``.output``; ``write_atomic(..., outputs=)`` adds its own); the writers complete their files as usual (``close(success=True)``,
-    which here only marks the output complete); ``commit`` then renames them all. As a context
-    manager: committed when the block succeeds, every temporary file removed when it fails.
+    owns one as ``.output``; ``write_atomic(..., outputs=)`` adds its own). The writers complete
+    their files as usual (``close(success=True)``, which then only marks the output complete);
+    ``commit`` renames them all. As a context manager: committed when the block succeeds, every
+    temporary file removed when it fails.
 
     What is guaranteed: a failure while any output is being written (disk full, a writer's error,
     Ctrl-C) leaves every destination as it was. A rename that fails during ``commit`` (rare: the
