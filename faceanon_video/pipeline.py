@@ -35,7 +35,7 @@ from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter, from_input
 from faceanon_video.io.images import read_image
 from faceanon_video.io.metadata import MetadataPolicy
-from faceanon_video.io.outputs import refuse_existing, write_atomic
+from faceanon_video.io.outputs import OutputSet, refuse_existing, with_output_set, write_atomic
 from faceanon_video.processor import STAGES, FrameProcessor, build_anonymizer, detector_factory
 from faceanon_video.track.shots import ShotChangeDetector
 from faceanon_video.track.stage import LOW_SCORE_FRACTION, TrackingStage, build_tracker
@@ -103,9 +103,12 @@ def _get(q: queue.Queue, stop: threading.Event, producer: threading.Thread | Non
                 return _Failed(RuntimeError(f"the {producer.name} thread stopped without finishing"))
 
 
-def process_video(source: str | Path, destination: str | Path | None, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
-    """Anonymize one video file into ``destination`` (written atomically). ``destination`` None:
-    run every frame through ``processor`` and encode nothing (the analysis of ``--save-plan``)."""
+@with_output_set
+def process_video(source: str | Path, destination: str | Path | None, config: RunConfig, processor: FrameProcessor | None = None, *, outputs: OutputSet) -> RunSummary:
+    """Anonymize one video file into ``destination``. ``destination`` None: run every frame through
+    ``processor`` and encode nothing (the analysis of ``--save-plan``). The video, vault, tracks,
+    people sidecar and reports join ``outputs`` (``io.outputs.OutputSet``: committed together, by the
+    caller when it passes a set, otherwise when this returns)."""
     started = time.perf_counter()
     # 1. Open the input: a missing or non-video file fails here, before anything is written.
     reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s, strict=config.strict)
@@ -117,9 +120,9 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
         # 2. Build the stages (models load here, before the output file is created).
         processor = processor or FrameProcessor(config)
         if config.save_tracks:
-            processor.track_writer = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
+            processor.track_writer = outputs.add(TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite))
         if config.vault:
-            processor.vault_writer = open_run_vault(
+            processor.vault_writer = outputs.add(open_run_vault(
                 config.vault,
                 source,
                 key_file=config.key_file,
@@ -129,7 +132,7 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
                 end_s=config.end_s,
                 overwrite=config.overwrite,
                 quality=config.vault_quality,
-            )
+            ))
         gallery = _open_gallery(config)  # a wrong key or a changed gallery fails here, before any frame
         writer = None if destination is None else VideoWriter(
             destination,
@@ -141,6 +144,8 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
             preset=config.preset,
             **from_input(reader),
         )
+        if writer is not None:
+            outputs.add(writer)
     except BaseException:
         reader.close()
         _close_track_writer(processor, success=False)
@@ -233,14 +238,15 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
         if encode_error:
             raise encode_error[0]
         # 4. Finalize: a run that nearly all failed fails; flush the encoder; complete the vault, bound
-        # to the encoded video (its failure fails the run); rename into place.
+        # to the encoded video (its failure fails the run). ``outputs`` renames them all into place
+        # once the report too is written.
         processor.failures.check_final()
         if writer is not None:
             writer.finish()
         if processor.vault_writer is not None:
             processor.vault_writer.finish(video_sha256=writer.video_sha256())
         if getattr(processor, "embeddings", None) is not None:  # absent in bench's copy-only stand-in
-            _write_people(config, source, processor, gallery)
+            _write_people(config, source, processor, gallery, outputs)
         if writer is not None:
             writer.close(success=True)
         success = True
@@ -265,7 +271,7 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
 
         start = time.perf_counter()
         report = build_report(config, source, destination, summary, reader, writer, processor, summary.seconds)
-        write_reports(report, report_paths_for(config.report, source))
+        write_reports(report, report_paths_for(config.report, source), outputs)
         summary.report_seconds = time.perf_counter() - start
     return summary
 
@@ -293,7 +299,7 @@ def _open_gallery(config: RunConfig):
     return IdentityGallery(config.gallery, load_key(config.key_file))
 
 
-def _write_people(config: RunConfig, source, processor: FrameProcessor, gallery) -> None:
+def _write_people(config: RunConfig, source, processor: FrameProcessor, gallery, outputs: OutputSet) -> None:
     """--people / --gallery: link the video's tracks into people (the whole video in view), give them
     their gallery ids, and write the person of each track at the end of --save-tracks. (Seeded modes
     link before encoding instead: ``planning``.)"""
@@ -303,17 +309,17 @@ def _write_people(config: RunConfig, source, processor: FrameProcessor, gallery)
     log.info("%s: %d tracks linked into %d people", source, len(people.person_of_track), len(set(people.person_of_track.values())))
     if processor.track_writer is not None:
         processor.track_writer.write_people(people.person_of_track)
-    write_people_store(config, source, people, tracks=len(people.person_of_track))
+    write_people_store(config, source, people, tracks=len(people.person_of_track), outputs=outputs)
 
 
-def write_people_store(config: RunConfig, source, people, tracks: int) -> None:
-    """``--people``: the person embeddings of one input, encrypted with the key (no face pixels)."""
+def write_people_store(config: RunConfig, source, people, tracks: int, outputs: OutputSet) -> None:
+    """``--people``: the person embeddings of one input, encrypted with the key (no face pixels), in ``outputs``."""
     if not config.people:
         return
     from faceanon_video.keys import load_key
     from faceanon_video.people.gallery import write_store
 
-    write_store(people_path_for(config.people, source), load_key(config.key_file), people.sidecar({"tracks": tracks}))
+    write_store(people_path_for(config.people, source), load_key(config.key_file), people.sidecar({"tracks": tracks}), outputs=outputs)
 
 
 def people_path_for(people: str | Path, source) -> Path:
@@ -333,7 +339,8 @@ def _close_vault(processor: FrameProcessor | None, success: bool) -> None:
         vault.close(success=success)
 
 
-def process_image(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None) -> RunSummary:
+@with_output_set
+def process_image(source: str | Path, destination: str | Path, config: RunConfig, processor: FrameProcessor | None = None, *, outputs: OutputSet) -> RunSummary:
     """Anonymize one still image (written atomically, same format as the destination's extension)."""
     started = time.perf_counter()
     if config.vault or config.people or config.gallery:
@@ -344,7 +351,7 @@ def process_image(source: str | Path, destination: str | Path, config: RunConfig
     ok, encoded = cv2.imencode(Path(destination).suffix or ".png", frame.bgr)
     if not ok:
         raise InputError(f"{destination}: cannot write this image format")
-    write_atomic(destination, encoded.tobytes())
+    write_atomic(destination, encoded.tobytes(), outputs=outputs)
     return _summary(source, destination, processor, time.perf_counter() - started)
 
 

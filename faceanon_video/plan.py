@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from faceanon_video.errors import InputError
-from faceanon_video.io.outputs import write_atomic
+from faceanon_video.io.outputs import OutputSet, write_atomic
 from faceanon_video.types import Detections
 
 __all__ = [
@@ -254,12 +254,13 @@ class Plan:
             raise InputError(f"{path}: not a plan file (invalid or truncated JSON: {exc})") from exc
         return cls.from_dict(data, source=str(path))
 
-    def save(self, path: str | Path, overwrite: bool = True) -> None:
-        """Validate and write the plan atomically (a temporary file renamed into place)."""
+    def save(self, path: str | Path, overwrite: bool = True, outputs: OutputSet | None = None) -> None:
+        """Validate and write the plan atomically (a temporary file renamed into place; with
+        ``outputs``, renamed with the run's other outputs)."""
         problems = self.validate()
         if problems:
             raise InputError(f"{path}: refusing to save an invalid plan: {_first(problems)}")
-        write_atomic(path, self.to_json(), overwrite=overwrite)
+        write_atomic(path, self.to_json(), overwrite=overwrite, outputs=outputs)
 
     def to_json(self) -> str:
         # Compact: a long video has hundreds of thousands of face rows (one per line would double it).

@@ -31,6 +31,7 @@ from faceanon_video import __version__
 from faceanon_video.config import SEEDED_MODES, RunConfig, option_name
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.failures import DamagedFrame
+from faceanon_video.io.outputs import OutputSet, with_output_set
 from faceanon_video.geometry import box_intersection
 from faceanon_video.keys import load_key, random_key
 from faceanon_video.plan import Person, Plan, PlanInput, PlanTrack, Span, candidates_detections
@@ -431,11 +432,12 @@ def check_plan(source: str | Path, plan: Plan, config: RunConfig, check_source: 
         plan.check_source(source)
 
 
-def render(source: str | Path, destination: str | Path, plan: Plan, config: RunConfig, progress: Progress | None = None, processor: FrameProcessor | None = None, check_source: bool = True):
+def render(source: str | Path, destination: str | Path, plan: Plan, config: RunConfig, progress: Progress | None = None, processor: FrameProcessor | None = None, check_source: bool = True, outputs: OutputSet | None = None):
     """Anonymize ``source`` into ``destination`` exactly as ``plan`` says (no detection); refused
     (``InputError``, nothing written) when ``source`` is not the video the plan was made for.
     ``processor``: a ``FrameProcessor`` whose anonymizer to reuse (models load once per run).
-    ``check_source=False``: the plan was just made from this very file (no second hash of it)."""
+    ``check_source=False``: the plan was just made from this very file (no second hash of it).
+    ``outputs``: the caller's ``OutputSet`` (committed by the caller), as in ``process_video``."""
     from faceanon_video.pipeline import process_video
 
     check_plan(source, plan, config, check_source)
@@ -443,32 +445,33 @@ def render(source: str | Path, destination: str | Path, plan: Plan, config: RunC
     anonymizer = processor.anonymizer if processor is not None else None
     renderer = PlanProcessor(config, plan, anonymizer=anonymizer)
     _report_progress(renderer, progress, plan.input.frame_count)
-    summary = process_video(source, destination, config, renderer)
-    return summary
+    return process_video(source, destination, config, renderer, outputs=outputs)
 
 
 # 3. What process_file runs for plans and seeded modes.
 
 
-def process_planned(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None):
-    """``--save-plan`` (``destination`` is the plan), ``--plan``, or a seeded mode's analyse-then-render."""
+@with_output_set
+def process_planned(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None, *, outputs: OutputSet):
+    """``--save-plan`` (``destination`` is the plan), ``--plan``, or a seeded mode's analyse-then-render;
+    the plan or video and the people sidecar (and vault, tracks, reports) are committed together."""
     from faceanon_video.pipeline import RunSummary, write_people_store
 
     if config.save_plan:
         started = time.perf_counter()
         plan, people = _analyse(source, config)
-        plan.save(destination, overwrite=config.overwrite)
-        write_people_store(config, source, people, tracks=len(plan.tracks))
+        plan.save(destination, overwrite=config.overwrite, outputs=outputs)
+        write_people_store(config, source, people, tracks=len(plan.tracks), outputs=outputs)
         faces = sum(len(t) for t in plan.tracks.values())
         obscured = sum(s.end_frame - s.start_frame + 1 for s in plan.obscured)
         return RunSummary(str(source), str(destination), plan.input.frame_count, faces, obscured, time.perf_counter() - started)
     if config.plan:
-        return render(source, destination, Plan.load(plan_path_for(config.plan, source)), config, processor=processor)
+        return render(source, destination, Plan.load(plan_path_for(config.plan, source)), config, processor=processor, outputs=outputs)
     if config.mode not in SEEDED_MODES:
         raise ConfigError(f"mode {config.mode} has no use for a plan")  # process_file only calls this for plans and seeded modes
     started = time.perf_counter()
     plan, people = _analyse(source, dataclasses.replace(config, second_detector=False))  # no reviewer: no hints
-    summary = render(source, destination, plan, config, processor=processor, check_source=False)  # hashed by _analyse just now
-    write_people_store(config, source, people, tracks=len(plan.tracks))
+    summary = render(source, destination, plan, config, processor=processor, check_source=False, outputs=outputs)  # hashed by _analyse just now
+    write_people_store(config, source, people, tracks=len(plan.tracks), outputs=outputs)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from faceanon_video import __version__
 from faceanon_video.errors import ConfigError, InputError, OutputError, describe_os_error
-from faceanon_video.io.outputs import write_atomic
+from faceanon_video.io.outputs import OutputSet, write_atomic
 from faceanon_video.io.metadata import MetadataPolicy, output_tags
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,10 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _file_entry(path: str | Path) -> dict:
-    path = Path(path)
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+def _file_entry(path: str | Path, written: str | Path | None = None) -> dict:
+    """``written``: where the bytes of ``path`` are now (a temporary name until the run's outputs are committed)."""
+    written = Path(written or path)
+    return {"path": str(path), "bytes": written.stat().st_size, "sha256": sha256_file(written)}
 
 
 def coverage(config, detect_every: int) -> dict:
@@ -121,13 +122,15 @@ def build_report(config, source, destination, summary, reader, writer, processor
     first_s = float(writer.first_pts * time_base) if writer.first_pts is not None else None
     last_s = float(writer._last_pts * time_base) if writer._last_pts is not None else None
     policy: MetadataPolicy = writer.policy
+    # The video is still under its temporary name (renamed with the report: io.outputs.OutputSet).
+    written = writer.output.temp if writer.output is not None else destination
     return {
         "report_format": FORMAT_VERSION,
         "tool": {"name": "faceanon-video", "version": __version__},
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input": {**_file_entry(source), "container": reader.info.format_name, "video_codec": reader.info.codec,
                   "width": reader.info.width, "height": reader.info.height, "duration_s": reader.info.duration_s},
-        "output": _file_entry(destination),
+        "output": _file_entry(destination, written),
         "models": {"bundled_sha256": dict(sorted(LOADED.items())),
                    "diffusion_model_dir": config.model_dir if config.mode == "diffusion" else None},
         "settings": settings(config),
@@ -139,7 +142,7 @@ def build_report(config, source, destination, summary, reader, writer, processor
         "metadata": {
             "policy": {"keep_metadata": list(policy.keep_keys), "keep_streams": list(policy.keep_streams), "keep_audio": policy.keep_audio},
             **writer.scrub.as_dict(),
-            "in_output": output_tags(destination),
+            "in_output": output_tags(written),
             "not_touched": "audio (voices), burned-in text and logos, and anything else visible in the picture other than faces",
         },
         "run_seconds": round(run_seconds, 3),
@@ -148,11 +151,12 @@ def build_report(config, source, destination, summary, reader, writer, processor
     }
 
 
-def write_reports(report: dict, paths: list[Path]) -> float:
-    """Write ``report`` to each path (format from its extension), atomically. Returns seconds spent."""
+def write_reports(report: dict, paths: list[Path], outputs: OutputSet | None = None) -> float:
+    """Write ``report`` to each path (format from its extension), atomically (with ``outputs``: renamed
+    with the run's other outputs). Returns seconds spent."""
     start = time.perf_counter()
-    for path in paths:
-        write_atomic(path, {".json": to_json, ".html": to_html, ".md": to_markdown}[path.suffix.lower()](report))
+    for path in dict.fromkeys(paths):  # the same file given twice is written once
+        write_atomic(path, {".json": to_json, ".html": to_html, ".md": to_markdown}[path.suffix.lower()](report), outputs=outputs)
     return time.perf_counter() - start
 
 

@@ -68,7 +68,7 @@ from faceanon_video.geometry import box_iou
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import CODEC_BY_EXTENSION, DEFAULT_CODEC, VideoWriter, from_input
 from faceanon_video.io.metadata import MetadataPolicy
-from faceanon_video.io.outputs import write_atomic
+from faceanon_video.io.outputs import OutputSet, with_output_set, write_atomic
 from faceanon_video.track.tracks_io import TrackRecord, TrackWriter, read_tracks, tracks_path_for
 from faceanon_video.types import Detections, Frame
 from faceanon_video.keys import load_key
@@ -930,9 +930,11 @@ def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict],
             container.close()
 
 
-def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: int, ray_address: str | None = None, overlap_s: float | None = None, max_segment_s: float | None = None):
+@with_output_set
+def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: int, ray_address: str | None = None, overlap_s: float | None = None, max_segment_s: float | None = None, *, outputs: OutputSet):
     """Anonymize one video with ``jobs`` worker processes (or Ray tasks: ``ray_address`` "local",
-    "auto" or HOST:PORT) into ``destination``; same result and promises as ``pipeline.process_video``.
+    "auto" or HOST:PORT) into ``destination``; same result and promises as ``pipeline.process_video``
+    (the joined video, merged vault and tracks, people sidecar, plan and reports join ``outputs``).
     Planned runs (``--save-plan``, ``--plan``, seeded modes) go in two phases: the segments are
     analysed, the driver merges their fragments into one plan of the whole file (tracks stitched,
     people linked over all of it), then renders the segments from it (``--save-plan``: phase 1 only,
@@ -952,7 +954,7 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         video_plan = Plan.load(plan_path_for(config.plan, source))
         if video_plan.input.start_s is not None or video_plan.input.end_s is not None:
             log.info("%s: not split into segments with a plan of a --start/--end span: one process", source)
-            return render(source, destination, video_plan, config)
+            return render(source, destination, video_plan, config, outputs=outputs)
         check_plan(source, video_plan, config)
     gallery = _open_gallery(config)  # a wrong key or a changed gallery fails here, before any frame
     plan = plan_segments(source, jobs, overlap_s, max_segment_s)
@@ -1002,15 +1004,15 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
     try:
         if config.vault:
             # Opened first, like a single run's: an existing vault fails before any segment runs.
-            vault = open_run_vault(
+            vault = outputs.add(open_run_vault(
                 config.vault, source, key_file=config.key_file, mask_scale=config.mask_scale, diffusion=config.mode == "diffusion",
                 overwrite=config.overwrite, quality=config.vault_quality,
-            )
+            ))
         if planned and video_plan is None:
             video_plan, people = _analyse_segments(source, config, plan, work, run_phase, gallery)
             if config.save_plan:
-                video_plan.save(destination, overwrite=config.overwrite)
-                write_people_store(config, source, people, tracks=len(video_plan.tracks))
+                video_plan.save(destination, overwrite=config.overwrite, outputs=outputs)
+                write_people_store(config, source, people, tracks=len(video_plan.tracks), outputs=outputs)
                 success = True
         if success:  # --save-plan: no video
             ordered = []
@@ -1022,7 +1024,7 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             ordered = run_phase(tasks)
             start = time.perf_counter()
             if config.save_tracks:
-                tracks = TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite)
+                tracks = outputs.add(TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite))
             merged = _merge_tracks(plan, [Path(t["tracks"]) for t in tasks], tracks, stitch=video_plan is None)
             if video_plan is None and (config.people or config.gallery):
                 people = _link_people(merged, tasks, gallery)[0]
@@ -1030,13 +1032,15 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             if tracks is not None and (people is not None or video_plan is not None):
                 tracks.write_people({t: track.person_id for t, track in video_plan.tracks.items()} if video_plan is not None else people.person_of_track)
             writer, reader = _join(source, destination, config, tasks, plan)
-            if vault is not None:
-                _merge_vault(vault, tasks, merged.mappings, {t["segment"]["number"] for t, r in zip(tasks, ordered) if r.get("blacked_out")}, plan)
-                vault.finish(video_sha256=writer.video_sha256())  # bound to the joined video, as a single run's
-            if people is not None:
-                write_people_store(config, source, people, tracks=len(video_plan.tracks) if video_plan is not None else len(people.person_of_track))
-            serial["join"] = time.perf_counter() - start
+            outputs.add(writer)  # its temporary file goes with the set's when anything below fails
             try:
+                if vault is not None:
+                    _merge_vault(vault, tasks, merged.mappings, {t["segment"]["number"] for t, r in zip(tasks, ordered) if r.get("blacked_out")}, plan)
+                    vault.finish(video_sha256=writer.video_sha256())  # bound to the joined video, as a single run's
+                if people is not None:
+                    people_tracks = len(video_plan.tracks) if video_plan is not None else len(people.person_of_track)
+                    write_people_store(config, source, people, tracks=people_tracks, outputs=outputs)
+                serial["join"] = time.perf_counter() - start
                 writer.close(success=True)
                 success = True
             finally:
@@ -1082,7 +1086,7 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         start = time.perf_counter()
         report = build_report(config, source, destination, summary, reader, writer, counted, summary.seconds)
         report["segments"] = {"count": len(tasks), "jobs": jobs, "ray": ray_address is not None, "blacked_out": failed_segments}
-        write_reports(report, report_paths_for(config.report, source))
+        write_reports(report, report_paths_for(config.report, source), outputs)
         summary.report_seconds = time.perf_counter() - start
     return summary
 

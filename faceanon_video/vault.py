@@ -412,7 +412,7 @@ class VaultWriter:
         self.mask_scale = mask_scale
         self.info = dict(info or {})
         self._video = FaceVideo(quality)
-        self._output = AtomicOutput(self.path)
+        self.output = AtomicOutput(self.path)
         salt = secrets.token_bytes(SALT_BYTES)
         public = {"format": FORMAT, "kdf": "HKDF-SHA256", "cipher": "AES-256-GCM", "content": "H.264 face pictures", "quality": quality, "x264": self._video.options}
         self._header = MAGIC + salt + json.dumps(public, sort_keys=True).encode() + b"\n"
@@ -429,10 +429,10 @@ class VaultWriter:
         #: Records waiting, in frame order, for their packet (index, head, blobs): used on the worker only.
         self._unsealed: deque[tuple[int, dict, list[bytes]]] = deque()
         try:
-            self._file = open(self._output.temp, "wb")  # noqa: SIM115 - closed in close()
+            self._file = open(self.output.temp, "wb")  # noqa: SIM115 - closed in close()
             self._file.write(self._header)
         except OSError as exc:
-            self._output.discard()
+            self.output.discard()
             raise VaultWriteError(f"vault {self.path}: {describe_os_error(exc, self.path)}") from exc
 
     def write(self, frame: Frame, faces: Detections) -> None:
@@ -585,7 +585,7 @@ class VaultWriter:
         try:
             if success:
                 self.finish()
-                self._output.commit()
+                self.output.commit()
                 log.info("vault %s: %d faces in %d of %d frames", self.path, self.faces, self.records, self.frames)
                 return
         except BaseException:
@@ -602,7 +602,7 @@ class VaultWriter:
         except OSError as exc:
             log.debug("vault %s: closing the partial file: %s", self.path, exc)
         finally:
-            self._output.discard()
+            self.output.discard()
 
 
 def open_run_vault(

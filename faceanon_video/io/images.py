@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,26 @@ from PIL import Image, UnidentifiedImageError
 
 from faceanon_video.errors import InputError
 
+__all__ = ["MAX_PHOTO_PIXELS", "read_image"]
+
+#: Photos up to this many pixels are read (20000 x 20000; 1.2 GB as BGR, several times that while it
+#: is anonymized). Pillow's own guard against decompression bombs refuses 179 MP and up, below what
+#: medium-format cameras (100-150 MP) and stitched panoramas make; this limit replaces it.
+MAX_PHOTO_PIXELS = 400_000_000
+# Pillow reads its limit from a module global: it is lifted only while read_image reads a file (the
+# size is checked from the header here), one reader at a time.
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit_lifted():
+    with _PILLOW_LIMIT:
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+
 
 def read_image(path: str | Path) -> np.ndarray:
     """The image at ``path`` as BGR (EXIF orientation applied, as ``cv2.imread`` does).
@@ -18,15 +40,22 @@ def read_image(path: str | Path) -> np.ndarray:
     A truncated or damaged file is refused: OpenCV decodes what it can of a cut JPEG, fills the
     rest with grey and lets libjpeg print a bare "Premature end of JPEG file" on stderr, so the
     whole file is first decoded by Pillow, which raises instead. Formats Pillow does not know are
-    left to OpenCV alone."""
+    left to OpenCV alone. A photo of more than MAX_PHOTO_PIXELS is refused from its header, before
+    any pixel is decoded."""
     try:
-        with Image.open(path) as image:
+        with _pillow_limit_lifted(), Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PHOTO_PIXELS:
+                raise InputError(
+                    f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, too large a photo "
+                    f"(at most {MAX_PHOTO_PIXELS / 1e6:.0f}; scale it down first)"
+                )
             image.load()
     except UnidentifiedImageError:
         pass
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such image") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: damaged or truncated image ({exc})") from exc
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:

@@ -3,18 +3,22 @@
 * refused if it exists, unless ``--overwrite``;
 * written under a hidden temporary name next to the destination, renamed into place only on success;
 * on failure or interruption the temporary file is removed, and a failed write is reported as the
-  folder's problem ("no space left on DIR", "read-only DIR"), never as an internal error.
+  folder's problem ("no space left on DIR", "read-only DIR"), never as an internal error;
+* the outputs of one input (video, vault, tracks, people sidecar, reports, plan) form one ``OutputSet``:
+  each is written in full under its temporary name, and only when all of them are complete are they
+  renamed into place, one after the other; a run that fails anywhere leaves none of them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
 
 from faceanon_video.errors import InputError, OutputError, describe_os_error
 
-__all__ = ["AtomicOutput", "refuse_existing", "temporary_path", "write_atomic"]
+__all__ = ["AtomicOutput", "OutputSet", "refuse_existing", "temporary_path", "with_output_set", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,15 @@ class AtomicOutput:
         self.destination = Path(destination)
         refuse_existing(self.destination, overwrite)
         self.temp = temporary_path(self.destination)
+        self.group: OutputSet | None = None  # set by OutputSet.add: the set renames it, with the others
+        self.complete = False
 
     def commit(self) -> None:
+        """The temporary file is complete: rename it into place, or, when the output belongs to an
+        ``OutputSet``, leave that to the set (``OutputSet.commit`` renames all of them together)."""
+        self.complete = True
+        if self.group is not None:
+            return
         try:
             os.replace(self.temp, self.destination)
         except OSError as exc:
@@ -52,20 +63,19 @@ class AtomicOutput:
 
     def discard(self) -> None:
         """Remove the temporary file. Never raises: it runs while another error is being reported."""
-        try:
-            self.temp.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("could not remove %s: %s", self.temp, exc.strerror or exc)
+        _remove(self.temp)
 
 
-def write_atomic(destination: str | Path, data: bytes | str, overwrite: bool = True) -> None:
-    """Write a small file in one go under the rule above."""
+def write_atomic(destination: str | Path, data: bytes | str, overwrite: bool = True, outputs: OutputSet | None = None) -> None:
+    """Write a small file in one go under the rule above (with ``outputs``: renamed by that set)."""
     output = AtomicOutput(destination, overwrite=overwrite)
+    if outputs is not None:
+        outputs.add(output)
     try:
-        if isinstance(data, str):
-            output.temp.write_text(data, encoding="utf-8")
-        else:
-            output.temp.write_bytes(data)
+        with open(output.temp, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename: a crash then leaves the old file or the new one
     except OSError as exc:
         output.discard()
         raise OutputError(describe_os_error(exc, output.destination)) from exc
@@ -73,3 +83,116 @@ def write_atomic(destination: str | Path, data: bytes | str, overwrite: bool = T
         output.discard()
         raise
     output.commit()
+
+
+class OutputSet:
+    """The outputs of one input, committed together: nothing appears at any destination unless every
+    one of them was written in full.
+
+    ``add`` an ``AtomicOutput`` or a writer (``VideoWriter``, ``VaultWriter``, ``TrackWriter``: each
+    owns one as ``.output``; ``write_atomic(..., outputs=)`` adds its own). The writers complete
+    their files as usual (``close(success=True)``, which then only marks the output complete);
+    ``commit`` renames them all. As a context manager: committed when the block succeeds, every
+    temporary file removed when it fails.
+
+    What is guaranteed: a failure while any output is being written (disk full, a writer's error,
+    Ctrl-C) leaves every destination as it was. A rename that fails during ``commit`` (rare: the
+    folder changed under the run) puts back the outputs already renamed: removed when they were new,
+    the user's previous file restored when ``--overwrite`` replaced one (it is kept under a hidden
+    ``.NAME.previous-PID`` name until the set is complete). What is not: a crash of the machine or
+    a SIGKILL in the middle of ``commit``'s renames (milliseconds) can leave some outputs new, some
+    old, and a ``.previous-`` file beside them.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: list[AtomicOutput] = []
+
+    def add(self, item):
+        """Add an ``AtomicOutput``, or a writer that owns one as ``.output``; returns ``item``."""
+        output: AtomicOutput = getattr(item, "output", item)
+        output.group = self
+        self.outputs.append(output)
+        return item
+
+    def commit(self) -> None:
+        """Rename every output into place, in the order added; all or none (see the class)."""
+        incomplete = [o.destination for o in self.outputs if not o.complete]
+        if incomplete:
+            self.discard()
+            raise RuntimeError(f"{incomplete[0]}: committed before it was complete")
+        renamed: list[tuple[AtomicOutput, Path | None]] = []  # with the user's previous file, if any
+        for output in self.outputs:
+            # The last rename needs no way back: when it fails, nothing of it changed.
+            keep_previous = output is not self.outputs[-1] and output.destination.exists()
+            previous = _previous_path(output.destination) if keep_previous else None
+            try:
+                if previous is not None:
+                    os.replace(output.destination, previous)
+                os.replace(output.temp, output.destination)
+            except BaseException as exc:
+                if previous is not None and previous.exists():
+                    renamed.append((output, previous))  # moved aside but not replaced: put it back too
+                _roll_back(renamed)
+                self.discard()
+                if isinstance(exc, OSError):
+                    raise OutputError(describe_os_error(exc, output.destination)) from exc
+                raise
+            renamed.append((output, previous))
+        for _, previous in renamed:
+            if previous is not None:
+                _remove(previous)
+        self.outputs = []
+
+    def discard(self) -> None:
+        """Remove every temporary file of the set. Never raises."""
+        for output in self.outputs:
+            output.discard()
+        self.outputs = []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def with_output_set(run):
+    """Give ``run`` (a function with an ``outputs`` keyword) an ``OutputSet``: the caller's, which
+    the caller commits, or, when it passes none, a new one committed when ``run`` returns and
+    discarded when it raises. A run that calls another (a plan render calls ``process_video``)
+    passes its set on, so all the outputs of one input are committed together, once."""
+
+    @functools.wraps(run)
+    def wrapper(*args, outputs: OutputSet | None = None, **kwargs):
+        if outputs is not None:
+            return run(*args, outputs=outputs, **kwargs)
+        with OutputSet() as own:
+            return run(*args, outputs=own, **kwargs)
+
+    return wrapper
+
+
+def _previous_path(destination: Path) -> Path:
+    return destination.with_name(f".{destination.stem}.previous-{os.getpid()}{destination.suffix}")
+
+
+def _roll_back(renamed: list[tuple[AtomicOutput, Path | None]]) -> None:
+    """Undo ``OutputSet.commit``'s renames so far: the previous file back, or the new one removed. Never raises."""
+    for output, previous in reversed(renamed):
+        try:
+            if previous is not None:
+                os.replace(previous, output.destination)
+            else:
+                output.destination.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not put back %s: %s", output.destination, exc.strerror or exc)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc.strerror or exc)

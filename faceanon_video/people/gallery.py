@@ -26,9 +26,7 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.io.outputs import OutputSet, write_atomic
 from faceanon_video.keys import derive_key
 from faceanon_video.people.link import LINK_SIMILARITY
 
@@ -95,26 +94,12 @@ def _decode(payload: bytes) -> PersonStore:
     return PersonStore(doc["kind"], persons, doc.get("info", {}))
 
 
-def write_store(path: str | Path, key: bytes, store: PersonStore) -> None:
-    """Encrypt ``store`` to ``path`` atomically (a temporary file in the same folder, then replace)."""
-    path = Path(path)
+def write_store(path: str | Path, key: bytes, store: PersonStore, outputs: OutputSet | None = None) -> None:
+    """Encrypt ``store`` to ``path`` atomically (a temporary file in the same folder, then replace;
+    with ``outputs``, replaced with the run's other outputs: ``io.outputs.OutputSet``)."""
     salt, nonce = secrets.token_bytes(_SALT), secrets.token_bytes(_NONCE)
     header = MAGIC + salt
-    blob = header + nonce + _aead(key, salt).encrypt(nonce, _encode(store), header)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, header + nonce + _aead(key, salt).encrypt(nonce, _encode(store), header), outputs=outputs)
 
 
 def read_store(path: str | Path, key: bytes, kind: str | None = None) -> PersonStore:

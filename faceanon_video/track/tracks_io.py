@@ -57,9 +57,9 @@ class TrackWriter:
     def __init__(self, path: str | Path, overwrite: bool = True) -> None:
         self.path = Path(path)
         # Like every output: a temporary name until the run succeeds (see io.outputs).
-        self._output = AtomicOutput(self.path, overwrite=overwrite)
+        self.output = AtomicOutput(self.path, overwrite=overwrite)
         try:
-            self._file = self._output.temp.open("w", encoding="utf-8")
+            self._file = self.output.temp.open("w", encoding="utf-8")
         except OSError as exc:
             raise OutputError(f"tracks file {self.path}: {describe_os_error(exc, self.path)}") from exc
         self.lines = 0
@@ -101,14 +101,14 @@ class TrackWriter:
         try:
             self._file.close()
         except OSError as exc:
-            self._output.discard()
+            self.output.discard()
             if success:
                 raise OutputError(f"tracks file {self.path}: {describe_os_error(exc, self.path)}") from exc
             return
         if not success:
-            self._output.discard()
+            self.output.discard()
             return
-        self._output.commit()
+        self.output.commit()
         log.info("wrote %d frames of tracks to %s", self.lines, self.path)
 
     def __enter__(self) -> TrackWriter:

@@ -1,0 +1,97 @@
+"""``io.outputs.OutputSet``: the outputs of one input appear together or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from faceanon_video.errors import OutputError
+from faceanon_video.io.outputs import AtomicOutput, OutputSet, with_output_set, write_atomic
+
+
+def names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_nothing_appears_until_commit_then_everything(tmp_path):
+    outputs = OutputSet()
+    write_atomic(tmp_path / "a.json", "A", outputs=outputs)
+    write_atomic(tmp_path / "b.md", b"B", outputs=outputs)
+    assert names(tmp_path) == [f".a.partial-{os.getpid()}.json", f".b.partial-{os.getpid()}.md"]
+    outputs.commit()
+    assert names(tmp_path) == ["a.json", "b.md"]
+    assert (tmp_path / "a.json").read_text() == "A" and (tmp_path / "b.md").read_bytes() == b"B"
+
+
+def test_a_failure_in_the_block_leaves_no_file_and_the_old_ones_untouched(tmp_path):
+    (tmp_path / "a.json").write_text("old")
+    with pytest.raises(OutputError, match="no space left"), OutputSet() as outputs:
+        write_atomic(tmp_path / "a.json", "new", outputs=outputs)
+        write_atomic(tmp_path / "b.json", "new", outputs=outputs)
+        raise OutputError("no space left on the disk")
+    assert names(tmp_path) == ["a.json"] and (tmp_path / "a.json").read_text() == "old"
+
+
+def test_an_output_never_completed_is_refused_and_the_others_discarded(tmp_path):
+    outputs = OutputSet()
+    write_atomic(tmp_path / "a.json", "A", outputs=outputs)
+    unfinished = outputs.add(AtomicOutput(tmp_path / "video.mp4"))
+    unfinished.temp.write_bytes(b"half")
+    with pytest.raises(RuntimeError, match="video.mp4"):
+        outputs.commit()
+    assert names(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing", [1, 2])
+def test_a_rename_failing_midway_puts_back_the_ones_already_renamed(tmp_path, monkeypatch, failing):
+    """--overwrite: the user's previous file comes back; a new file that had no previous one goes."""
+    (tmp_path / "a.json").write_text("old a")
+    (tmp_path / "c.json").write_text("old c")
+    outputs = OutputSet()
+    for name in ("a.json", "b.json", "c.json"):
+        write_atomic(tmp_path / name, f"new {name}", outputs=outputs)
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append(src)
+        if ".partial-" in str(src) and len([c for c in calls if ".partial-" in str(c)]) == failing + 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError, match="no space left on"):
+        outputs.commit()
+    monkeypatch.undo()
+    assert names(tmp_path) == ["a.json", "c.json"]
+    assert (tmp_path / "a.json").read_text() == "old a" and (tmp_path / "c.json").read_text() == "old c"
+
+
+def test_the_previous_files_are_removed_once_the_set_is_in_place(tmp_path):
+    (tmp_path / "a.json").write_text("old")
+    with OutputSet() as outputs:
+        write_atomic(tmp_path / "a.json", "new", outputs=outputs)
+        write_atomic(tmp_path / "b.json", "new", outputs=outputs)
+    assert names(tmp_path) == ["a.json", "b.json"] and (tmp_path / "a.json").read_text() == "new"
+
+
+def test_with_output_set_commits_once_at_the_outermost_run(tmp_path):
+    seen = []
+
+    @with_output_set
+    def inner(name, *, outputs):
+        write_atomic(tmp_path / name, name, outputs=outputs)
+        seen.append(names(tmp_path))
+
+    @with_output_set
+    def outer(*, outputs):
+        inner("a.json", outputs=outputs)
+        inner("b.json", outputs=outputs)
+
+    outer()
+    assert all(not any(not n.startswith(".") for n in listing) for listing in seen)  # nothing in place before the end
+    assert names(tmp_path) == ["a.json", "b.json"]
+    inner("c.json")  # alone: its own set, committed when it returns
+    assert names(tmp_path) == ["a.json", "b.json", "c.json"]
