@@ -190,7 +190,10 @@ def test_outage_sends_black_frames_at_the_nominal_rate_and_keeps_the_output_size
     assert [kind for kind, _ in runs] == ["green", "black", "green"], runs
     # Filling starts STALL_FILL_S (0.5 s) into the 1.5 s outage: ~1 s of black at 30 fps.
     assert 18 <= runs[1][1] <= 40, runs
-    assert runner.summary().filler_frames == runs[1][1]
+    # Every filler frame reaches the sink, but for those its one-frame mailbox replaced unread when the
+    # sink thread fell behind on a loaded machine (counted in output_dropped).
+    summary = runner.summary()
+    assert runs[1][1] <= summary.filler_frames <= runs[1][1] + summary.output_dropped[sink.name]
     black_pts = [pts for (_, _, pts), kind in zip(sink.frames, kinds) if kind == "black"]
     step_s = np.median(np.diff(black_pts)) * float(Fraction(1, 90000))
     assert 0.025 < step_s < 0.06
