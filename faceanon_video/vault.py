@@ -34,7 +34,8 @@ picture at once (no B-frames); format 3 has B-frames and look-ahead, so the k-th
 holds its k-th packet in decode order, and the decoder gives the k-th picture (in frame order) a few
 packets later. ``--vault-quality high`` keeps the faces visually lossless at the largest CRF that
 allows, chosen per stretch of the stream (each stretch a fresh encoder, from a keyframe: the stream
-stays one stream to the decoder, so format 3 readers read it as before); ``exact`` encodes losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
+stays one stream to the decoder, so format 3 readers read it as before; a stretch that misses the bar
+is encoded again lower before any of it is written); ``exact`` encodes losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
 
 A segment-parallel run (``faceanon_video.segments``) writes one vault part per segment and merges them
 (``VaultWriter.append_part``): the parts' records re-sealed under the merged header, in frame order,
@@ -203,7 +204,8 @@ class FaceVideo:
     are taken from the frame's I420 planes as decoded (widened to even coordinates, so the chroma
     samples are whole), so ``exact`` (QP 0) is bit-exact; outside them the picture is flat grey.
     B-frames and look-ahead (format 3) make packets come later and out of frame order: the writer
-    holds each record until its packet comes (``VaultWriter._place``), ~10-15 frames. ``fits`` says when
+    holds each record until its packet comes (``VaultWriter._place``): ~10-15 frames in ``exact``, up to
+    a stretch (120 frames) in ``high``, whose packets wait until the stretch met the bar. ``fits`` says when
     a frame cannot go in the stream (another size; not held as I420 in exact mode): its faces are
     stored as PNG.
     """
