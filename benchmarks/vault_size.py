@@ -6,8 +6,9 @@ For each clip and quality: anonymize (default settings, blur, CRF 20) with ``--v
 ``--crf 0`` (so what is measured is the vault's loss, not the restore encoder's); compare the restored
 frames with the input's decoded frames inside every vault region (max and mean absolute error per
 BGR value, PSNR), and the vault's luma with the input's (``luma_fidelity``: PSNR and SSIM of Y, the
-"visually lossless" criterion ``vault.FaceVideo`` aims at). Also the run time with and without the vault
-(one run each: noisy on shared cores).
+"visually lossless" criterion ``vault.FaceVideo`` aims at), the worst stretch of the stream by the
+writer's own measures and how many stretches missed the bar and were encoded again (``high``). Also
+the run time with and without the vault (one run each: noisy on shared cores).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from benchmarks.clips import DATA, HAMILTON, resolution_clip
 from faceanon_video.cli import main
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.keys import load_key
-from faceanon_video.vault import VaultReader, ssim_sum
+from faceanon_video.vault import FaceVideo, VaultReader, ssim_sum
 
 CLIPS = {
     "hamilton": lambda work: HAMILTON,  # 640x360, 275 frames, ~5 faces a frame
@@ -83,6 +84,33 @@ def restore_error(source: Path, restored: Path, vault: Path, key: Path) -> dict:
     return {**{f"vault_{k}": v for k, v in _stats(in_vault).items()}, **{f"restore_{k}": v for k, v in _stats(in_restore).items()}}
 
 
+def _stretch_record(run) -> dict:
+    """Run ``run()``, and return the ``high`` writer's record of its stretches: the worst stored one and
+    the misses encoded again. The CLI keeps its writer to itself, so the stream encoders it makes are
+    collected here as they are made."""
+    made = []
+    init = FaceVideo.__init__
+
+    def collect(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    FaceVideo.__init__ = collect
+    try:
+        run()
+    finally:
+        FaceVideo.__init__ = init
+    stretches = [s for video in made for s in video.stretches]
+    if not stretches:
+        return {}
+    return {"worst_stretch_psnr_y_db": min(s[2] for s in stretches), "worst_stretch_ssim_y": min(s[3] for s in stretches),
+            "stretch_crfs": [s[1] for s in stretches], "encoded_again": [list(m) for video in made for m in video.missed]}  # fmt: skip
+
+
+def _check(code: int) -> None:
+    assert code == 0
+
+
 def measure(name: str, source: Path, work: Path, key: Path) -> list[dict]:
     rows = []
     plain = work / f"{name}_plain.mp4"
@@ -93,14 +121,14 @@ def measure(name: str, source: Path, work: Path, key: Path) -> list[dict]:
         video, vault, restored = work / f"{name}_{quality}.mp4", work / f"{name}_{quality}.favault", work / f"{name}_{quality}_restored.mkv"
         start = time.perf_counter()
         args = [str(source), "-o", str(video), "-q", "--overwrite", "--key-file", str(key), "--vault", str(vault), "--vault-quality", quality]
-        assert main(args) == 0
+        stretches = _stretch_record(lambda: _check(main(args)))
         run_s = time.perf_counter() - start
         assert main(["restore", str(video), "--vault", str(vault), "--key-file", str(key), "-o", str(restored), "--crf", "0", "-q", "--overwrite"]) == 0
         rows.append({
             "clip": name, "quality": quality, "video_bytes": video.stat().st_size, "vault_bytes": vault.stat().st_size,
             "vault_over_video": round(vault.stat().st_size / video.stat().st_size, 2),
             "run_s": round(run_s, 2), "run_without_vault_s": round(plain_s, 2), **restore_error(source, restored, vault, key),
-            **luma_fidelity(source, vault, key),
+            **luma_fidelity(source, vault, key), **stretches,
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     return rows

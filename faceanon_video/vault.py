@@ -34,7 +34,8 @@ picture at once (no B-frames); format 3 has B-frames and look-ahead, so the k-th
 holds its k-th packet in decode order, and the decoder gives the k-th picture (in frame order) a few
 packets later. ``--vault-quality high`` keeps the faces visually lossless at the largest CRF that
 allows, chosen per stretch of the stream (each stretch a fresh encoder, from a keyframe: the stream
-stays one stream to the decoder, so format 3 readers read it as before); ``exact`` encodes losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
+stays one stream to the decoder, so format 3 readers read it as before; a stretch that misses the bar
+is encoded again lower before any of it is written); ``exact`` encodes losslessly (QP 0: the regions come back bit for bit as the decoder gave them).
 
 A segment-parallel run (``faceanon_video.segments``) writes one vault part per segment and merges them
 (``VaultWriter.append_part``): the parts' records re-sealed under the merged header, in frame order,
@@ -84,30 +85,40 @@ FORMAT = 3
 READABLE_FORMATS = (1, 2, 3)
 #: ``--vault-quality``: see ``FaceVideo``.
 VAULT_QUALITIES = ("high", "exact")
-#: ``--vault-quality high`` is "visually lossless" by the criterion luma PSNR >= 45 dB and luma SSIM
-#: >= 0.99 inside the regions against the decoded input (luma: the detail the eye resolves; chroma is
-#: 4:2:0 in every output anyway). A fixed CRF fixes the quantizer, not the fidelity: CRF 21 met it
-#: with no margin on carphone (sensor noise on every face pixel: 45.2 dB / 0.992; 44.5 / 0.991 at 22)
-#: and kept a clean close-up portrait at 51 dB, 3.25x its video. So the CRF is chosen per stretch of
-#: the stream from the fidelity x264 measured on the stretch before (``FaceVideo._adapt``), aiming at
-#: ``TARGET_PSNR_DB``; the first stretch uses ``FIRST_CRF``, which met the criterion on every clip.
+#: ``--vault-quality high`` is "visually lossless" by the criterion luma PSNR >= BAR_PSNR_DB and luma
+#: SSIM >= BAR_SSIM inside the regions against the decoded input (luma: the detail the eye resolves;
+#: chroma is 4:2:0 in every output anyway), met by every stretch of the stream. A fixed CRF fixes the
+#: quantizer, not the fidelity: CRF 21 met it with no margin on carphone (sensor noise on every face
+#: pixel: 45.2 dB / 0.992; 44.5 / 0.991 at 22) and kept a clean close-up portrait at 51 dB, 3.25x its
+#: video. So the CRF is chosen per stretch of the stream from the fidelity x264 measured on the stretch
+#: before (``FaceVideo._adapt``), aiming at ``TARGET_PSNR_DB`` / ``TARGET_SSIM`` (margins over the bar
+#: for content that changes from one stretch to the next); a stretch that still misses the bar is
+#: encoded again at a lower CRF (``FaceVideo.flush``). The first stretch uses ``FIRST_CRF``.
+BAR_PSNR_DB = 45.0
+BAR_SSIM = 0.99
 TARGET_PSNR_DB = 46.5
+TARGET_SSIM = 0.992
 FIRST_CRF = 21
 CRF_RANGE = (12, 36)
-TARGET_SSIM = 0.992
 #: Lost per CRF step (the controller's gains): luma PSNR 0.5-0.7 dB (portrait, carphone), SSIM in
 #: decibels ~0.3 (portrait: 0.9926 at CRF 25, 0.9921 at 26, ~0.990 at 29).
 DB_PER_CRF = 0.6
 SSIM_DB_PER_CRF = 0.3
 #: The SSIM is measured on every SSIM_EVERY-th picture (it costs more than the encoding of a small face).
 SSIM_EVERY = 4
-#: At most this many CRF steps down / up from one stretch to the next: a stretch's content may not be
-#: the next's, so the CRF rises slowly (on the Hamilton clip, +2 after a 48.5 dB stretch met harder
-#: faces: 43.9 dB for 120 pictures) and falls fast.
-MAX_CRF_STEP = (4, 1)
+#: At most this many CRF steps down / up from one stretch to the next. A stretch's content may not be
+#: the next's (on the Hamilton clip, CRF 28 after a 49 dB stretch at 25 met harder faces: 43.9 dB for
+#: 120 pictures), but such a miss is encoded again (``FaceVideo.flush``), so a fast climb costs time
+#: (one more encoding of that stretch), never fidelity; the old limit of one step up cost bytes on
+#: every clip that starts with room to spare (the portrait: 2.5x its video, now 1.9x). Three, not
+#: four: on the portrait four made the second stretch miss (CRF 29: SSIM 0.989) for no smaller vault.
+MAX_CRF_STEP = (4, 3)
 #: Stretch lengths in pictures: short at first, to settle fast, then long (each starts a new encoder,
 #: hence a keyframe; x264's own keyframe interval is 250).
 STRETCH_PICTURES = (15, 30, 60, 120)
+#: A stretch's pictures are held (their regions only) until it met the bar, in case it must be encoded
+#: again; past this many bytes the stretch ends early (~120 pictures of full 1080p frames).
+MAX_STRETCH_BYTES = 384 * 1024 * 1024
 #: x264 preset, with its B-frames and look-ahead: at equal luma PSNR on portrait_d3.mp4, ``faster`` is
 #: ~45 % smaller than ``veryfast`` without B-frames or look-ahead (format 2's ``zerolatency``) and ~20 %
 #: smaller than ``veryfast`` with them, for ~1.5-2x its encoding time (on the vault's own thread).
@@ -193,7 +204,8 @@ class FaceVideo:
     are taken from the frame's I420 planes as decoded (widened to even coordinates, so the chroma
     samples are whole), so ``exact`` (QP 0) is bit-exact; outside them the picture is flat grey.
     B-frames and look-ahead (format 3) make packets come later and out of frame order: the writer
-    holds each record until its packet comes (``VaultWriter._place``), ~10-15 frames. ``fits`` says when
+    holds each record until its packet comes (``VaultWriter._place``): ~10-15 frames in ``exact``, up to
+    a stretch (120 frames) in ``high``, whose packets wait until the stretch met the bar. ``fits`` says when
     a frame cannot go in the stream (another size; not held as I420 in exact mode): its faces are
     stored as PNG.
     """
@@ -208,8 +220,15 @@ class FaceVideo:
         self._count = 0
         self._crf = FIRST_CRF
         self._meter: _StretchMeter | None = None  # ``high``: the fidelity of the stretch being encoded
-        #: (pictures, CRF, luma PSNR in dB, luma SSIM) of every finished stretch, for the log and the tests.
+        #: ``high``: the stretch being encoded, held until it meets the bar (a miss is encoded again):
+        #: per picture (pts, frame index, regions, their pixels), and the packets the encoder gave so far.
+        self._stretch: list[tuple[int, int, list, list]] = []
+        self._stretch_bytes = 0
+        self._stretch_packets: list[bytes] = []
+        #: (pictures, CRF, luma PSNR in dB, luma SSIM) of every stretch stored in the stream, for the log
+        #: and the tests; ``missed``: the same of every attempt that fell below the bar and was encoded again.
         self.stretches: list[tuple[int, int, float, float]] = []
+        self.missed: list[tuple[int, int, float, float]] = []
 
     def fits(self, frame: Frame) -> bool:
         if self.quality == "exact" and not frame.is_i420:
@@ -221,32 +240,37 @@ class FaceVideo:
         """The I420 picture of ``frame`` with everything but ``regions_xyxy`` flat grey (``fits``
         must hold). Cut out on the caller's thread: the anonymizer paints the frame right after."""
         source = frame.read_i420() if frame.is_i420 else bgr_to_i420(_pad_even(frame.read_bgr()))
-        picture = np.full_like(source, FILL_LEVEL)
-        (y_in, u_in, v_in), (y_out, u_out, v_out) = i420_planes(source), i420_planes(picture)
-        for x0, y0, x1, y1 in regions_xyxy:
-            cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2)  # whole chroma samples
-            y_out[2 * cy0 : 2 * cy1, 2 * cx0 : 2 * cx1] = y_in[2 * cy0 : 2 * cy1, 2 * cx0 : 2 * cx1]
-            u_out[cy0:cy1, cx0:cx1] = u_in[cy0:cy1, cx0:cx1]
-            v_out[cy0:cy1, cx0:cx1] = v_in[cy0:cy1, cx0:cx1]
-        return picture
+        return _paste(source.shape, _cut(source, regions_xyxy))
 
     def encode(self, picture: np.ndarray, frame_index: int, regions_xyxy: list[tuple[int, int, int, int]]) -> list[bytes]:
         """The packets the encoder gives for ``picture`` (pictures must come in frame order; its
-        ``regions_xyxy`` as given to ``picture``): none while it looks ahead, later several, in decode
-        order; ``flush`` gives the rest. In ``high`` quality a full stretch is flushed first and the
-        encoder restarted at the CRF its fidelity calls for: the decoder takes the new keyframe (and
-        its new parameter sets) in stride, so the reader sees one stream."""
+        ``regions_xyxy`` as given to ``picture``), in decode order; ``flush`` gives the rest. ``exact``:
+        none while x264 looks ahead, later several. ``high``: none until the stretch is full, then the
+        whole stretch's, once it met the bar (``flush``); the encoder restarts at the CRF its fidelity
+        calls for: the decoder takes the new keyframe (and its new parameter sets) in stride, so the
+        reader sees one stream."""
         packets = []
-        if self._meter is not None and self._meter.pictures >= STRETCH_PICTURES[min(len(self.stretches), len(STRETCH_PICTURES) - 1)]:
+        full = len(self._stretch) >= STRETCH_PICTURES[min(len(self.stretches), len(STRETCH_PICTURES) - 1)]
+        if self._meter is not None and (full or self._stretch_bytes >= MAX_STRETCH_BYTES):
             packets = self.flush()
         if self._codec is None:
             self._codec = self._open(picture.shape[1], picture.shape[0] * 2 // 3)
-        av_frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
-        av_frame.pts = self._count
+        if self._meter is None:
+            packets += self._feed(picture, self._count, frame_index, regions_xyxy)
+        else:
+            held = _cut(picture, regions_xyxy)  # the regions only: a close-up's are most of the picture, a crowd's little
+            self._stretch.append((self._count, frame_index, regions_xyxy, held))
+            self._stretch_bytes += sum(plane.nbytes for _, y, u, v in held for plane in (y, u, v))
+            self._stretch_packets += self._feed(picture, self._count, frame_index, regions_xyxy)
         self._count += 1
+        return packets
+
+    def _feed(self, picture: np.ndarray, pts: int, frame_index: int, regions_xyxy: list) -> list[bytes]:
+        av_frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+        av_frame.pts = pts
         if self._meter is not None:
             self._meter.add(picture, regions_xyxy)
-        return packets + self._packets(av_frame, frame_index)
+        return self._packets(av_frame, frame_index)
 
     def _open(self, width: int, height: int) -> av.CodecContext:
         codec = av.CodecContext.create("libx264", "w")
@@ -264,22 +288,80 @@ class FaceVideo:
         return codec
 
     def flush(self) -> list[bytes]:
-        """The packets held back; ends the stretch (the next picture opens a new encoder)."""
+        """The packets held back; ends the stretch (the next picture opens a new encoder). ``high``: a
+        stretch below the bar is encoded again, from its held pictures, at a lower CRF
+        (``_redo_crf``), until it meets it; the packets of a miss are dropped, so only stretches that
+        met the bar reach the vault."""
         if self._codec is None:
             return []
-        packets = self._packets(None, -1)
-        self._codec = None
-        if self._meter is not None:
-            self._adapt(*self._meter.finish())
-            self._meter = None
+        packets = self._stretch_packets + self._packets(None, -1)
+        self._codec, self._stretch_packets = None, []
+        if self._meter is None:
+            return packets
+        measured = self._meter.finish()
+        missed = False
+        while not _meets_bar(*measured[1:]) and self._crf > CRF_RANGE[0]:
+            self.missed.append((measured[0], self._crf, round(measured[1], 2), round(measured[2], 4)))
+            self._crf = self._redo_crf(*measured[1:])
+            log.debug("vault stretch of %d pictures at CRF %d: luma PSNR %.2f dB, SSIM %.4f, below the bar; again at CRF %d", *self.missed[-1], self._crf)
+            packets, measured, missed = self._encode_again(), self._meter.finish(), True
+        if not self.stretches and not missed:
+            packets, measured = self._probe_bolder(packets, measured)
+        self._adapt(*measured, missed=missed)
+        self._meter, self._stretch, self._stretch_bytes = None, [], 0
         return packets
 
-    def _adapt(self, pictures: int, psnr_db: float, ssim: float) -> None:
+    def _encode_again(self) -> list[bytes]:
+        """The held stretch through a fresh encoder at ``self._crf`` (``self._meter`` measures it)."""
+        width, height = self._size
+        self._codec = self._open(width, height)
+        packets = []
+        for pts, frame_index, regions_xyxy, held in self._stretch:
+            packets += self._feed(_paste((height * 3 // 2, width), held), pts, frame_index, regions_xyxy)
+        packets += self._packets(None, -1)
+        self._codec = None
+        return packets
+
+    def _probe_bolder(self, packets: list[bytes], measured: tuple[int, float, float]) -> tuple[list[bytes], tuple[int, float, float]]:
+        """The first stretch (short) again at the CRF its measures predict for the target, when that
+        is higher: FIRST_CRF must be safe for noisy faces, and a clean close-up would otherwise spend
+        its first stretch, with the stream's most expensive keyframe, at a CRF far below what it needs.
+        The bolder encoding is kept only if it meets the bar too."""
+        up = min(MAX_CRF_STEP[1], round(self._steps(*measured[1:], TARGET_PSNR_DB, TARGET_SSIM)))
+        if up < 1:
+            return packets, measured
+        kept = packets, measured, self._crf
+        self._crf += up
+        bolder, bolder_measured = self._encode_again(), self._meter.finish()
+        if _meets_bar(*bolder_measured[1:]):
+            return bolder, bolder_measured
+        self.missed.append((bolder_measured[0], self._crf, round(bolder_measured[1], 2), round(bolder_measured[2], 4)))
+        packets, measured, self._crf = kept
+        return packets, measured
+
+    def _steps(self, psnr_db: float, ssim: float, aim_psnr_db: float, aim_ssim: float) -> float:
+        """CRF steps from the current CRF to where the stretch just measured would meet both aims
+        (negative: down). SSIM as decibels (-10 log10(1 - SSIM)) moves with the CRF about as PSNR does."""
+        return min((psnr_db - aim_psnr_db) / DB_PER_CRF, (_ssim_db(ssim) - _ssim_db(aim_ssim)) / SSIM_DB_PER_CRF)
+
+    def _redo_crf(self, psnr_db: float, ssim: float) -> int:
+        """The CRF for a stretch that missed the bar at ``self._crf``: where the same pictures are
+        predicted to land halfway between the bar and the target (they are the same pictures, so the
+        prediction is close), at least one step down, and never above the last CRF a stretch met the
+        bar at."""
+        steps = self._steps(psnr_db, ssim, (BAR_PSNR_DB + TARGET_PSNR_DB) / 2, (BAR_SSIM + TARGET_SSIM) / 2)
+        crf = self._crf + min(-1, int(np.floor(steps)))
+        if self.stretches:
+            crf = min(crf, self.stretches[-1][1])
+        return max(crf, CRF_RANGE[0])
+
+    def _adapt(self, pictures: int, psnr_db: float, ssim: float, missed: bool = False) -> None:
         """Choose the next stretch's CRF from this one's fidelity: the fewest steps either measure
-        allows. SSIM as decibels (-10 log10(1 - SSIM)) moves with the CRF about as PSNR does."""
+        allows, at most MAX_CRF_STEP; none up right after a miss (the content is harder than the
+        measures of the stretches before said)."""
         self.stretches.append((pictures, self._crf, round(psnr_db, 2), round(ssim, 4)))
-        steps = min((psnr_db - TARGET_PSNR_DB) / DB_PER_CRF, (_ssim_db(ssim) - _ssim_db(TARGET_SSIM)) / SSIM_DB_PER_CRF)
-        self._crf = int(np.clip(self._crf + np.clip(round(steps), -MAX_CRF_STEP[0], MAX_CRF_STEP[1]), *CRF_RANGE))
+        steps = self._steps(psnr_db, ssim, TARGET_PSNR_DB, TARGET_SSIM)
+        self._crf = int(np.clip(self._crf + np.clip(round(steps), -MAX_CRF_STEP[0], 0 if missed else MAX_CRF_STEP[1]), *CRF_RANGE))
         log.debug("vault stretch of %d pictures at CRF %d: luma PSNR %.2f dB, SSIM %.4f in the faces; next CRF %d", *self.stretches[-1], self._crf)
 
     def _packets(self, av_frame: av.VideoFrame | None, frame_index: int) -> list[bytes]:
@@ -290,6 +372,32 @@ class FaceVideo:
         except av.error.FFmpegError as exc:
             raise VaultWriteError(f"frame {frame_index}: encoding the faces failed: {exc}") from exc
         return [bytes(packet) for packet in packets]
+
+
+def _meets_bar(psnr_db: float, ssim: float) -> bool:
+    return psnr_db >= BAR_PSNR_DB and ssim >= BAR_SSIM
+
+
+def _cut(picture: np.ndarray, regions_xyxy: list[tuple[int, int, int, int]]) -> list:
+    """Copies of the I420 ``picture``'s ``regions_xyxy`` (widened to whole chroma samples), for ``_paste``."""
+    y_in, u_in, v_in = i420_planes(picture)
+    pieces = []
+    for x0, y0, x1, y1 in regions_xyxy:
+        cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2)  # whole chroma samples
+        box = (cx0, cy0, cx1, cy1)
+        pieces.append((box, y_in[2 * cy0 : 2 * cy1, 2 * cx0 : 2 * cx1].copy(), u_in[cy0:cy1, cx0:cx1].copy(), v_in[cy0:cy1, cx0:cx1].copy()))
+    return pieces
+
+
+def _paste(shape: tuple[int, ...], pieces: list) -> np.ndarray:
+    """An I420 picture of ``shape``, flat grey but for the ``_cut`` pieces."""
+    picture = np.full(shape, FILL_LEVEL, np.uint8)
+    y_out, u_out, v_out = i420_planes(picture)
+    for (cx0, cy0, cx1, cy1), y, u, v in pieces:
+        y_out[2 * cy0 : 2 * cy1, 2 * cx0 : 2 * cx1] = y
+        u_out[cy0:cy1, cx0:cx1] = u
+        v_out[cy0:cy1, cx0:cx1] = v
+    return picture
 
 
 def _ssim_db(ssim: float) -> float:

@@ -3,6 +3,9 @@ faces, how small it is next to the video, and that format 1 (PNG) vaults still r
 
 from __future__ import annotations
 
+import json
+import re
+import struct
 import subprocess
 
 import cv2
@@ -14,7 +17,8 @@ from faceanon_video.cli import main
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.keys import load_key
 from faceanon_video.types import Detections, Frame
-from faceanon_video.vault import FIRST_CRF, VaultReader, VaultWriter, ssim_sum
+from faceanon_video import vault as vault_module
+from faceanon_video.vault import BAR_PSNR_DB, BAR_SSIM, FIRST_CRF, VaultReader, VaultWriter, ssim_sum
 from tests.conftest import CARPHONE, DATA, decode_all
 
 V1 = DATA / "vault_v1"  # a format 1 vault and its video (see tests/data/ATTRIBUTION.md)
@@ -188,22 +192,85 @@ def test_the_adaptive_crf_keeps_the_bar_and_spends_no_more_than_it_needs(tmp_pat
     pictures = synthetic_face_clip(noise_sigma)
     box = (32, 32, 160, 160)
     faces = Detections(xyxy=np.array([box], float), score=np.array([0.9]), track_id=np.array([1]))
-    writer = VaultWriter(tmp_path / "v.favault", b"k" * 32, mask_scale=1.0, quality="high")
+    video = write_high_vault(tmp_path / "v.favault", pictures, faces)
+    crfs = [crf for _, crf, _, _ in video.stretches]
+    psnr_db, ssim = stored_fidelity(tmp_path / "v.favault", pictures, range(len(pictures)))
+    assert len(crfs) >= 3 and psnr_db >= 45 and ssim >= 0.99, (crfs, psnr_db, ssim)
+    # Every stretch stored met the bar by the writer's own measures (x264's SSE, SSIM of every 4th picture).
+    assert all(p >= BAR_PSNR_DB and s >= BAR_SSIM for _, _, p, s in video.stretches), video.stretches
+    if noise_sigma == 0:  # clean content: the CRF climbs above the first one (the first stretch is tried bolder)
+        assert min(crfs) > FIRST_CRF and not video.missed, (crfs, video.missed)
+    else:  # noisy: CRF 21 misses the bar (42.5 dB): the first stretch is encoded again, lower
+        assert video.missed and video.missed[0][1] == FIRST_CRF and crfs[0] < FIRST_CRF, (crfs, video.missed)
+
+
+def write_high_vault(path, pictures, faces):
+    """Write ``pictures`` (I420) with the same ``faces`` in each to a ``high`` vault; its stream encoder."""
+    writer = VaultWriter(path, b"k" * 32, mask_scale=1.0, quality="high")
     for index, picture in enumerate(pictures):
         writer.write(Frame(i420=picture, index=index), faces)
     writer.close()
-    crfs = [crf for _, crf, _, _ in writer._video.stretches]
+    return writer._video
+
+
+def stored_fidelity(path, pictures, frames) -> tuple[float, float]:
+    """Luma PSNR and SSIM of the (one) face the vault holds for ``frames``, against ``pictures``."""
     squared, ssim, count = 0.0, 0.0, 0
-    with VaultReader(tmp_path / "v.favault", b"k" * 32) as reader:
+    with VaultReader(path, b"k" * 32) as reader:
         assert reader.public["format"] == 3 and reader.frame_indices == list(range(len(pictures)))
-        for record in reader:
-            (face,) = record.faces
+        for index in frames:
+            (face,) = reader.record(index).faces
             x0, y0, x1, y1 = face.xyxy
-            stored, truth = face.planes[0], pictures[record.frame_index][y0:y1, x0:x1]
+            stored, truth = face.planes[0], pictures[index][y0:y1, x0:x1]
             squared += float(((stored.astype(np.float64) - truth) ** 2).sum())
             ssim += ssim_sum(stored, truth)
             count += truth.size
-    psnr_db = 10 * np.log10(255**2 * count / squared)
-    assert len(crfs) >= 3 and psnr_db >= 45 and ssim / count >= 0.99, (crfs, psnr_db, ssim / count)
-    if noise_sigma == 0:  # the CRF rises one step a stretch while the measures leave room
-        assert crfs == sorted(crfs) and crfs[-1] > FIRST_CRF, crfs
+    return 10 * np.log10(255**2 * count / squared), ssim / count
+
+
+def stream_crfs(path) -> list[float]:
+    """The CRF of every encoder that wrote packets into the vault's stream, in stream order: x264 puts
+    its settings (``crf=24.0``) in an SEI message of its first keyframe."""
+    stream = b""
+    with VaultReader(path, b"k" * 32) as reader:
+        for _, plain in reader.plaintexts():
+            (head_len,) = struct.unpack(">I", plain[:4])
+            head = json.loads(plain[4 : 4 + head_len])
+            stream += plain[4 + head_len : 4 + head_len + head["picture_bytes"]]
+    return [float(crf) for crf in re.findall(rb" crf=([0-9.]+) ", stream)]
+
+
+def test_a_stretch_below_the_bar_is_encoded_again_and_only_the_redo_is_stored(tmp_path, monkeypatch):
+    # Force misses: every stretch encoded at CRF >= 24 is measured below the bar (as if the faces had
+    # turned hard). Clean content climbs there after the first stretch, so each such attempt must be
+    # encoded again at a lower CRF, its packets dropped: the stream holds each picture once, from
+    # encoders at CRFs below 24 only, and what it gives back is within the bar for every stretch.
+    cap = 24
+    opened = vault_module.FaceVideo._open
+
+    def open_tagged(self, width, height):
+        codec = opened(self, width, height)
+        self._meter.crf = self._crf
+        return codec
+
+    finish = vault_module._StretchMeter.finish
+
+    def capped_finish(self):
+        pictures, psnr_db, ssim = finish(self)
+        return (pictures, 40.0, 0.98) if self.crf >= cap else (pictures, psnr_db, ssim)
+
+    monkeypatch.setattr(vault_module.FaceVideo, "_open", open_tagged)
+    monkeypatch.setattr(vault_module._StretchMeter, "finish", capped_finish)
+    pictures = synthetic_face_clip(0.0, frames=90)
+    faces = Detections(xyxy=np.array([(32, 32, 160, 160)], float), score=np.array([0.9]), track_id=np.array([1]))
+    video = write_high_vault(tmp_path / "v.favault", pictures, faces)
+    crfs = [crf for _, crf, _, _ in video.stretches]
+    assert video.missed and all(crf >= cap for _, crf, _, _ in video.missed), video.missed
+    assert max(crfs) < cap and sum(n for n, _, _, _ in video.stretches) == len(pictures), video.stretches
+    # In the file: one encoder per stored stretch, at its CRF, in order; none of the misses' packets.
+    assert stream_crfs(tmp_path / "v.favault") == [float(crf) for crf in crfs]
+    first = 0
+    for count, _, _, _ in video.stretches:  # each stretch restores within the bar
+        psnr_db, ssim = stored_fidelity(tmp_path / "v.favault", pictures, range(first, first + count))
+        assert psnr_db >= BAR_PSNR_DB and ssim >= BAR_SSIM, (first, count, psnr_db, ssim)
+        first += count
