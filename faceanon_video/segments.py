@@ -50,6 +50,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import threading
@@ -103,6 +104,12 @@ SEGMENT_SUFFIX = ".nut"
 STITCH_WINDOW_FRAMES = 12
 #: ...with boxes overlapping at least this much on average (boxes of different faces rarely do).
 STITCH_MIN_IOU = 0.3
+#: A leftover work folder of the same output (an earlier run with other settings, which only --resume
+#: with those settings would reuse) is removed by a run without --resume unless a run may still be
+#: using it: its driver holds the folder's lock, or something in it changed in the last this many
+#: seconds (a driver whose lock this host cannot see: another machine over NFS, where flock may not reach).
+STALE_WORK_S = 600.0
+WORK_LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -806,6 +813,61 @@ def _input_fingerprint(source: Path) -> str:
 _NOT_IN_WORK_KEY = ("progress", "overwrite", "resume", "on_segment_failure", "jobs", "workers", "report", "save_tracks", "extra")
 
 
+def _work_pattern(destination: Path) -> re.Pattern:
+    """The names ``work_dir_for`` gives the work folders of ``destination`` (only ours are ever removed)."""
+    return re.compile(re.escape(f".{destination.stem}.segments-") + "[0-9a-f]{16}")
+
+
+def _lock_work(work: Path):
+    """Hold ``work``'s lock for this run (the open file; closing it releases the lock), or raise
+    ``OutputError`` when another run holds it. None where ``fcntl`` is missing (not POSIX)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(work / WORK_LOCK, "a")  # noqa: SIM115 - held until the run ends (closed in process_segmented)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutputError(f"{work}: another run is using this work folder (the same output and settings); wait for it or choose another -o") from None
+    return handle
+
+
+def _changed_recently(work: Path) -> bool:
+    try:
+        newest = max(e.stat().st_mtime for e in [work, *work.iterdir()])
+    except OSError:
+        return True  # vanishing or unreadable while we look: someone is at work there
+    return time.time() - newest < STALE_WORK_S
+
+
+def remove_stale_work(destination: Path, keep: Path) -> None:
+    """Remove the work folders of ``destination`` left by earlier runs (other settings: not ``keep``)
+    that no run may be using (see ``STALE_WORK_S``): a run without --resume would never reuse them.
+    Only folders named as ``work_dir_for`` names them; each is removed while holding its lock."""
+    pattern = _work_pattern(destination)
+    try:
+        found = [p for p in destination.parent.iterdir() if p != keep and p.is_dir() and pattern.fullmatch(p.name)]
+    except OSError:
+        return
+    for folder in found:
+        lock = None
+        try:
+            busy = _changed_recently(folder)
+            if not busy:
+                lock = _lock_work(folder)
+        except (OutputError, OSError):
+            busy = True
+        if busy:
+            log.info("%s: left in place: another run may be using it", folder)
+            continue
+        log.info("%s: removed: an earlier run's segments (other settings; not reused without --resume)", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if lock is not None:
+            lock.close()
+
+
 def work_dir_for(source: Path, destination: Path, config: RunConfig, plan: SegmentPlan) -> Path:
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_WORK_KEY}
     key = hashlib.sha256(json.dumps([_input_fingerprint(source), settings, [asdict(s) for s in plan.segments]], sort_keys=True, default=str).encode()).hexdigest()
@@ -974,9 +1036,15 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
     serial = {"plan": time.perf_counter() - started}  # the parts that do not run in parallel
     work = work_dir_for(source, destination, config, plan)
     try:
+        if not config.resume:
+            remove_stale_work(destination, keep=work)
         if work.exists() and not config.resume:
+            held = _lock_work(work)  # refused while another run of the same settings is using it
             shutil.rmtree(work)  # an earlier run's segments are only reused with --resume
+            if held is not None:
+                held.close()
         work.mkdir(exist_ok=True)
+        lock = _lock_work(work)
     except OSError as exc:
         raise OutputError(describe_os_error(exc, work)) from exc
     codec = config.codec or CODEC_BY_EXTENSION.get(destination.suffix.lower(), DEFAULT_CODEC)
@@ -1068,6 +1136,8 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             tracks.close(success=success)
         if vault is not None:
             vault.close(success=success)
+        if lock is not None:
+            lock.close()
     shutil.rmtree(work, ignore_errors=True)
     if not ordered:  # --save-plan
         faces = sum(len(t) for t in video_plan.tracks.values())

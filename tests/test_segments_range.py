@@ -86,9 +86,9 @@ def test_start_end_in_segments_gives_the_single_runs_output(clip, tmp_path, shor
     span = _span_clip(gt)
     leaks = {jobs: score_leaks(span, out[jobs]["probe"]["frames"]) for jobs in (1, 2)}
     assert len(leaks[2].scored) == len(leaks[1].scored) > 300
-    # The single run's leaked face-frames, no more: a profile face already in view at --start is found
-    # on the span's 5th frame and carried back only 2 (a single run's tracker starts cold at --start too;
-    # the whole clip's run covers it: tests/test_segments.py).
+    # The single run's leaked face-frames, no more: a profile face already in view at --start is not
+    # covered on the span's first frames (a single run's tracker starts cold at --start too; the whole
+    # clip's run, which followed it from before, covers it: tests/test_segments.py).
     assert [(r["frame"], r["id"]) for r in leaks[2].leaked] == [(r["frame"], r["id"]) for r in leaks[1].leaked]
     assert {r["frame"] for r in leaks[2].leaked} <= {0, 1, 2, 3}
     # Tracks: frame numbers from the span's first frame, the single run's id switches and spans.
