@@ -1,13 +1,15 @@
 """Segment-parallel runs (``--jobs``): fps and CPU per frame against a plain PyAV loop, 720p and 1080p.
 
-    python benchmarks/segments.py [--seconds 20] [--repeats 3] [--kind blur] [--json-out FILE]
+    python benchmarks/segments.py [--seconds 20] [--repeats 3] [--kind blur] [--deface PATH] [--json-out FILE]
 
 Input: tests/data/short_hamilton_clip.mp4 (several real faces) scaled to each height, looped to
 ``--seconds`` and re-encoded with a keyframe every 2 s (so it can be cut) and its audio. Each
 repetition runs, back to back on the same file: the plain PyAV decode -> encode loop
 (``eval.bench.plain_pyav_fps``: the I/O ceiling), ``--jobs 1`` (the stage-threaded single process) and
 ``--jobs 2`` (two segment workers) and, with ``--sequential``, one segment on one worker process (the
-frame loop without threads, overlap or tail), all blur with defaults. Ratios are taken within one repetition
+frame loop without threads, overlap or tail), all blur with defaults, and, with ``--deface PATH``,
+deface 1.5.0 on the same clip (its defaults; a CLI timed from process start, as
+``compare_deface.py`` runs it: its ~1 s of start-up is counted, ours in-process is not). Ratios are taken within one repetition
 (the machine may be shared); min/median/max over repetitions. CPU seconds are this process's plus
 its finished children's (``resource.getrusage``), so the workers are counted.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import statistics
 import sys
@@ -31,6 +34,10 @@ from pathlib import Path
 
 import av
 import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_deface import deface_command, deface_version, timed  # noqa: E402
 
 from faceanon_video.config import RunConfig
 from faceanon_video.eval.bench import machine_description, plain_pyav_fps
@@ -80,14 +87,14 @@ def _config(kind: str, work: Path, out: Path, **settings) -> RunConfig:
     return RunConfig(**settings)
 
 
-def measure(clip: Path, work: Path, repeats: int, sequential: bool = False, kind: str = "blur") -> dict:
+def measure(clip: Path, work: Path, repeats: int, sequential: bool = False, kind: str = "blur", deface: str | None = None) -> dict:
     rows = []
     if kind == "render":
         process_file(clip, work / "clip.plan.json", RunConfig(jobs=1, save_plan=str(work / "clip.plan.json"), progress=False, overwrite=True))
     with av.open(str(clip)) as c:
         frames = c.streams.video[0].frames
     for r in range(repeats):
-        row = {}
+        row = {"load_avg_1min_start": os.getloadavg()[0]}
         cpu, start = _cpu_s(), time.perf_counter()
         row["plain_fps"] = plain_pyav_fps(clip, RunConfig(), frames)
         row["plain_cpu_ms"] = (_cpu_s() - cpu) / frames * 1000
@@ -109,6 +116,14 @@ def measure(clip: Path, work: Path, repeats: int, sequential: bool = False, kind
             summary = process_segmented(clip, work / "seq.mp4", RunConfig(progress=False, overwrite=True), jobs=1)
             row["seq1_fps"] = summary.frames / (time.perf_counter() - start)
             row["seq1_cpu_ms"] = (_cpu_s() - cpu) / summary.frames * 1000
+        if deface:
+            cpu = _cpu_s()  # deface's process is a finished child: counted in RUSAGE_CHILDREN
+            row["deface_fps"] = frames / timed(deface_command(deface, clip, work / "deface.mp4"))
+            row["deface_cpu_ms"] = (_cpu_s() - cpu) / frames * 1000
+            row["deface_ratio"] = row["deface_fps"] / row["plain_fps"]
+            row["jobs1_x_deface"] = row["jobs1_fps"] / row["deface_fps"]
+            row["jobs2_x_deface"] = row["jobs2_fps"] / row["deface_fps"]
+        row["load_avg_1min"] = os.getloadavg()[0]
         log.info("%s repeat %d: %s", clip.name, r + 1, {k: round(v, 3) for k, v in row.items()})
         rows.append(row)
     return {"frames": frames, "runs": rows, "summary": {k: [round(f(row[k] for row in rows), 3) for f in (min, statistics.median, max)] for k in rows[0]}}
@@ -121,16 +136,19 @@ def main() -> None:
     parser.add_argument("--heights", default="720p,1080p")
     parser.add_argument("--sequential", action="store_true", help="also time one segment on one worker process (no threads)")
     parser.add_argument("--kind", default="blur", choices=("blur", "people", "save-plan", "render"))
+    parser.add_argument("--deface", help="also time deface (its executable, in its own venv: see compare_deface.py)")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     keep_freed_memory()  # as the CLI does
     results = {"machine": machine_description(), "seconds": args.seconds, "kind": args.kind, "note": "shared 2-core machine: noisy; compare ratios within a repetition"}
+    if args.deface:
+        results["deface_version"] = deface_version(args.deface)
     with tempfile.TemporaryDirectory(prefix="faceanon-segments-") as tmp:
         work = Path(tmp)
         for label in args.heights.split(","):
             clip = looped_clip(work / f"clip_{label}.mp4", HEIGHTS[label], args.seconds)
-            results[label] = measure(clip, work, args.repeats, args.sequential, args.kind)
+            results[label] = measure(clip, work, args.repeats, args.sequential, args.kind, args.deface)
             print(label, json.dumps(results[label]["summary"]), flush=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))

@@ -23,7 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from faceanon_video import __version__
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OBSCURED, EXIT_OK, ConfigError, FaceanonError
-from faceanon_video.inputs import expand_inputs, is_image, output_path_for
+from faceanon_video.inputs import expand_inputs, is_image, is_stream_input, output_path_for
 from faceanon_video.io.outputs import refuse_existing, write_atomic
 from faceanon_video.memory import keep_freed_memory
 from faceanon_video.options import add_run_options, config_from_args
@@ -72,7 +72,11 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.inputs and config.camera is None:
         parser.error("give at least one INPUT (a video, an image or a folder)")
     quiet = getattr(args, "progress", True) is False  # -q on this command line
-    live = config.camera is not None or any("://" in name for name in args.inputs)
+    live = config.camera is not None or any(is_stream_input(name) for name in args.inputs)
+    if live and config.jobs is not None and config.jobs > 1:
+        # Refused, not ignored: a live stream has no end to cut into segments, and a user who asked for
+        # N processes would otherwise believe they run (a --config file meant for files may set it too).
+        raise ConfigError("--jobs works on files (a live stream is processed as it arrives, in one process); leave it out")
     if config.report and live:
         raise ConfigError("--report works on files; live runs have --stats")
     if (config.save_plan or config.plan) and live:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from faceanon_video.errors import InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "check_output_kind", "expand_inputs", "is_image", "output_path_for"]
+__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "check_output_kind", "expand_inputs", "file_url_path", "is_image", "is_stream_input", "output_path_for"]
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -16,11 +18,30 @@ def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def file_url_path(name: str) -> Path | None:
+    """The local path of a ``file:`` URL (``file:///data/x.mp4``, ``%20`` decoded), None for any other
+    INPUT. A ``file:`` URL names a file on this machine: it is read as that file (segments, audio,
+    truncation checks...), not as a live stream; one on another host is refused."""
+    if not name.lower().startswith("file:"):
+        return None
+    url = urlparse(name)
+    if url.netloc not in ("", "localhost"):
+        raise InputError(f"{name}: a file: URL must name a file on this machine (file:///path)")
+    return Path(url2pathname(url.path))
+
+
+def is_stream_input(name: str) -> bool:
+    """Whether an INPUT is a live stream URL (rtsp://, udp://, http(s)://...): anything with ``://``
+    but a ``file:`` URL, which is a file."""
+    return "://" in name and file_url_path(name) is None
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, and the videos/images directly inside any directory given."""
+    """Files as given (``file:`` URLs as their paths), and the videos/images directly inside any directory given."""
     paths: list[Path] = []
     for name in inputs:
-        path = Path(name)
+        path = file_url_path(name) or Path(name)
+        name = str(path)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
             if not found:

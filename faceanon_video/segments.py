@@ -32,9 +32,12 @@ to one vault at the destination (``vault.VaultWriter.append_part``: records re-s
 header, track ids renumbered to the stitched ones) and binds it to the joined video, as a single run
 binds its vault. A blacked-out segment has no part: its frames are listed as missing in the trailer.
 
-Not segmented (one process, with one INFO line): ``--spare``/``--only``,
-``--start``/``--end`` (and a plan of such a span), and files shorter than ``AUTO_MIN_S`` or machines
-with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
+``--start``/``--end`` (and ``--plan`` of a plan made with them): only the span is cut, its frames
+numbered from its first as in a single run; the first segment is not warmed up before it and no tail
+runs past it (a single run's reader sees neither), and the audio joined is the span's.
+
+Not segmented (one process, with one INFO line): ``--spare``/``--only``, and files shorter than
+``AUTO_MIN_S`` or machines with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
 See README: Segment-parallel runs.
 """
 
@@ -47,6 +50,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import threading
@@ -100,6 +104,12 @@ SEGMENT_SUFFIX = ".nut"
 STITCH_WINDOW_FRAMES = 12
 #: ...with boxes overlapping at least this much on average (boxes of different faces rarely do).
 STITCH_MIN_IOU = 0.3
+#: A leftover work folder of the same output (an earlier run with other settings, which only --resume
+#: with those settings would reuse) is removed by a run without --resume unless a run may still be
+#: using it: its driver holds the folder's lock, or something in it changed in the last this many
+#: seconds (a driver whose lock this host cannot see: another machine over NFS, where flock may not reach).
+STALE_WORK_S = 600.0
+WORK_LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,9 @@ class Segment:
     end_pts: int | None  # the next segment's first frame (None: to the end)
     start_index: int
     end_index: int  # exclusive
+    # The first frame after the requested span (--end): nothing from here on is processed, not even
+    # as a segment's tail, since a single run's reader stops before it (None: the end of the file).
+    stop_pts: int | None = None
 
     def owns(self, pts: int) -> bool:
         return (self.start_pts is None or pts >= self.start_pts) and (self.end_pts is None or pts < self.end_pts)
@@ -150,18 +163,26 @@ def _video_pts(reader: VideoReader) -> tuple[list[int], list[int]]:
     return frames, sorted(set(keyframes))
 
 
-def plan_segments(source: str | Path, parts: int, overlap_s: float | None = None, max_segment_s: float | None = None) -> SegmentPlan:
-    """Cut ``source`` at keyframes into at least ``parts`` segments (a multiple of ``parts``, none
-    longer than ``max_segment_s`` where the keyframes allow), each warmed up ``overlap_s`` before it
-    (defaults: ``MAX_SEGMENT_S``, ``OVERLAP_S``)."""
+def plan_segments(
+    source: str | Path, parts: int, overlap_s: float | None = None, max_segment_s: float | None = None, start_s: float | None = None, end_s: float | None = None,
+) -> SegmentPlan:
+    """Cut ``source`` (the ``start_s``..``end_s`` span of it, as ``VideoReader`` counts it: --start/--end)
+    at keyframes into at least ``parts`` segments (a multiple of ``parts``, none longer than
+    ``max_segment_s`` where the keyframes allow), each warmed up ``overlap_s`` before it (defaults:
+    ``MAX_SEGMENT_S``, ``OVERLAP_S``) but never before the span: a single run's tracker starts at its
+    first frame. Frame indices count from the span's first frame, as a single run's do."""
     overlap_s = OVERLAP_S if overlap_s is None else overlap_s
     max_segment_s = MAX_SEGMENT_S if max_segment_s is None else max_segment_s
-    with VideoReader(source) as reader:
+    with VideoReader(source, start_s=start_s, end_s=end_s) as reader:
         all_pts, keyframes = _video_pts(reader)
         time_base = reader.info.time_base
-    if not all_pts:
-        raise InputError(f"{source}: no video frames found")
-    first, last = all_pts[0], all_pts[-1]
+        in_span = [i for i, pts in enumerate(all_pts) if reader.in_span(pts, time_base)]
+    if not in_span:
+        raise InputError(f"{source}: no video frames found" + (" in the --start/--end span" if start_s is not None or end_s is not None else ""))
+    # The span is contiguous in the sorted timestamps: frames [skipped, stop) of the file.
+    skipped, stop = in_span[0], in_span[-1] + 1
+    stop_pts = all_pts[stop] if stop < len(all_pts) else None
+    first, last = all_pts[skipped], all_pts[stop - 1]
     duration_s = float((last - first) * time_base)
     count = max(parts, math.ceil(duration_s / max_segment_s)) if parts > 1 else 1
     count = math.ceil(count / parts) * parts
@@ -169,30 +190,32 @@ def plan_segments(source: str | Path, parts: int, overlap_s: float | None = None
     for i in range(1, count):
         target = first + (last - first) * i / count
         k = bisect.bisect_left(keyframes, target)
-        if k < len(keyframes) and keyframes[k] > first and (not cuts or keyframes[k] > cuts[-1]):
+        if k < len(keyframes) and first < keyframes[k] <= last and (not cuts or keyframes[k] > cuts[-1]):
             cuts.append(keyframes[k])
     overlap = round(overlap_s / time_base)
-    bounds = [None, *cuts, None]
+    # None: the file's own first frame (and end); a span (--start/--end) starts and ends at its frames.
+    bounds = [first if skipped else None, *cuts, stop_pts]
     segments = []
     for number, (start, end) in enumerate(zip(bounds, bounds[1:])):
         seek = warm = None
         if start is not None:
-            warm = start - overlap
+            warm = max(start - overlap, first)
             k = bisect.bisect_right(keyframes, warm) - 1  # the last keyframe at or before the warm-up
             seek = keyframes[k] if k > 0 else None
         segments.append(
             Segment(
                 number=number,
                 seek_pts=seek,
-                seek_index=bisect.bisect_left(all_pts, seek) if seek is not None else 0,
+                seek_index=(bisect.bisect_left(all_pts, seek) if seek is not None else 0) - skipped,
                 warm_pts=warm,
                 start_pts=start,
                 end_pts=end,
-                start_index=bisect.bisect_left(all_pts, start) if start is not None else 0,
-                end_index=bisect.bisect_left(all_pts, end) if end is not None else len(all_pts),
+                start_index=(bisect.bisect_left(all_pts, start) if start is not None else 0) - skipped,
+                end_index=(bisect.bisect_left(all_pts, end) if end is not None else len(all_pts)) - skipped,
+                stop_pts=stop_pts,
             )
         )
-    return SegmentPlan(tuple(segments), len(all_pts), duration_s, time_base, first)
+    return SegmentPlan(tuple(segments), stop - skipped, duration_s, time_base, first)
 
 
 # 1. Deciding whether a file is segmented.
@@ -202,8 +225,6 @@ def unsupported(config: RunConfig) -> str | None:
     """Why a run with ``config`` cannot be segmented yet (None: it can)."""
     if config.spare or config.only:
         return "--spare/--only (a track's evidence, and --only's veto, last its whole life: they are decided in order)"
-    if config.start_s is not None or config.end_s is not None:
-        return "--start/--end"
     return None
 
 
@@ -218,6 +239,7 @@ def segment_jobs(source: str | Path, config: RunConfig, ray_address: str | None 
             return 1
         with VideoReader(source) as reader:
             duration_s = reader.info.duration_s or 0.0
+        duration_s = min(duration_s, config.end_s if config.end_s is not None else math.inf) - (config.start_s or 0.0)  # of the span
         if duration_s < AUTO_MIN_S:
             return 1
     jobs = config.jobs or _cores(ray_address)
@@ -354,6 +376,8 @@ def _track_frames(reader: VideoReader, segment: Segment, processor, write: Calla
     tail = 0
     pending: Frame | None = None
     for frame in _frames_from(reader, segment):
+        if segment.stop_pts is not None and frame.pts >= segment.stop_pts:
+            break  # past --end: a single run's reader stops before this frame, so does the tail
         if pending is not None:
             write(processor.finish_held(pending, processor.detect(pending)))
         pending = frame
@@ -789,6 +813,61 @@ def _input_fingerprint(source: Path) -> str:
 _NOT_IN_WORK_KEY = ("progress", "overwrite", "resume", "on_segment_failure", "jobs", "workers", "report", "save_tracks", "extra")
 
 
+def _work_pattern(destination: Path) -> re.Pattern:
+    """The names ``work_dir_for`` gives the work folders of ``destination`` (only ours are ever removed)."""
+    return re.compile(re.escape(f".{destination.stem}.segments-") + "[0-9a-f]{16}")
+
+
+def _lock_work(work: Path):
+    """Hold ``work``'s lock for this run (the open file; closing it releases the lock), or raise
+    ``OutputError`` when another run holds it. None where ``fcntl`` is missing (not POSIX)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(work / WORK_LOCK, "a")  # noqa: SIM115 - held until the run ends (closed in process_segmented)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutputError(f"{work}: another run is using this work folder (the same output and settings); wait for it or choose another -o") from None
+    return handle
+
+
+def _changed_recently(work: Path) -> bool:
+    try:
+        newest = max(e.stat().st_mtime for e in [work, *work.iterdir()])
+    except OSError:
+        return True  # vanishing or unreadable while we look: someone is at work there
+    return time.time() - newest < STALE_WORK_S
+
+
+def remove_stale_work(destination: Path, keep: Path) -> None:
+    """Remove the work folders of ``destination`` left by earlier runs (other settings: not ``keep``)
+    that no run may be using (see ``STALE_WORK_S``): a run without --resume would never reuse them.
+    Only folders named as ``work_dir_for`` names them; each is removed while holding its lock."""
+    pattern = _work_pattern(destination)
+    try:
+        found = [p for p in destination.parent.iterdir() if p != keep and p.is_dir() and pattern.fullmatch(p.name)]
+    except OSError:
+        return
+    for folder in found:
+        lock = None
+        try:
+            busy = _changed_recently(folder)
+            if not busy:
+                lock = _lock_work(folder)
+        except (OutputError, OSError):
+            busy = True
+        if busy:
+            log.info("%s: left in place: another run may be using it", folder)
+            continue
+        log.info("%s: removed: an earlier run's segments (other settings; not reused without --resume)", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if lock is not None:
+            lock.close()
+
+
 def work_dir_for(source: Path, destination: Path, config: RunConfig, plan: SegmentPlan) -> Path:
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_WORK_KEY}
     key = hashlib.sha256(json.dumps([_input_fingerprint(source), settings, [asdict(s) for s in plan.segments]], sort_keys=True, default=str).encode()).hexdigest()
@@ -879,7 +958,7 @@ def _join(source: Path, destination: Path, config: RunConfig, tasks: list[dict],
     """Remux the segment files into ``destination`` with the input's audio (once) and metadata policy."""
     import heapq
 
-    reader = VideoReader(source)
+    reader = VideoReader(source, start_s=config.start_s, end_s=config.end_s)  # its audio: that of the span
     writer = None
     segments = []
     try:
@@ -952,18 +1031,22 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
         from faceanon_video.planning import check_plan, plan_path_for, render
 
         video_plan = Plan.load(plan_path_for(config.plan, source))
-        if video_plan.input.start_s is not None or video_plan.input.end_s is not None:
-            log.info("%s: not split into segments with a plan of a --start/--end span: one process", source)
-            return render(source, destination, video_plan, config, outputs=outputs)
         check_plan(source, video_plan, config)
+        config = replace(config, start_s=video_plan.input.start_s, end_s=video_plan.input.end_s)  # a render covers the plan's span (planning.render)
     gallery = _open_gallery(config)  # a wrong key or a changed gallery fails here, before any frame
-    plan = plan_segments(source, jobs, overlap_s, max_segment_s)
+    plan = plan_segments(source, jobs, overlap_s, max_segment_s, config.start_s, config.end_s)
     serial = {"plan": time.perf_counter() - started}  # the parts that do not run in parallel
     work = work_dir_for(source, destination, config, plan)
     try:
+        if not config.resume:
+            remove_stale_work(destination, keep=work)
         if work.exists() and not config.resume:
+            held = _lock_work(work)  # refused while another run of the same settings is using it
             shutil.rmtree(work)  # an earlier run's segments are only reused with --resume
+            if held is not None:
+                held.close()
         work.mkdir(exist_ok=True)
+        lock = _lock_work(work)
     except OSError as exc:
         raise OutputError(describe_os_error(exc, work)) from exc
     codec = config.codec or CODEC_BY_EXTENSION.get(destination.suffix.lower(), DEFAULT_CODEC)
@@ -1006,7 +1089,7 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             # Opened first, like a single run's: an existing vault fails before any segment runs.
             vault = outputs.add(open_run_vault(
                 config.vault, source, key_file=config.key_file, mask_scale=config.mask_scale, diffusion=config.mode == "diffusion",
-                overwrite=config.overwrite, quality=config.vault_quality,
+                start_s=config.start_s, end_s=config.end_s, overwrite=config.overwrite, quality=config.vault_quality,
             ))
         if planned and video_plan is None:
             video_plan, people = _analyse_segments(source, config, plan, work, run_phase, gallery)
@@ -1057,6 +1140,8 @@ def process_segmented(source: Path, destination: Path, config: RunConfig, jobs: 
             tracks.close(success=success)
         if vault is not None:
             vault.close(success=success)
+        if lock is not None:
+            lock.close()
     shutil.rmtree(work, ignore_errors=True)
     if not ordered:  # --save-plan
         faces = sum(len(t) for t in video_plan.tracks.values())
@@ -1124,6 +1209,7 @@ def _blacked_out(task: dict, plan: SegmentPlan, error: str) -> dict:
     else:
         with VideoReader(task["source"]) as reader:
             all_pts, _ = _video_pts(reader)
+            all_pts = [pts for pts in all_pts if pts >= plan.first_pts]  # indices count from the span's first frame
             info = reader.info
             writer = VideoWriter(task["video"], fps=info.fps, time_base=info.time_base, policy=MetadataPolicy(keep_audio=False), codec=task["codec"], crf=config.crf, preset=config.preset)
         try:

@@ -272,10 +272,11 @@ def test_unsupported_combinations_run_in_one_process(tmp_path, caplog):
     assert segments.segment_jobs(source, RunConfig(jobs=2)) == 2
     key = tmp_path / "key"
     key.write_text("0" * 64)
-    for config in (RunConfig(jobs=2, spare=[str(tmp_path)]), RunConfig(jobs=2, start_s=1.0)):
+    for config in (RunConfig(jobs=2, spare=[str(tmp_path)]), RunConfig(jobs=2, only=[str(tmp_path)])):
         with caplog.at_level(logging.INFO, logger="faceanon_video.segments"):
             assert segments.segment_jobs(source, config) == 1
     assert sum("not split into segments" in r.getMessage() for r in caplog.records) == 2
+    assert segments.segment_jobs(source, RunConfig(jobs=2, start_s=1.0, end_s=5.0)) == 2  # tests/test_segments_range.py
     # Planned, identity and vault runs are segmented (tests/test_segments_people.py, tests/test_segments_vault.py).
     vault = RunConfig(jobs=2, vault=str(tmp_path / "v"), key_file=str(key))
     for config in (RunConfig(jobs=2, mode="diffusion"), RunConfig(jobs=2, people=str(tmp_path / "p"), key_file=str(key)), RunConfig(jobs=2, save_plan=str(tmp_path / "plan.json")), vault):

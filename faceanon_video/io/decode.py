@@ -225,12 +225,12 @@ class VideoReader:
                         continue
                     if self.pts_shift_s:
                         self._shift_packet(packet)
-                    if not self._in_span(packet.pts, packet.stream.time_base):
+                    if not self.in_span(packet.pts, packet.stream.time_base):
                         continue
                     yield packet
                     continue
                 # Empty packets (an AVI's repeated frames) and those an edit list cuts decode to nothing.
-                if packet.size and packet.pts is not None and not packet.is_discard and self._in_span(packet.pts + shift, time_base):
+                if packet.size and packet.pts is not None and not packet.is_discard and self.in_span(packet.pts + shift, time_base):
                     heapq.heappush(announced, packet.pts + shift)
                 try:
                     decoded = packet.decode()
@@ -240,7 +240,7 @@ class VideoReader:
                 for av_frame in decoded:
                     pts = av_frame.pts + shift if av_frame.pts is not None else round(fallback_pts)
                     fallback_pts = pts + frame_step
-                    if not self._in_span(pts, time_base):
+                    if not self.in_span(pts, time_base):
                         if self.end_s is not None and pts * time_base - self.start_offset_s > self.end_s:
                             return
                         continue
@@ -260,7 +260,7 @@ class VideoReader:
     def copied_packets(self) -> Iterator[av.Packet]:
         """Only the other streams' packets (audio, subtitles, data), in demux order and on the same
         clock as ``items``, without decoding any video: the audio of a segment-parallel run is
-        copied once for the whole file (``segments``). Ignores ``start_s``/``end_s``."""
+        copied once for the whole file (``segments``), those in ``start_s``..``end_s`` (as ``items`` does)."""
         if not self.copy_streams:
             return
         for packet in self.container.demux(self.copy_streams):
@@ -268,7 +268,8 @@ class VideoReader:
                 continue
             if self.pts_shift_s:
                 self._shift_packet(packet)
-            yield packet
+            if self.in_span(packet.pts, packet.stream.time_base):
+                yield packet
 
     def _missing_before(self, announced: list[int], pts: int | None, time_base) -> Iterator[Frame]:
         """Black stand-ins for the announced frames before ``pts`` (all of them at the end: None)."""
@@ -303,7 +304,7 @@ class VideoReader:
         if packet.dts is not None:
             packet.dts += shift
 
-    def _in_span(self, pts: int | None, time_base) -> bool:
+    def in_span(self, pts: int | None, time_base) -> bool:
         """Whether a timestamp falls in [start_s, end_s], counted from the start of the video (like ffmpeg's -ss/-to)."""
         if pts is None or time_base is None or (self.start_s is None and self.end_s is None):
             return True

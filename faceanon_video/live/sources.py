@@ -22,6 +22,7 @@ import av
 import av.error
 
 from faceanon_video.errors import ConfigError, FaceanonError, InputError, SourceLost
+from faceanon_video.inputs import is_stream_input
 from faceanon_video.io.decode import open_input, to_frame
 from faceanon_video.live.mailbox import Mailbox
 from faceanon_video.types import Frame
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def is_live_input(name: str) -> bool:
     """Whether an INPUT is a stream URL (rtsp://, rtmp://, http(s)://, udp://, srt://, tcp://...) rather than a file."""
-    return "://" in name and not name.startswith("file:")
+    return is_stream_input(name)
 
 
 def camera_input(index: int) -> tuple[str, str]:
