@@ -119,6 +119,9 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
     try:
         # 2. Build the stages (models load here, before the output file is created).
         processor = processor or FrameProcessor(config)
+        # --start: the frames just before it are decoded and tracked too, and dropped by the processor
+        # (``Frame.warm_up``), so a face in view at the start is tracked there (as in a whole run).
+        reader.warm_up_s = getattr(processor, "warm_up_s", 0.0)  # absent in bench's copy-only stand-in
         if config.save_tracks:
             processor.track_writer = outputs.add(TrackWriter(tracks_path_for(config.save_tracks, source), overwrite=config.overwrite))
         if config.vault:
@@ -213,6 +216,8 @@ def process_video(source: str | Path, destination: str | Path | None, config: Ru
 
         def send(items: list) -> None:
             for item in items:
+                if isinstance(item, Frame) and item.warm_up:
+                    continue  # before --start (the processor keeps them; this makes sure none is encoded)
                 if not _put(to_encode, item, stop):
                     raise encode_error[0] if encode_error else KeyboardInterrupt
                 if isinstance(item, Frame):

@@ -141,6 +141,8 @@ class AnalysisProcessor(FrameProcessor):
 
     def _release(self, frame: Frame, faces: Faces, keep=None) -> Frame:
         raw = self._raw.pop(frame.index, None)
+        if frame.warm_up:
+            return super()._release(frame, faces, keep)  # before --start: not in the plan (dropped there)
         if raw is not None and isinstance(faces, Detections):
             self._keep_candidates(frame.index, raw, faces)
         if self.second is not None and frame.index % SECOND_DETECTOR_EVERY == 0 and isinstance(faces, Detections):
@@ -328,6 +330,10 @@ class PlanProcessor(FrameProcessor):
     @property
     def detect_every(self) -> int:
         return int(self.plan.settings.get("detect_every", 1))  # the coverage the plan was made with (report)
+
+    @property
+    def warm_up_s(self) -> float:
+        return 0.0  # no tracker to warm up: the plan's faces were tracked with the warm-up already
 
     def should_detect(self, frame: Frame) -> bool:
         return False

@@ -51,6 +51,12 @@ STAGES = ("decode", "detect", "track", "anonymize", "encode")
 #: takes 3 checks, 2 frames apart, so 10 frames let a streak that starts on a frame confirm before
 #: the frame leaves. Measured in the README (People): --spare recall, and the memory (10 frames).
 SPARE_LOOKAHEAD = 10
+#: Seconds before ``--start`` a file run decodes, detects and tracks without writing anything of them
+#: (``Frame.warm_up``): a face already in view at the start (a profile the detector alone misses on
+#: the first frames, which the tracker follows from where it was found) is covered from the span's
+#: first frame, as in a run over the whole video. Also how far before its cut each segment of a
+#: segment-parallel run starts (``segments.OVERLAP_S``), for the same reason.
+WARM_UP_S = 2.0
 
 
 def build_anonymizer(config: RunConfig) -> Anonymizer:
@@ -167,6 +173,12 @@ class FrameProcessor:
     def detect_every(self) -> int:
         return self.tracking.detect_every
 
+    @property
+    def warm_up_s(self) -> float:
+        """Seconds before ``--start`` a file run feeds this processor as warm-up (``WARM_UP_S``): only a
+        tracker has anything to warm up."""
+        return WARM_UP_S if self.config.track else 0.0
+
     def _thread_detector(self) -> Detector:
         detector = getattr(self._local, "detector", None)
         if detector is None:
@@ -210,16 +222,18 @@ class FrameProcessor:
         return self._release_held(self.tracking.flush(), drain=True)
 
     def _release_held(self, items, drain: bool = False) -> list[Frame]:
-        """Release tracked frames; with a selector, each after it has seen ``SPARE_LOOKAHEAD`` more."""
+        """Release tracked frames; with a selector, each after it has seen ``SPARE_LOOKAHEAD`` more.
+        Warm-up frames (``Frame.warm_up``) end here: tracked (and seen by the selector), never returned."""
         if self.selector is None:
-            return [self._release(f, faces) for f, faces in items]
-        for frame, faces in items:
-            self._undecided.append((frame, faces, self._observe(frame, faces)))
-        out = []
-        while self._undecided and (drain or len(self._undecided) > SPARE_LOOKAHEAD):
-            frame, faces, error = self._undecided.popleft()
-            out.append(self._release(frame, faces, keep=error or self._decide(frame, faces)))
-        return out
+            out = [self._release(f, faces) for f, faces in items]
+        else:
+            for frame, faces in items:
+                self._undecided.append((frame, faces, self._observe(frame, faces)))
+            out = []
+            while self._undecided and (drain or len(self._undecided) > SPARE_LOOKAHEAD):
+                frame, faces, error = self._undecided.popleft()
+                out.append(self._release(frame, faces, keep=error or self._decide(frame, faces)))
+        return [frame for frame in out if not frame.warm_up]
 
     def _decide(self, frame: Frame, faces: Faces) -> np.ndarray | Exception | None:
         """The selector's decision (which faces to anonymize) for a frame it has observed."""
@@ -266,6 +280,12 @@ class FrameProcessor:
     # Releasing a frame: the only place a frame leaves, anonymized or obscured whole.
 
     def _release(self, frame: Frame, faces: Faces, keep: np.ndarray | Exception | None = None) -> Frame:
+        if frame.warm_up:
+            # Before --start: its tracking is done, and nothing of it may reach the track file, vault,
+            # embeddings, counters, failure watch or progress. The one place warm-up frames are
+            # dropped (``_release_held`` leaves them out of what it returns; the file runner never
+            # encodes one either), so every side effect below stays the span's alone.
+            return frame
         released = self._anonymize(frame, faces, keep)
         if self.on_release is not None:
             self.on_release(frame)

@@ -33,8 +33,9 @@ header, track ids renumbered to the stitched ones) and binds it to the joined vi
 binds its vault. A blacked-out segment has no part: its frames are listed as missing in the trailer.
 
 ``--start``/``--end`` (and ``--plan`` of a plan made with them): only the span is cut, its frames
-numbered from its first as in a single run; the first segment is not warmed up before it and no tail
-runs past it (a single run's reader sees neither), and the audio joined is the span's.
+numbered from its first as in a single run; the first segment is warmed up before it as a single
+run is (``processor.WARM_UP_S``), no tail runs past it (a single run's reader stops there), and the
+audio joined is the span's.
 
 Not segmented (one process, with one INFO line): ``--spare``/``--only``, and files shorter than
 ``AUTO_MIN_S`` or machines with fewer than ``AUTO_MIN_CORES`` cores with the default ``--jobs``.
@@ -76,6 +77,7 @@ from faceanon_video.io.outputs import OutputSet, with_output_set, write_atomic
 from faceanon_video.track.tracks_io import TrackRecord, TrackWriter, read_tracks, tracks_path_for
 from faceanon_video.types import Detections, Frame
 from faceanon_video.keys import load_key
+from faceanon_video.processor import WARM_UP_S
 from faceanon_video.vault import VaultReader, open_run_vault
 
 __all__ = ["Segment", "SegmentPlan", "plan_segments", "process_segmented", "run_segment", "segment_jobs", "stitch_track_ids"]
@@ -83,8 +85,9 @@ __all__ = ["Segment", "SegmentPlan", "plan_segments", "process_segmented", "run_
 log = logging.getLogger(__name__)
 
 #: Seconds decoded and processed before a segment's first frame, not written: tracks, the shot
-#: detector and held frames are warm at the cut (a track needs a few frames to be confirmed).
-OVERLAP_S = 2.0
+#: detector and held frames are warm at the cut (a track needs a few frames to be confirmed). The
+#: first segment of a span (--start) is warmed up as a single run is (``processor.WARM_UP_S``).
+OVERLAP_S = WARM_UP_S
 #: Longest segment: more segments than workers balance the load and make --resume finer grained.
 MAX_SEGMENT_S = 300.0
 #: With the default --jobs, shorter files run in one process: starting workers and loading their
@@ -169,18 +172,22 @@ def plan_segments(
     """Cut ``source`` (the ``start_s``..``end_s`` span of it, as ``VideoReader`` counts it: --start/--end)
     at keyframes into at least ``parts`` segments (a multiple of ``parts``, none longer than
     ``max_segment_s`` where the keyframes allow), each warmed up ``overlap_s`` before it (defaults:
-    ``MAX_SEGMENT_S``, ``OVERLAP_S``) but never before the span: a single run's tracker starts at its
-    first frame. Frame indices count from the span's first frame, as a single run's do."""
+    ``MAX_SEGMENT_S``, ``OVERLAP_S``) but never before where a single run's tracker starts: the span's
+    first segment is warmed up as a single run is before --start (``VideoReader.warm_from_s``, ``WARM_UP_S``).
+    Frame indices count from the span's first frame, as a single run's do."""
     overlap_s = OVERLAP_S if overlap_s is None else overlap_s
     max_segment_s = MAX_SEGMENT_S if max_segment_s is None else max_segment_s
-    with VideoReader(source, start_s=start_s, end_s=end_s) as reader:
+    with VideoReader(source, start_s=start_s, end_s=end_s, warm_up_s=WARM_UP_S) as reader:
         all_pts, keyframes = _video_pts(reader)
         time_base = reader.info.time_base
         in_span = [i for i, pts in enumerate(all_pts) if reader.in_span(pts, time_base)]
+        warm_up = [i for i, pts in enumerate(all_pts) if reader.in_warm_up(pts, time_base)]
     if not in_span:
         raise InputError(f"{source}: no video frames found" + (" in the --start/--end span" if start_s is not None or end_s is not None else ""))
-    # The span is contiguous in the sorted timestamps: frames [skipped, stop) of the file.
+    # The span is contiguous in the sorted timestamps: frames [skipped, stop) of the file, the
+    # single run's warm-up before --start frames [warm_first, skipped).
     skipped, stop = in_span[0], in_span[-1] + 1
+    warm_first = warm_up[0] if warm_up else skipped
     stop_pts = all_pts[stop] if stop < len(all_pts) else None
     first, last = all_pts[skipped], all_pts[stop - 1]
     duration_s = float((last - first) * time_base)
@@ -199,7 +206,7 @@ def plan_segments(
     for number, (start, end) in enumerate(zip(bounds, bounds[1:])):
         seek = warm = None
         if start is not None:
-            warm = max(start - overlap, first)
+            warm = all_pts[warm_first] if number == 0 else max(start - overlap, all_pts[warm_first])
             k = bisect.bisect_right(keyframes, warm) - 1  # the last keyframe at or before the warm-up
             seek = keyframes[k] if k > 0 else None
         segments.append(

@@ -36,7 +36,7 @@ class Frame:
     OpenCV's I420 conversion pair is used both ways: a round trip changes a pixel by at most 1 level.
     """
 
-    __slots__ = ("_bgr", "_i420", "index", "pts", "time_base", "capture_s", "obscured")
+    __slots__ = ("_bgr", "_i420", "index", "pts", "time_base", "capture_s", "obscured", "warm_up")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class Frame:
         obscured: bool = False,
         *,
         i420: np.ndarray | None = None,
+        warm_up: bool = False,
     ) -> None:
         if (bgr is None) == (i420 is None):
             raise ValueError("Frame needs exactly one of bgr= or i420=")
@@ -66,6 +67,10 @@ class Frame:
         self.capture_s = capture_s
         #: Set by the pipeline when the frame had to be fully obscured because a stage failed.
         self.obscured = obscured
+        #: Set by the reader on frames decoded before ``--start`` (``VideoReader.warm_up_s``, index < 0):
+        #: detected and tracked so that a face already in view at the start is tracked there, never
+        #: anonymized, written, recorded or counted (``FrameProcessor`` drops them on release).
+        self.warm_up = warm_up
 
     def __repr__(self) -> str:
         layout = "i420" if self._i420 is not None else "bgr"
@@ -123,7 +128,7 @@ class Frame:
 
     def with_image(self, bgr: np.ndarray) -> Frame:
         """The same frame (index, timing) with other pixels."""
-        return Frame(bgr=bgr, index=self.index, pts=self.pts, time_base=self.time_base, capture_s=self.capture_s, obscured=self.obscured)
+        return Frame(bgr=bgr, index=self.index, pts=self.pts, time_base=self.time_base, capture_s=self.capture_s, obscured=self.obscured, warm_up=self.warm_up)
 
     # Partial access: what the per-frame stages use, without converting the whole frame.
 

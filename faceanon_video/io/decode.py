@@ -116,10 +116,15 @@ class VideoReader:
         av_format: str | None = None,
         check_truncation: bool = True,
         strict: bool = False,
+        warm_up_s: float = 0.0,
     ) -> None:
         self.url = str(url)
         self.start_s = start_s
         self.end_s = end_s
+        #: Seconds before ``start_s`` also yielded, as ``Frame.warm_up`` frames with indices -n..-1 (the
+        #: span's frames are still 0, 1, ...): the file runner tracks them and drops them (``--start``).
+        #: Only ``items``/``__iter__`` read it: it may be set after opening, before iterating.
+        self.warm_up_s = warm_up_s
         self.check_truncation = check_truncation
         self.container = open_input(url, options=options, timeout_s=timeout_s, format=av_format)
         # The first real video: a cover picture (an MP4 'covr', a Matroska image attachment) is a video
@@ -193,10 +198,53 @@ class VideoReader:
     def close(self) -> None:
         self.container.close()
 
-    def _seek_start(self) -> None:
-        if self.start_s:
-            target_s = self.start_s + self.start_offset_s
-            self.container.seek(int(target_s * av.time_base), any_frame=False, backward=True)
+    @property
+    def warm_from_s(self) -> float | None:
+        """Where the warm-up before ``start_s`` begins: ``warm_up_s`` before it, never before the
+        video's start (None: no warm-up)."""
+        if not self.start_s or self.warm_up_s <= 0:
+            return None
+        return max(self.start_s - self.warm_up_s, 0.0)
+
+    def in_warm_up(self, pts: int | None, time_base) -> bool:
+        """Whether a timestamp falls in the warm-up, [warm_from_s, start_s) (counted as ``in_span`` does)."""
+        from_s = self.warm_from_s
+        if from_s is None or pts is None or time_base is None:
+            return False
+        t = float(pts * time_base) - self.start_offset_s
+        return from_s <= t < self.start_s
+
+    def _seek_start(self) -> int:
+        """Seek to the warm-up (else to ``start_s``); returns how many frames the warm-up has."""
+        if not self.start_s:
+            return 0
+        from_s = self.warm_from_s
+        target = int(((self.start_s if from_s is None else from_s) + self.start_offset_s) * av.time_base)
+        self.container.seek(target, any_frame=False, backward=True)
+        if from_s is None:
+            return 0
+        count = self._count_warm_up()
+        self.container.seek(target, any_frame=False, backward=True)
+        return count
+
+    def _count_warm_up(self) -> int:
+        """The warm-up's frames, counted from the demuxer (nothing decoded) up to ``start_s``, as
+        ``items`` announces frames: their indices end at -1, so the span's first frame is 0 and the
+        ``--detect-every`` schedule runs on through the warm-up unchanged (``segments`` numbers the
+        frames before a segment the same way, from all the file's packets)."""
+        time_base = self.info.time_base
+        shift = round(self.pts_shift_s / time_base)
+        count = 0
+        for packet in self.container.demux(self.video_stream):
+            if packet.size and packet.pts is not None and not packet.is_discard and self.in_warm_up(packet.pts + shift, time_base):
+                count += 1
+            # Packets come in decode order and a frame is never shown before it is decoded (dts <= pts):
+            # once one decodes at or after start_s, none after it is shown before. Without dts, a
+            # second of B-frame reordering is more than any encoder uses.
+            decode_ts, slack_s = (packet.dts, 0.0) if packet.dts is not None else (packet.pts, 1.0)
+            if decode_ts is not None and float((decode_ts + shift) * time_base) - self.start_offset_s >= self.start_s + slack_s:
+                break
+        return count
 
     def __iter__(self) -> Iterator[Frame]:
         return (item for item in self.items(packets=False) if isinstance(item, Frame))
@@ -209,7 +257,7 @@ class VideoReader:
         with ``obscured=True`` at its place in time (``damaged_frames`` counts them; ``strict=True``
         raises instead). A half-decoded frame can hide a face from the detector but not from a viewer.
         """
-        self._seek_start()
+        warm_index = -self._seek_start()
         streams = [self.video_stream] + (self.copy_streams if packets else [])
         time_base = self.info.time_base
         fallback_pts = 0
@@ -243,6 +291,12 @@ class VideoReader:
                     if not self.in_span(pts, time_base):
                         if self.end_s is not None and pts * time_base - self.start_offset_s > self.end_s:
                             return
+                        if self.in_warm_up(pts, time_base):
+                            # Not counted, not checked for damage (a damaged one is left out): the
+                            # output never holds it. Index < 0 always (one the count missed is left out).
+                            if warm_index < 0 and not av_frame.is_corrupt:
+                                yield to_frame(av_frame, index=warm_index, pts=pts, time_base=time_base, capture_s=time.monotonic(), warm_up=True)
+                            warm_index += 1
                         continue
                     yield from self._missing_before(announced, pts, time_base)
                     frame = to_frame(av_frame, index=self.frames_decoded, pts=pts, time_base=time_base, capture_s=time.monotonic())

@@ -26,6 +26,7 @@ on skipped frames instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +79,7 @@ class Backfill:
         self._held: list[_Held] = []
         self._seen: set[int] = set()
         self._last_pass: tuple[int, Detections] | None = None  # frame index and faces of the last full pass
-        self._last_pass_index = -1  # of the last full pass, failed or not
+        self._last_pass_index = -math.inf  # of the last full pass, failed or not (warm-up frames have indices < 0)
 
     def push(self, frame: Frame, faces: Detections | BaseException, full_pass: bool, cut: bool = False) -> list[tuple[Frame, Detections | BaseException]]:
         """Add the next frame (in order) with its tracked faces; returns the frames now final, in order."""
@@ -121,7 +122,7 @@ class Backfill:
         self._held.clear()
         self._seen.clear()
         self._last_pass = None
-        self._last_pass_index = -1
+        self._last_pass_index = -math.inf
 
     def _interpolate(self, index: int, faces: Detections) -> None:
         if self._last_pass is None or not self._held:
