@@ -22,5 +22,7 @@ def test_time_frames_splits_a_frame_by_stage(onnx_backend):
     stages = result["stages_ms"]
     assert set(stages) == set(bench.STAGES) and all(ms > 0 for ms in stages.values())
     assert result["unet_batch"] == 4  # guidance doubles the UNet batch
-    assert sum(stages.values()) <= result["frame_ms"] * 1.5
+    # The stages are timed inside the split frame's own call (comparing them with the median of other
+    # calls failed on a loaded machine: 272 ms of stages against a 137 ms frame).
+    assert 0.5 * result["split_frame_ms"] <= sum(stages.values()) <= result["split_frame_ms"] * 1.01
     assert result["faces_per_s"] == 2 * result["fps"]
