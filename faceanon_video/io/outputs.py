@@ -16,9 +16,9 @@ import logging
 import os
 from pathlib import Path
 
-from faceanon_video.errors import InputError, OutputError, describe_os_error
+from faceanon_video.errors import ConfigError, InputError, OutputError, describe_os_error
 
-__all__ = ["AtomicOutput", "OutputSet", "refuse_existing", "temporary_path", "with_output_set", "write_atomic"]
+__all__ = ["AtomicOutput", "OutputSet", "refuse_clashes", "refuse_existing", "temporary_path", "with_output_set", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,29 @@ def refuse_existing(destination: str | Path, overwrite: bool) -> None:
         raise InputError(f"{path}: is a folder, not a file")
     if not path.parent.is_dir():
         raise InputError(f"{path}: output folder does not exist")
+
+
+def refuse_clashes(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
+    """Refuse (before any work, even with ``--overwrite``) an output that is one of the run's inputs
+    (the video, the key...: it would be replaced) and one path given for two outputs (their writers
+    would share one temporary file). ``outputs``/``inputs``: (option name, path) pairs."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs:
+        for input_option, input_path in inputs:
+            if _same_file(path, input_path):
+                raise InputError(f"{path}: {option} names the input ({input_option}); refusing to overwrite it")
+        where = Path(os.path.realpath(path))
+        if where in seen:
+            raise ConfigError(f"{path}: given for both {seen[where]} and {option}; give each output its own file")
+        seen[where] = option
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path after symlinks, or hard links of one file."""
+    try:
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): different files
+        return False
 
 
 class AtomicOutput:

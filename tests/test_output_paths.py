@@ -1,0 +1,64 @@
+"""Red-team findings on output paths: an output that names one of the run's inputs (the video, the
+key, the plan) is refused even with --overwrite (it used to be overwritten: the input was lost), and
+the same path given for two outputs is refused with a clear line (two writers shared one temporary
+file)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from faceanon_video.cli import main
+from faceanon_video.errors import EXIT_USER
+from tests.conftest import CARPHONE
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    path = tmp_path / "in.mp4"
+    shutil.copyfile(CARPHONE, path)
+    (tmp_path / "key").write_bytes(b"k" * 32)
+    return path
+
+
+@pytest.mark.parametrize("option", ["--save-tracks", "--vault", "--people", "--report"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(clip, tmp_path, capsys, option):
+    before = digest(clip)
+    target = clip if option != "--report" else clip.with_suffix(".json")  # a report must end in .json
+    if option == "--report":
+        shutil.copyfile(clip, target)  # "the input" here: a file the run reads is a plain input too
+        argv = [str(target), "-o", str(tmp_path / "o.mp4"), "--report", str(target), "--overwrite"]
+    else:
+        argv = [str(clip), "-o", str(tmp_path / "o.mp4"), "--key-file", str(tmp_path / "key"), option, str(clip), "--overwrite"]
+    code = main(argv + ["-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER, err
+    assert "input" in err and len(err.strip().splitlines()) == 1
+    assert digest(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mp4", "key"] + ([target.name] if target != clip else []))
+
+
+def test_an_output_that_is_the_key_file_is_refused(clip, tmp_path, capsys):
+    key = tmp_path / "key"
+    code = main([str(clip), "-o", str(tmp_path / "o.mp4"), "--key-file", str(key), "--vault", str(tmp_path / "v.favault"), "--save-tracks", str(key), "--overwrite", "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER and "--key-file" in err, err
+    assert key.read_bytes() == b"k" * 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "key"]
+
+
+@pytest.mark.parametrize("first, second", [("-o", "--save-tracks"), ("--vault", "--save-tracks"), ("--vault", "--people")])
+def test_one_path_for_two_outputs_is_refused_with_a_clear_line(clip, tmp_path, capsys, first, second):
+    same = tmp_path / "same.mp4"
+    code = main([str(clip), "--key-file", str(tmp_path / "key"), *(["-o", str(tmp_path / "o.mp4")] if first != "-o" else []), first, str(same), second, str(same), "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER, err
+    assert first in err and second in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "key"]
