@@ -24,10 +24,10 @@ from faceanon_video import __version__
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OBSCURED, EXIT_OK, ConfigError, FaceanonError
 from faceanon_video.inputs import expand_inputs, is_image, is_stream_input, output_path_for
-from faceanon_video.io.outputs import refuse_existing, write_atomic
+from faceanon_video.io.outputs import refuse_clashes, refuse_existing, write_atomic
 from faceanon_video.memory import keep_freed_memory
 from faceanon_video.options import add_run_options, config_from_args
-from faceanon_video.pipeline import FrameProcessor, check_output_kind, process_file
+from faceanon_video.pipeline import FrameProcessor, check_output_kind, outputs_of, process_file
 
 log = logging.getLogger("faceanon_video")
 
@@ -123,6 +123,11 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not config.save_plan:
             check_output_kind(source, destination)
         refuse_existing(destination, config.overwrite)
+    if several:  # two inputs of one stem (a.mp4, a.mkv) share a.favault...: the second would replace the first's
+        refuse_clashes(
+            [(f"{option} of {source}", path) for source, destination in zip(sources, destinations) for option, path in outputs_of(source, destination, config)],
+            [(f"INPUT {source}", source) for source in sources],
+        )
     failures = obscured = 0
     for source, destination in zip(sources, destinations):
         try:

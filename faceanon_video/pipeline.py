@@ -385,7 +385,7 @@ def _progress_bar(total: int, name: str, enabled: bool):
     return tqdm(total=total or None, desc=Path(name).name[:30], unit="frame", dynamic_ncols=True, leave=False)
 
 
-def _outputs_of(source: Path, destination: Path, config: RunConfig) -> list[tuple[str, Path]]:
+def outputs_of(source: Path, destination: Path, config: RunConfig) -> list[tuple[str, Path]]:
     """Every file one input's run writes, with its option (the reports' formats are checked later)."""
     from faceanon_video.report import report_paths_for
 
@@ -420,7 +420,7 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
     (diffusion) on videos: analyse, then render the plan (``planning``), so seeds are per person.
     A long video may be split into segments run by several processes, or by Ray tasks with
     ``ray_address`` ("local", "auto", HOST:PORT): see ``faceanon_video.segments``."""
-    refuse_clashes(_outputs_of(source, destination, config), _inputs_of(source, config))
+    refuse_clashes(outputs_of(source, destination, config), _inputs_of(source, config))
     planned = config.save_plan or config.plan or (config.mode in SEEDED_MODES and config.track)
     if (config.save_plan or config.plan) and is_image(source):
         raise ConfigError(f"{source}: --save-plan and --plan work on videos only")

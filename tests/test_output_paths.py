@@ -62,3 +62,19 @@ def test_one_path_for_two_outputs_is_refused_with_a_clear_line(clip, tmp_path, c
     assert code == EXIT_USER, err
     assert first in err and second in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "key"]
+
+
+def test_two_inputs_of_one_stem_sharing_a_vault_are_refused_before_any_work(tmp_path, capsys):
+    """a.mp4 and a.mkv in one folder both map to VAULT/a.favault: with --overwrite the second used
+    to replace the first's vault silently (a_anonymized.mp4 left with no way to restore it)."""
+    folder, out, vaults = tmp_path / "in", tmp_path / "out", tmp_path / "vaults"
+    for path in (folder, out, vaults):
+        path.mkdir()
+    shutil.copyfile(CARPHONE, folder / "a.mp4")
+    shutil.copyfile(CARPHONE, folder / "a.mkv")
+    (tmp_path / "key").write_bytes(b"k" * 32)
+    code = main([str(folder), "-o", str(out), "--vault", str(vaults), "--key-file", str(tmp_path / "key"), "--overwrite", "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER, err
+    assert "a.favault" in err and "a.mkv" in err and "a.mp4" in err and len(err.strip().splitlines()) == 1
+    assert list(out.iterdir()) == [] and list(vaults.iterdir()) == []
