@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
 from faceanon_video.errors import ConfigError, InputError, OutputError, describe_os_error
@@ -143,6 +146,10 @@ class OutputSet:
         if incomplete:
             self.discard()
             raise RuntimeError(f"{incomplete[0]}: committed before it was complete")
+        with _signals_deferred():
+            self._rename_all()
+
+    def _rename_all(self) -> None:
         renamed: list[tuple[AtomicOutput, Path | None]] = []  # with the user's previous file, if any
         for output in self.outputs:
             # The last rename needs no way back: when it fails, nothing of it changed.
@@ -196,6 +203,27 @@ def with_output_set(run):
             return run(*args, outputs=own, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM (a ``KeyboardInterrupt``: cli) wait until the block is done, then arrive.
+    Raised between two renames, or just after the last, it would leave the set half old, half new
+    (an interrupt after a rename cannot be told from a failed rename). Only the main thread can set
+    handlers; elsewhere (Ray workers...) the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in received[:1]:
+            signal.raise_signal(signum)  # to the handler the run had: KeyboardInterrupt, a live run's own
 
 
 def _previous_path(destination: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 
 import pytest
 
@@ -95,3 +96,35 @@ def test_with_output_set_commits_once_at_the_outermost_run(tmp_path):
     assert names(tmp_path) == ["a.json", "b.json"]
     inner("c.json")  # alone: its own set, committed when it returns
     assert names(tmp_path) == ["a.json", "b.json", "c.json"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_renames_waits_for_them(tmp_path, monkeypatch, signum):
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt, cli) landing just after the last rename used to be
+    taken for a failed rename: the others were rolled back while the last stayed new (a new report
+    beside the old video). The signal now waits until the set is committed, then interrupts."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for name in ("a.json", "b.json"):
+            (tmp_path / name).write_text("old")
+        outputs = OutputSet()
+        write_atomic(tmp_path / "a.json", "new", outputs=outputs)
+        write_atomic(tmp_path / "b.json", "new", outputs=outputs)
+        real_replace = os.replace
+
+        def replace(src, dst):
+            real_replace(src, dst)
+            if str(dst).endswith("b.json"):  # the last rename is done: the signal lands now
+                os.kill(os.getpid(), signum)
+
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(KeyboardInterrupt):
+            outputs.commit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert names(tmp_path) == ["a.json", "b.json"]
+    assert (tmp_path / "a.json").read_text() == "new" and (tmp_path / "b.json").read_text() == "new"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
