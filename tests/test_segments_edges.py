@@ -105,3 +105,15 @@ def test_a_segmented_run_removes_an_earlier_runs_work_folder(tmp_path, monkeypat
     assert summary.frames == 12
     assert sorted(p.name for p in out_dir.iterdir()) == ["out.mp4"]
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("url", ["file:", "file://", "file://localhost", "FILE:"])
+def test_a_file_url_naming_no_file_is_refused_not_read_as_the_current_folder(url, tmp_path, monkeypatch, capsys):
+    """``file:`` with no path used to become Path("") == ".": every video of the current folder was processed."""
+    monkeypatch.chdir(tmp_path)
+    _tiny_clip(tmp_path / "bystander.mp4")
+    with pytest.raises(InputError, match="names no file"):
+        file_url_path(url)
+    assert main([url, "-q"]) == 2
+    assert "names no file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bystander.mp4"]
