@@ -246,4 +246,6 @@ def _remove(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
+        if not os.path.lexists(path):  # never created: a read-only folder answers EROFS, not ENOENT
+            return
         log.warning("could not remove %s: %s", path, exc.strerror or exc)

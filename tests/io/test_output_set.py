@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,20 @@ def test_a_signal_during_the_renames_waits_for_them(tmp_path, monkeypatch, signu
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def test_discarding_a_temporary_file_never_created_on_a_read_only_folder_is_silent(tmp_path, monkeypatch, caplog):
+    """unlink() of a missing file on a read-only file system fails with EROFS, not ENOENT: the
+    run's one error line came with a warning per output about a file that never existed."""
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if not self.exists():
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    output = AtomicOutput(tmp_path / "never.json")
+    with caplog.at_level("WARNING"):
+        output.discard()
+    assert caplog.records == []
