@@ -33,7 +33,7 @@ from faceanon_video.failures import DamagedFrame, FailureWatch  # noqa: F401 - r
 from faceanon_video.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_output_kind, expand_inputs, is_image, output_path_for
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter, from_input
-from faceanon_video.io.images import read_image
+from faceanon_video.io.images import check_fits_format, read_image
 from faceanon_video.io.metadata import MetadataPolicy
 from faceanon_video.io.outputs import OutputSet, refuse_clashes, refuse_existing, with_output_set, write_atomic
 from faceanon_video.processor import STAGES, FrameProcessor, build_anonymizer, detector_factory
@@ -346,6 +346,7 @@ def process_image(source: str | Path, destination: str | Path, config: RunConfig
     if config.vault or config.people or config.gallery:
         raise ConfigError(f"{source}: --vault, --people and --gallery work on videos only")
     bgr = read_image(source)
+    check_fits_format(destination, bgr.shape[1], bgr.shape[0])
     processor = processor or FrameProcessor(config)
     frame = processor.process(Frame(bgr=bgr, index=0))
     ok, encoded = cv2.imencode(Path(destination).suffix or ".png", frame.bgr)
