@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -71,6 +72,9 @@ class AtomicOutput:
     def __init__(self, destination: str | Path, overwrite: bool = True) -> None:
         self.destination = Path(destination)
         refuse_existing(self.destination, overwrite)
+        # A destination that is not there now is never replaced at the end: another run (same -o,
+        # started at the same time) may have written it meanwhile (``_move_into_place``).
+        self.existed = os.path.lexists(self.destination)
         self.temp = temporary_path(self.destination)
         self.group: OutputSet | None = None  # set by OutputSet.add: the set renames it, with the others
         self.complete = False
@@ -82,10 +86,13 @@ class AtomicOutput:
         if self.group is not None:
             return
         try:
-            os.replace(self.temp, self.destination)
+            _move_into_place(self)
         except OSError as exc:
             self.discard()
             raise OutputError(describe_os_error(exc, self.destination)) from exc
+        except BaseException:
+            self.discard()
+            raise
 
     def discard(self) -> None:
         """Remove the temporary file. Never raises: it runs while another error is being reported."""
@@ -153,12 +160,12 @@ class OutputSet:
         renamed: list[tuple[AtomicOutput, Path | None]] = []  # with the user's previous file, if any
         for output in self.outputs:
             # The last rename needs no way back: when it fails, nothing of it changed.
-            keep_previous = output is not self.outputs[-1] and output.destination.exists()
+            keep_previous = output.existed and output is not self.outputs[-1] and output.destination.exists()
             previous = _previous_path(output.destination) if keep_previous else None
             try:
                 if previous is not None:
                     os.replace(output.destination, previous)
-                os.replace(output.temp, output.destination)
+                _move_into_place(output)
             except BaseException as exc:
                 if previous is not None and previous.exists():
                     renamed.append((output, previous))  # moved aside but not replaced: put it back too
@@ -203,6 +210,25 @@ def with_output_set(run):
             return run(*args, outputs=own, **kwargs)
 
     return wrapper
+
+
+def _move_into_place(output: AtomicOutput) -> None:
+    """Rename ``output``'s temporary file to its destination; one that did not exist when the output
+    was opened is linked into place instead, which fails rather than replace a file another run
+    created meanwhile (``OutputError``: nothing of this run's is kept, the other's file stays)."""
+    if output.existed:
+        os.replace(output.temp, output.destination)
+        return
+    try:
+        os.link(output.temp, output.destination)
+    except FileExistsError:
+        raise OutputError(f"{output.destination}: written by another run meanwhile (the same output?); this run's outputs were not kept") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+            raise
+        os.replace(output.temp, output.destination)  # no hard links here (FAT, some network file systems)
+        return
+    _remove(output.temp)
 
 
 @contextlib.contextmanager

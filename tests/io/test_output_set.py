@@ -54,16 +54,19 @@ def test_a_rename_failing_midway_puts_back_the_ones_already_renamed(tmp_path, mo
     outputs = OutputSet()
     for name in ("a.json", "b.json", "c.json"):
         write_atomic(tmp_path / name, f"new {name}", outputs=outputs)
-    real_replace = os.replace
     calls = []
 
-    def replace(src, dst):
-        calls.append(src)
-        if ".partial-" in str(src) and len([c for c in calls if ".partial-" in str(c)]) == failing + 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
+    def failing_move(real):  # a new destination is linked into place, an existing one renamed over
+        def move(src, dst):
+            calls.append(src)
+            if ".partial-" in str(src) and len([c for c in calls if ".partial-" in str(c)]) == failing + 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(src, dst)
 
-    monkeypatch.setattr(os, "replace", replace)
+        return move
+
+    monkeypatch.setattr(os, "replace", failing_move(os.replace))
+    monkeypatch.setattr(os, "link", failing_move(os.link))
     with pytest.raises(OutputError, match="no space left on"):
         outputs.commit()
     monkeypatch.undo()
@@ -146,3 +149,24 @@ def test_discarding_a_temporary_file_never_created_on_a_read_only_folder_is_sile
     with caplog.at_level("WARNING"):
         output.discard()
     assert caplog.records == []
+
+
+def test_a_destination_another_run_created_meanwhile_is_not_replaced(tmp_path):
+    """Two runs started together with one -o (no --overwrite) both passed the check at start, and the
+    later commit silently replaced the earlier one's files (possibly one video with the other's vault)."""
+    outputs = OutputSet()
+    write_atomic(tmp_path / "a.mp4", "mine", outputs=outputs)
+    write_atomic(tmp_path / "a.favault", "mine", outputs=outputs)
+    (tmp_path / "a.favault").write_text("the other run's")  # committed by another run while this one worked
+    with pytest.raises(OutputError, match="a.favault: written by another run meanwhile"):
+        outputs.commit()
+    assert names(tmp_path) == ["a.favault"] and (tmp_path / "a.favault").read_text() == "the other run's"
+
+
+def test_a_destination_that_existed_at_the_start_is_replaced_as_before(tmp_path):
+    (tmp_path / "a.json").write_text("old")
+    outputs = OutputSet()
+    write_atomic(tmp_path / "a.json", "new", outputs=outputs)  # --overwrite was checked by the caller
+    write_atomic(tmp_path / "b.json", "new", outputs=outputs)
+    outputs.commit()
+    assert names(tmp_path) == ["a.json", "b.json"] and (tmp_path / "a.json").read_text() == "new"
