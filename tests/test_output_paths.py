@@ -40,7 +40,7 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(clip, tmp_pat
     code = main(argv + ["-q"])
     err = capsys.readouterr().err
     assert code == EXIT_USER, err
-    assert "input" in err and len(err.strip().splitlines()) == 1
+    assert ("input" in err or "--report" in err) and len(err.strip().splitlines()) == 1
     assert digest(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mp4", "key"] + ([target.name] if target != clip else []))
 
@@ -78,3 +78,13 @@ def test_two_inputs_of_one_stem_sharing_a_vault_are_refused_before_any_work(tmp_
     assert code == EXIT_USER, err
     assert "a.favault" in err and "a.mkv" in err and "a.mp4" in err and len(err.strip().splitlines()) == 1
     assert list(out.iterdir()) == [] and list(vaults.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["in.mp4", "key", "o.mp4"])
+def test_save_config_naming_the_input_the_key_or_the_output_is_refused(clip, tmp_path, capsys, target):
+    """--save-config was written before any check: over the input (or the key) with --overwrite."""
+    before = {p.name: digest(p) for p in tmp_path.iterdir()}
+    code = main([str(clip), "-o", str(tmp_path / "o.mp4"), "--key-file", str(tmp_path / "key"), "--save-config", str(tmp_path / target), "--overwrite", "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER and "--save-config" in err and len(err.strip().splitlines()) == 1, err
+    assert {p.name: digest(p) for p in tmp_path.iterdir()} == before

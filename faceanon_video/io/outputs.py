@@ -51,7 +51,8 @@ def refuse_clashes(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path
     for option, path in outputs:
         for input_option, input_path in inputs:
             if _same_file(path, input_path):
-                raise InputError(f"{path}: {option} names the input ({input_option}); refusing to overwrite it")
+                what = "the input" if input_option.startswith("INPUT") else f"the {input_option} file"
+                raise InputError(f"{path}: {option} names {what}; refusing to overwrite it")
         where = Path(os.path.realpath(path))
         if where in seen:
             raise ConfigError(f"{path}: given for both {seen[where]} and {option}; give each output its own file")
