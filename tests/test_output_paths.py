@@ -88,3 +88,15 @@ def test_save_config_naming_the_input_the_key_or_the_output_is_refused(clip, tmp
     err = capsys.readouterr().err
     assert code == EXIT_USER and "--save-config" in err and len(err.strip().splitlines()) == 1, err
     assert {p.name: digest(p) for p in tmp_path.iterdir()} == before
+
+
+def test_restore_never_writes_over_its_vault(clip, tmp_path, capsys):
+    """restore -o VAULT --overwrite (a vault named .mp4): only the anonymized video was protected; the
+    vault, the one copy of the original faces, was replaced by the restored video."""
+    vault = tmp_path / "faces.mp4"
+    assert main([str(clip), "-o", str(tmp_path / "o.mp4"), "--key-file", str(tmp_path / "key"), "--vault", str(vault), "-q"]) == 0
+    before = digest(vault)
+    code = main(["restore", str(tmp_path / "o.mp4"), "--vault", str(vault), "--key-file", str(tmp_path / "key"), "-o", str(vault), "--overwrite", "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER and "--vault" in err, err
+    assert digest(vault) == before
