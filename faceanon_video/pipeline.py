@@ -388,8 +388,6 @@ def _progress_bar(total: int, name: str, enabled: bool):
 
 def outputs_of(source: Path, destination: Path, config: RunConfig) -> list[tuple[str, Path]]:
     """Every file one input's run writes, with its option (the reports' formats are checked later)."""
-    from faceanon_video.report import report_paths_for
-
     outputs = [("--save-plan" if config.save_plan else "-o", Path(destination))]
     if config.save_tracks:
         outputs.append(("--save-tracks", tracks_path_for(config.save_tracks, source)))
@@ -397,19 +395,22 @@ def outputs_of(source: Path, destination: Path, config: RunConfig) -> list[tuple
         outputs.append(("--vault", vault_path_for(config.vault, source)))
     if config.people:
         outputs.append(("--people", people_path_for(config.people, source)))
-    # One report given twice is written once (report.write_reports).
-    outputs += [("--report", path) for path in dict.fromkeys(report_paths_for(config.report or [], source))]
+    if config.report:
+        from faceanon_video.report import report_paths_for  # here: a plain run loads no report code
+
+        # One report given twice is written once (report.write_reports).
+        outputs += [("--report", path) for path in dict.fromkeys(report_paths_for(config.report, source))]
     return outputs
 
 
 def _inputs_of(source: Path, config: RunConfig) -> list[tuple[str, Path]]:
     """The files one input's run reads, which no output may replace."""
-    from faceanon_video.planning import plan_path_for
-
     inputs = [("INPUT", Path(source))]
     if config.key_file:
         inputs.append(("--key-file", Path(config.key_file)))
     if config.plan:
+        from faceanon_video.planning import plan_path_for  # here: a plain run loads no planning code
+
         inputs.append(("--plan", plan_path_for(config.plan, source)))
     if config.gallery:
         inputs.append(("--gallery", Path(config.gallery)))
