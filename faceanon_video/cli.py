@@ -23,11 +23,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from faceanon_video import __version__
 from faceanon_video.config import RunConfig
 from faceanon_video.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OBSCURED, EXIT_OK, ConfigError, FaceanonError
-from faceanon_video.inputs import expand_inputs, is_image, is_stream_input, output_path_for
-from faceanon_video.io.outputs import refuse_existing, write_atomic
+from faceanon_video.inputs import expand_inputs, file_url_path, is_image, is_stream_input, output_path_for
+from faceanon_video.io.outputs import refuse_clashes, refuse_existing, write_atomic
 from faceanon_video.memory import keep_freed_memory
 from faceanon_video.options import add_run_options, config_from_args
-from faceanon_video.pipeline import FrameProcessor, check_output_kind, process_file
+from faceanon_video.pipeline import FrameProcessor, check_output_kind, outputs_of, process_file
 
 log = logging.getLogger("faceanon_video")
 
@@ -86,6 +86,10 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if config.save_plan and args.output:
         raise ConfigError("--save-plan encodes nothing: give -o to the render (--plan)")
     if args.save_config:
+        # Written before the run: never over a file it reads or the file it writes (even with --overwrite).
+        read = [("INPUT", file_url_path(name) or Path(name)) for name in args.inputs if not is_stream_input(name)]
+        read += [(option, Path(value)) for option, value in (("--config", args.config), ("--key-file", config.key_file), ("--plan", config.plan), ("--gallery", config.gallery), ("-o", args.output)) if value]
+        refuse_clashes([("--save-config", Path(args.save_config))], read)
         write_atomic(args.save_config, config.to_json(), overwrite=config.overwrite)
     if live:
         from faceanon_video.live.command import run_command  # here: a file run needs none of live's servers
@@ -123,6 +127,11 @@ def run_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not config.save_plan:
             check_output_kind(source, destination)
         refuse_existing(destination, config.overwrite)
+    if several:  # two inputs of one stem (a.mp4, a.mkv) share a.favault...: the second would replace the first's
+        refuse_clashes(
+            [(f"{option} of {source}", path) for source, destination in zip(sources, destinations) for option, path in outputs_of(source, destination, config)],
+            [(f"INPUT {source}", source) for source in sources],
+        )
     failures = obscured = 0
     for source, destination in zip(sources, destinations):
         try:

@@ -27,6 +27,8 @@ def file_url_path(name: str) -> Path | None:
     url = urlparse(name)
     if url.netloc not in ("", "localhost"):
         raise InputError(f"{name}: a file: URL must name a file on this machine (file:///path)")
+    if not url.path:  # Path("") is ".": the current folder would be read
+        raise InputError(f"{name}: a file: URL that names no file (file:///path)")
     return Path(url2pathname(url.path))
 
 

@@ -33,15 +33,15 @@ from faceanon_video.failures import DamagedFrame, FailureWatch  # noqa: F401 - r
 from faceanon_video.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_output_kind, expand_inputs, is_image, output_path_for
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter, from_input
-from faceanon_video.io.images import read_image
+from faceanon_video.io.images import check_fits_format, read_image
 from faceanon_video.io.metadata import MetadataPolicy
-from faceanon_video.io.outputs import OutputSet, refuse_existing, with_output_set, write_atomic
+from faceanon_video.io.outputs import OutputSet, refuse_clashes, refuse_existing, with_output_set, write_atomic
 from faceanon_video.processor import STAGES, FrameProcessor, build_anonymizer, detector_factory
 from faceanon_video.track.shots import ShotChangeDetector
 from faceanon_video.track.stage import LOW_SCORE_FRACTION, TrackingStage, build_tracker
 from faceanon_video.track.tracks_io import TrackWriter, tracks_path_for
 from faceanon_video.types import Frame
-from faceanon_video.vault import open_run_vault
+from faceanon_video.vault import open_run_vault, vault_path_for
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +351,7 @@ def process_image(source: str | Path, destination: str | Path, config: RunConfig
     if config.vault or config.people or config.gallery:
         raise ConfigError(f"{source}: --vault, --people and --gallery work on videos only")
     bgr = read_image(source)
+    check_fits_format(destination, bgr.shape[1], bgr.shape[0])
     processor = processor or FrameProcessor(config)
     frame = processor.process(Frame(bgr=bgr, index=0))
     ok, encoded = cv2.imencode(Path(destination).suffix or ".png", frame.bgr)
@@ -390,13 +391,43 @@ def _progress_bar(total: int, name: str, enabled: bool):
     return tqdm(total=total or None, desc=Path(name).name[:30], unit="frame", dynamic_ncols=True, leave=False)
 
 
+def outputs_of(source: Path, destination: Path, config: RunConfig) -> list[tuple[str, Path]]:
+    """Every file one input's run writes, with its option (the reports' formats are checked later)."""
+    outputs = [("--save-plan" if config.save_plan else "-o", Path(destination))]
+    if config.save_tracks:
+        outputs.append(("--save-tracks", tracks_path_for(config.save_tracks, source)))
+    if config.vault:
+        outputs.append(("--vault", vault_path_for(config.vault, source)))
+    if config.people:
+        outputs.append(("--people", people_path_for(config.people, source)))
+    if config.report:
+        from faceanon_video.report import report_paths_for  # here: a plain run loads no report code
+
+        # One report given twice is written once (report.write_reports).
+        outputs += [("--report", path) for path in dict.fromkeys(report_paths_for(config.report, source))]
+    return outputs
+
+
+def _inputs_of(source: Path, config: RunConfig) -> list[tuple[str, Path]]:
+    """The files one input's run reads, which no output may replace."""
+    inputs = [("INPUT", Path(source))]
+    if config.key_file:
+        inputs.append(("--key-file", Path(config.key_file)))
+    if config.plan:
+        from faceanon_video.planning import plan_path_for  # here: a plain run loads no planning code
+
+        inputs.append(("--plan", plan_path_for(config.plan, source)))
+    if config.gallery:
+        inputs.append(("--gallery", Path(config.gallery)))
+    return inputs
+
+
 def process_file(source: Path, destination: Path, config: RunConfig, processor: FrameProcessor | None = None, ray_address: str | None = None) -> RunSummary:
     """One input. ``--save-plan``: ``destination`` is the plan file. ``--plan`` and seeded modes
     (diffusion) on videos: analyse, then render the plan (``planning``), so seeds are per person.
     A long video may be split into segments run by several processes, or by Ray tasks with
     ``ray_address`` ("local", "auto", HOST:PORT): see ``faceanon_video.segments``."""
-    if destination.resolve() == source.resolve():
-        raise InputError(f"{destination}: refusing to overwrite the input")
+    refuse_clashes(outputs_of(source, destination, config), _inputs_of(source, config))
     planned = config.save_plan or config.plan or (config.mode in SEEDED_MODES and config.track)
     if (config.save_plan or config.plan) and is_image(source):
         raise ConfigError(f"{source}: --save-plan and --plan work on videos only")

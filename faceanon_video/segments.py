@@ -849,13 +849,27 @@ def _changed_recently(work: Path) -> bool:
     return time.time() - newest < STALE_WORK_S
 
 
+#: What a run writes in its work folder: the lock, segment files, their temporary names (io.outputs).
+_WORK_ENTRY = re.compile(r"\.lock|\.?segment-\d{4}.*")
+
+
+def _holds_only_ours(folder: Path) -> bool:
+    """A real folder (not a link to one) holding nothing but what a run writes there: a user's folder
+    that happens to carry our name is never removed."""
+    try:
+        return not folder.is_symlink() and folder.is_dir() and all(_WORK_ENTRY.fullmatch(p.name) for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def remove_stale_work(destination: Path, keep: Path) -> None:
     """Remove the work folders of ``destination`` left by earlier runs (other settings: not ``keep``)
     that no run may be using (see ``STALE_WORK_S``): a run without --resume would never reuse them.
-    Only folders named as ``work_dir_for`` names them; each is removed while holding its lock."""
+    Only folders named as ``work_dir_for`` names them and holding only a run's files (``_holds_only_ours``);
+    each is removed while holding its lock."""
     pattern = _work_pattern(destination)
     try:
-        found = [p for p in destination.parent.iterdir() if p != keep and p.is_dir() and pattern.fullmatch(p.name)]
+        found = [p for p in destination.parent.iterdir() if p != keep and pattern.fullmatch(p.name) and _holds_only_ours(p)]
     except OSError:
         return
     for folder in found:

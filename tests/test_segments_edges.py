@@ -105,3 +105,31 @@ def test_a_segmented_run_removes_an_earlier_runs_work_folder(tmp_path, monkeypat
     assert summary.frames == 12
     assert sorted(p.name for p in out_dir.iterdir()) == ["out.mp4"]
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("url", ["file:", "file://", "file://localhost", "FILE:"])
+def test_a_file_url_naming_no_file_is_refused_not_read_as_the_current_folder(url, tmp_path, monkeypatch, capsys):
+    """``file:`` with no path used to become Path("") == ".": every video of the current folder was processed."""
+    monkeypatch.chdir(tmp_path)
+    _tiny_clip(tmp_path / "bystander.mp4")
+    with pytest.raises(InputError, match="names no file"):
+        file_url_path(url)
+    assert main([url, "-q"]) == 2
+    assert "names no file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bystander.mp4"]
+
+
+def test_stale_removal_leaves_folders_and_links_named_like_ours_that_are_not_work_folders(tmp_path):
+    """A user's folder named like a work folder (with their files in it), or a symlink so named
+    to any folder, is not ours: it used to be removed (the link: a .lock left in its target)."""
+    destination = tmp_path / "out.mp4"
+    old = 2 * segments.STALE_WORK_S
+    theirs = _work(tmp_path, ".out.segments-0123456789abcdef", old)
+    (theirs / "holiday.jpg").write_bytes(b"precious")
+    os.utime(theirs, (time.time() - old,) * 2)
+    target = _work(tmp_path, "elsewhere", old)  # looks like a work folder, but is reached through a link
+    link = tmp_path / ".out.segments-fedcba9876543210"
+    link.symlink_to(target, target_is_directory=True)
+    segments.remove_stale_work(destination, keep=tmp_path / ".out.segments-1111111111111111")
+    assert (theirs / "holiday.jpg").read_bytes() == b"precious" and (theirs / "segment-0000.json").exists()
+    assert link.is_symlink() and sorted(p.name for p in target.iterdir()) == ["segment-0000.json"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from faceanon_video.errors import ConfigError, InputError
 from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter, from_input
+from faceanon_video.io.outputs import refuse_clashes
 from faceanon_video.keys import load_key
 from faceanon_video.types import Frame
 from faceanon_video.vault import VaultReader, check_bound, check_video
@@ -44,8 +45,7 @@ def main(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise InputError(f"{output}: already exists (use --overwrite to replace it)")
-    if output.resolve() == Path(args.video).resolve():
-        raise InputError(f"{output}: refusing to overwrite the input")
+    refuse_clashes([("-o", output)], [("INPUT", Path(args.video)), ("--vault", Path(args.vault)), ("--key-file", Path(args.key_file))])
     with VaultReader(args.vault, load_key(args.key_file)) as vault:
         reader = VideoReader(args.video)
         try:

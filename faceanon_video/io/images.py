@@ -13,12 +13,25 @@ from PIL import Image, UnidentifiedImageError
 
 from faceanon_video.errors import InputError
 
-__all__ = ["MAX_PHOTO_PIXELS", "read_image"]
+__all__ = ["MAX_PHOTO_PIXELS", "MAX_SIDE_PX", "check_fits_format", "read_image"]
 
 #: Photos up to this many pixels are read (20000 x 20000; 1.2 GB as BGR, several times that while it
 #: is anonymized). Pillow's own guard against decompression bombs refuses 179 MP and up, below what
 #: medium-format cameras (100-150 MP) and stitched panoramas make; this limit replaces it.
 MAX_PHOTO_PIXELS = 400_000_000
+#: The longest side each output format holds (libjpeg as OpenCV builds it: 65500; WebP: 16383).
+#: Checked before any work: OpenCV's encoder fails only at the end, with log lines of its own.
+MAX_SIDE_PX = {".jpg": 65500, ".jpeg": 65500, ".webp": 16383}
+
+
+def check_fits_format(destination: str | Path, width: int, height: int) -> None:
+    """``InputError`` when a ``width`` x ``height`` picture cannot be written in ``destination``'s format."""
+    suffix = Path(destination).suffix.lower()
+    limit = MAX_SIDE_PX.get(suffix)
+    if limit is not None and max(width, height) > limit:
+        raise InputError(f"{destination}: a {width}x{height} photo does not fit in {suffix} (at most {limit} px a side); write .png or .tif")
+
+
 # Pillow reads its limit from a module global: it is lifted only while read_image reads a file (the
 # size is checked from the header here), one reader at a time.
 _PILLOW_LIMIT = threading.Lock()

@@ -11,14 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
-from faceanon_video.errors import InputError, OutputError, describe_os_error
+from faceanon_video.errors import ConfigError, InputError, OutputError, describe_os_error
 
-__all__ = ["AtomicOutput", "OutputSet", "refuse_existing", "temporary_path", "with_output_set", "write_atomic"]
+__all__ = ["AtomicOutput", "OutputSet", "refuse_clashes", "refuse_existing", "temporary_path", "with_output_set", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +43,39 @@ def refuse_existing(destination: str | Path, overwrite: bool) -> None:
         raise InputError(f"{path}: output folder does not exist")
 
 
+def refuse_clashes(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
+    """Refuse (before any work, even with ``--overwrite``) an output that is one of the run's inputs
+    (the video, the key...: it would be replaced) and one path given for two outputs (their writers
+    would share one temporary file). ``outputs``/``inputs``: (option name, path) pairs."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs:
+        for input_option, input_path in inputs:
+            if _same_file(path, input_path):
+                what = "the input" if input_option.startswith("INPUT") else f"the {input_option} file"
+                raise InputError(f"{path}: {option} names {what}; refusing to overwrite it")
+        where = Path(os.path.realpath(path))
+        if where in seen:
+            raise ConfigError(f"{path}: given for both {seen[where]} and {option}; give each output its own file")
+        seen[where] = option
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path after symlinks, or hard links of one file."""
+    try:
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): different files
+        return False
+
+
 class AtomicOutput:
     """A destination path that only appears once the writer says it is complete."""
 
     def __init__(self, destination: str | Path, overwrite: bool = True) -> None:
         self.destination = Path(destination)
         refuse_existing(self.destination, overwrite)
+        # A destination that is not there now is never replaced at the end: another run (same -o,
+        # started at the same time) may have written it meanwhile (``_move_into_place``).
+        self.existed = os.path.lexists(self.destination)
         self.temp = temporary_path(self.destination)
         self.group: OutputSet | None = None  # set by OutputSet.add: the set renames it, with the others
         self.complete = False
@@ -56,10 +87,13 @@ class AtomicOutput:
         if self.group is not None:
             return
         try:
-            os.replace(self.temp, self.destination)
+            _move_into_place(self)
         except OSError as exc:
             self.discard()
             raise OutputError(describe_os_error(exc, self.destination)) from exc
+        except BaseException:
+            self.discard()
+            raise
 
     def discard(self) -> None:
         """Remove the temporary file. Never raises: it runs while another error is being reported."""
@@ -120,15 +154,19 @@ class OutputSet:
         if incomplete:
             self.discard()
             raise RuntimeError(f"{incomplete[0]}: committed before it was complete")
+        with _signals_deferred():
+            self._rename_all()
+
+    def _rename_all(self) -> None:
         renamed: list[tuple[AtomicOutput, Path | None]] = []  # with the user's previous file, if any
         for output in self.outputs:
             # The last rename needs no way back: when it fails, nothing of it changed.
-            keep_previous = output is not self.outputs[-1] and output.destination.exists()
+            keep_previous = output.existed and output is not self.outputs[-1] and output.destination.exists()
             previous = _previous_path(output.destination) if keep_previous else None
             try:
                 if previous is not None:
                     os.replace(output.destination, previous)
-                os.replace(output.temp, output.destination)
+                _move_into_place(output)
             except BaseException as exc:
                 if previous is not None and previous.exists():
                     renamed.append((output, previous))  # moved aside but not replaced: put it back too
@@ -175,6 +213,46 @@ def with_output_set(run):
     return wrapper
 
 
+def _move_into_place(output: AtomicOutput) -> None:
+    """Rename ``output``'s temporary file to its destination; one that did not exist when the output
+    was opened is linked into place instead, which fails rather than replace a file another run
+    created meanwhile (``OutputError``: nothing of this run's is kept, the other's file stays)."""
+    if output.existed:
+        os.replace(output.temp, output.destination)
+        return
+    try:
+        os.link(output.temp, output.destination)
+    except FileExistsError:
+        raise OutputError(f"{output.destination}: written by another run meanwhile (the same output?); this run's outputs were not kept") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+            raise
+        os.replace(output.temp, output.destination)  # no hard links here (FAT, some network file systems)
+        return
+    _remove(output.temp)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM (a ``KeyboardInterrupt``: cli) wait until the block is done, then arrive.
+    Raised between two renames, or just after the last, it would leave the set half old, half new
+    (an interrupt after a rename cannot be told from a failed rename). Only the main thread can set
+    handlers; elsewhere (Ray workers...) the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in received[:1]:
+            signal.raise_signal(signum)  # to the handler the run had: KeyboardInterrupt, a live run's own
+
+
 def _previous_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.stem}.previous-{os.getpid()}{destination.suffix}")
 
@@ -195,4 +273,6 @@ def _remove(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
+        if not os.path.lexists(path):  # never created: a read-only folder answers EROFS, not ENOENT
+            return
         log.warning("could not remove %s: %s", path, exc.strerror or exc)

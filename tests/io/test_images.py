@@ -58,3 +58,19 @@ def test_pillows_own_limit_no_longer_applies_and_is_left_as_it_was(tmp_path, mon
     with pytest.raises(InputError, match="64x48 is 0 megapixels, too large a photo"):
         read_image(path)
     assert Image.MAX_IMAGE_PIXELS == 100
+
+
+@pytest.mark.parametrize("suffix, side", [(".webp", 16384), (".jpg", 65501)])
+def test_a_photo_wider_than_the_output_format_holds_is_refused_in_one_line(tmp_path, capfd, suffix, side):
+    """A PNG panorama written as WebP (16383 px a side) or JPEG (65500): OpenCV's encoder failed only
+    after the whole photo was processed, with its own [ERROR] lines and "cannot write this image format"."""
+    import cv2
+
+    path = tmp_path / "wide.png"
+    cv2.imwrite(str(path), np.full((8, side, 3), 120, np.uint8))
+    out = tmp_path / f"out{suffix}"
+    code = main([str(path), "-o", str(out), "-q"])
+    err = capfd.readouterr().err
+    assert code == EXIT_USER, err
+    assert err.count("\n") == 1 and f"at most {side - 1} px" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.png"]
