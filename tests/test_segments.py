@@ -72,13 +72,19 @@ def _probe(path: Path) -> dict:
     return out
 
 
+def clip_file(tmp: Path):
+    """The ground-truth clip of these tests (N_FRAMES, seed 0) written to ``tmp``/clip.mp4."""
+    clip = render_clip(n_frames=N_FRAMES, seed=0)
+    source = tmp / "clip.mp4"
+    _write_clip(clip.frames, source)
+    return clip, source
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The clip, run once in one process and once as 4 segments on 2 processes."""
     tmp = tmp_path_factory.mktemp("segments")
-    clip = render_clip(n_frames=N_FRAMES, seed=0)
-    source = tmp / "clip.mp4"
-    _write_clip(clip.frames, source)
+    clip, source = clip_file(tmp)
     mp = pytest.MonkeyPatch()
     mp.setattr(segments, "MAX_SEGMENT_S", 2.0)
     mp.setattr(segments, "OVERLAP_S", 1.0)

@@ -15,10 +15,10 @@ from faceanon_video.io.decode import VideoReader
 from faceanon_video.pipeline import process_file
 from faceanon_video.plan import Plan
 from faceanon_video.testing.recall import score_leaks
-from faceanon_video.testing.synthetic import render_clip, score_tracks
+from faceanon_video.testing.synthetic import score_tracks
 from faceanon_video.track.tracks_io import read_tracks
 from faceanon_video.vault import VaultReader
-from tests.test_segments import GOP, N_FRAMES, _probe, _write_clip
+from tests.test_segments import GOP, _probe, clip_file
 
 START_S, END_S = 0.5, 4.0  # frames 13..100 of the 120-frame 25 fps clip (both ends kept, as --end is)
 FIRST, LAST = 13, 100
@@ -33,9 +33,7 @@ def short_segments(monkeypatch):
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("segments_range")
-    clip = render_clip(n_frames=N_FRAMES, seed=0)
-    source = tmp / "clip.mp4"
-    _write_clip(clip.frames, source)
+    clip, source = clip_file(tmp)
     key = tmp / "key"
     key.write_bytes(b"k" * 32)
     return clip, source, key
