@@ -35,7 +35,7 @@ from faceanon_video.io.decode import VideoReader
 from faceanon_video.io.encode import VideoWriter, from_input
 from faceanon_video.io.images import check_fits_format, read_image
 from faceanon_video.io.metadata import MetadataPolicy
-from faceanon_video.io.outputs import OutputSet, refuse_clashes, refuse_existing, with_output_set, write_atomic
+from faceanon_video.io.outputs import OutputSet, refuse_clashes, refuse_existing, refuse_unwritable, with_output_set, write_atomic
 from faceanon_video.processor import STAGES, FrameProcessor, build_anonymizer, detector_factory
 from faceanon_video.track.shots import ShotChangeDetector
 from faceanon_video.track.stage import LOW_SCORE_FRACTION, TrackingStage, build_tracker
@@ -427,7 +427,10 @@ def process_file(source: Path, destination: Path, config: RunConfig, processor: 
     (diffusion) on videos: analyse, then render the plan (``planning``), so seeds are per person.
     A long video may be split into segments run by several processes, or by Ray tasks with
     ``ray_address`` ("local", "auto", HOST:PORT): see ``faceanon_video.segments``."""
-    refuse_clashes(outputs_of(source, destination, config), _inputs_of(source, config))
+    outputs = outputs_of(source, destination, config)
+    refuse_clashes(outputs, _inputs_of(source, config))
+    for _, path in outputs:  # every output's folder takes files: found now, not after the video is encoded
+        refuse_unwritable(path)
     planned = config.save_plan or config.plan or (config.mode in SEEDED_MODES and config.track)
     if (config.save_plan or config.plan) and is_image(source):
         raise ConfigError(f"{source}: --save-plan and --plan work on videos only")

@@ -18,15 +18,14 @@ import hashlib
 import html
 import json
 import logging
-import tempfile
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from faceanon_video import __version__
-from faceanon_video.errors import ConfigError, InputError, OutputError, describe_os_error
-from faceanon_video.io.outputs import OutputSet, write_atomic
+from faceanon_video.errors import ConfigError, InputError
+from faceanon_video.io.outputs import OutputSet, refuse_unwritable, write_atomic
 from faceanon_video.io.metadata import MetadataPolicy, output_tags
 
 log = logging.getLogger(__name__)
@@ -59,11 +58,7 @@ def check_report_targets(reports: list[str], source: str | Path, overwrite: bool
             raise InputError(f"{path}: report folder does not exist")
         if path.exists() and not overwrite:
             raise InputError(f"{path}: already exists (use --overwrite to replace it)")
-        try:  # a folder that takes no files (read-only, /proc) fails now, not after the video is written
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".faceanon-report-check-"):
-                pass
-        except OSError as exc:
-            raise OutputError(describe_os_error(exc, path)) from exc
+        refuse_unwritable(path)  # a folder that takes no files fails now, not after the video is written
     return paths
 
 

@@ -250,3 +250,22 @@ def test_report_into_a_folder_that_takes_no_files_fails_before_any_work(tmp_path
     assert code not in (0, 70) and len(err) == 1 and err[0].startswith("faceanon-video: error: ") and "/proc" in err[0], err
     assert "does not exist" not in err[0]  # /proc exists: it takes no files
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder nobody can create files in (Linux /proc)")
+@pytest.mark.parametrize("option,name", [("--people", "p.people"), ("--save-tracks", "t.jsonl"), ("--vault", "v.favault")])
+def test_any_output_into_a_folder_that_takes_no_files_fails_before_any_work(tmp_path, capsys, monkeypatch, option, name):
+    """Such a folder was found only when that output was written, after the whole video was encoded."""
+    from faceanon_video import pipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("the video was processed")
+
+    monkeypatch.setattr(pipeline, "process_video", never)
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef0123456789abcdef")
+    out = tmp_path / "out.mp4"
+    code = main([str(CARPHONE), "-o", str(out), option, f"/proc/{name}", "--key-file", str(key), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code not in (0, 70) and len(err) == 1 and err[0].startswith("faceanon-video: error: ") and "/proc" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]

@@ -17,12 +17,13 @@ import functools
 import logging
 import os
 import signal
+import tempfile
 import threading
 from pathlib import Path
 
 from faceanon_video.errors import ConfigError, InputError, OutputError, describe_os_error
 
-__all__ = ["AtomicOutput", "OutputSet", "refuse_clashes", "refuse_existing", "temporary_path", "with_output_set", "write_atomic"]
+__all__ = ["AtomicOutput", "OutputSet", "refuse_clashes", "refuse_existing", "refuse_unwritable", "temporary_path", "with_output_set", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet): different files
         return False
+
+
+def refuse_unwritable(destination: str | Path) -> None:
+    """``OutputError`` when ``destination``'s folder takes no files (read-only, /proc): found before
+    any work rather than after the video is encoded. A missing folder is ``refuse_existing``'s."""
+    folder = Path(destination).parent
+    if not folder.is_dir():
+        return
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".faceanon-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, Path(destination))) from exc
 
 
 class AtomicOutput:
