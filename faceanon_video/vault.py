@@ -236,15 +236,16 @@ class FaceVideo:
         self._size = self._size or _even_size(frame)
         return self._size == _even_size(frame)
 
-    def picture(self, frame: Frame, regions_xyxy: list[tuple[int, int, int, int]]) -> np.ndarray:
-        """The I420 picture of ``frame`` with everything but ``regions_xyxy`` flat grey (``fits``
-        must hold). Cut out on the caller's thread: the anonymizer paints the frame right after."""
+    def cut(self, frame: Frame, regions_xyxy: list[tuple[int, int, int, int]]) -> list:
+        """Copies of ``frame``'s I420 pixels in ``regions_xyxy`` (``fits`` must hold): its picture's
+        content, everything else being flat grey. Cut out on the caller's thread (the anonymizer paints
+        the frame right after); the picture is made on the encoder's (``encode``)."""
         source = frame.read_i420() if frame.is_i420 else bgr_to_i420(_pad_even(frame.read_bgr()))
-        return _paste(source.shape, _cut(source, regions_xyxy))
+        return _cut(source, regions_xyxy)
 
-    def encode(self, picture: np.ndarray, frame_index: int, regions_xyxy: list[tuple[int, int, int, int]]) -> list[bytes]:
-        """The packets the encoder gives for ``picture`` (pictures must come in frame order; its
-        ``regions_xyxy`` as given to ``picture``), in decode order; ``flush`` gives the rest. ``exact``:
+    def encode(self, pieces: list, frame_index: int, regions_xyxy: list[tuple[int, int, int, int]]) -> list[bytes]:
+        """The packets the encoder gives for the picture of ``pieces`` (``cut``; pictures must come in
+        frame order, ``regions_xyxy`` as given to ``cut``), in decode order; ``flush`` gives the rest. ``exact``:
         none while x264 looks ahead, later several. ``high``: none until the stretch is full, then the
         whole stretch's, once it met the bar (``flush``); the encoder restarts at the CRF its fidelity
         calls for: the decoder takes the new keyframe (and its new parameter sets) in stride, so the
@@ -253,14 +254,16 @@ class FaceVideo:
         full = len(self._stretch) >= STRETCH_PICTURES[min(len(self.stretches), len(STRETCH_PICTURES) - 1)]
         if self._meter is not None and (full or self._stretch_bytes >= MAX_STRETCH_BYTES):
             packets = self.flush()
+        width, height = self._size
         if self._codec is None:
-            self._codec = self._open(picture.shape[1], picture.shape[0] * 2 // 3)
+            self._codec = self._open(width, height)
+        picture = _paste((height * 3 // 2, width), pieces)
         if self._meter is None:
             packets += self._feed(picture, self._count, frame_index, regions_xyxy)
         else:
-            held = _cut(picture, regions_xyxy)  # the regions only: a close-up's are most of the picture, a crowd's little
-            self._stretch.append((self._count, frame_index, regions_xyxy, held))
-            self._stretch_bytes += sum(plane.nbytes for _, y, u, v in held for plane in (y, u, v))
+            # Held for a redo: the regions only (a close-up's are most of the picture, a crowd's little).
+            self._stretch.append((self._count, frame_index, regions_xyxy, pieces))
+            self._stretch_bytes += sum(plane.nbytes for _, y, u, v in pieces for plane in (y, u, v))
             self._stretch_packets += self._feed(picture, self._count, frame_index, regions_xyxy)
         self._count += 1
         return packets
@@ -571,16 +574,16 @@ class VaultWriter:
         # costs a few ms a frame, so it runs on the writer's own thread (one, to keep the records and
         # the picture stream in order); at most MAX_PENDING_FRAMES frames wait in memory.
         if self._video.fits(frame):
-            picture, crops = self._video.picture(frame, [xyxy for _, xyxy in regions]), None
+            pieces, crops = self._video.cut(frame, [xyxy for _, xyxy in regions]), None
         else:
-            picture, crops = None, [frame.crop_bgr(*xyxy).copy() for _, xyxy in regions]
-        self._pending.append(self._worker.submit(self._seal, frame.index, frame.time_s, regions, picture, crops))
+            pieces, crops = None, [frame.crop_bgr(*xyxy).copy() for _, xyxy in regions]
+        self._pending.append(self._worker.submit(self._seal, frame.index, frame.time_s, regions, pieces, crops))
         while self._pending and (len(self._pending) > MAX_PENDING_FRAMES or self._pending[0].done()):
             self._pending.popleft().result()  # re-raises the worker's error in the caller's thread
 
-    def _seal(self, index: int, pts_s: float | None, regions: list, picture: np.ndarray | None, crops: list | None) -> None:
+    def _seal(self, index: int, pts_s: float | None, regions: list, pieces: list | None, crops: list | None) -> None:
         head = {"frame": index, "pts_s": pts_s, "faces": [{"track_id": track_id, "xyxy": list(xyxy)} for track_id, xyxy in regions]}
-        if picture is None:
+        if pieces is None:
             blobs = [_png(bgr, index) for bgr in crops]
             for face, blob in zip(head["faces"], blobs):
                 face["png_bytes"] = len(blob)
@@ -588,7 +591,7 @@ class VaultWriter:
         else:
             head["picture_bytes"] = None  # its packet comes from the encoder, maybe a few frames later
             self._unsealed.append((index, head, []))
-            self._place(self._video.encode(picture, index, [xyxy for _, xyxy in regions]))
+            self._place(self._video.encode(pieces, index, [xyxy for _, xyxy in regions]))
         self._seal_ready()
 
     def _seal_ready(self) -> None:
